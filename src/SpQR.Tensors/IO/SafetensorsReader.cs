@@ -49,6 +49,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         var json = cur.Bytes((long)n, "the JSON header");
         long dataStart = 8 + (long)n, dataLength = storage.ByteLength - dataStart;
 
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+            throw new ModelFormatException(name, "header", "UTF-8 JSON", "bytes that are not valid UTF-8", "the header is corrupt");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json.ToArray(), new JsonDocumentOptions { MaxDepth = 16 }); }
         catch (JsonException e) { throw new ModelFormatException(name, "header", "valid UTF-8 JSON", $"a parse error: {e.Message}", "the header is corrupt", e); }
