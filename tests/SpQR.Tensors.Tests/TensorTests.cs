@@ -59,3 +59,34 @@ public class TensorTests
         Assert.Equal(-2.5f, bf.AsReadOnlySpan<float>()[0]);
     }
 }
+
+public class FiniteCheckTests
+{
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F16)]
+    [InlineData(DType.BF16)]
+    public void FindNonFinite_reports_the_first_nan_or_inf(DType dt)
+    {
+        foreach (int n in new[] { 1, 7, 16, 33, 300 })
+            foreach (int bad in new[] { -1, 0, n / 2, n - 1 })
+                foreach (float v in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+                {
+                    using var f = Tensor.Zeros(DType.F32, n);
+                    var s = f.AsSpan<float>();
+                    for (int i = 0; i < n; i++) s[i] = i * 0.5f - 3;
+                    if (bad >= 0) s[bad] = v;
+                    using var t = Convert(f, dt);
+                    Assert.Equal(bad, SpQR.Tensors.Cpu.CpuKernels.FindNonFinite(t));
+                }
+    }
+
+    private static Tensor Convert(Tensor f, DType dt)
+    {
+        if (dt == DType.F32) { var c = Tensor.Zeros(DType.F32, f.Shape[0]); f.AsReadOnlySpan<float>().CopyTo(c.AsSpan<float>()); return c; }
+        var t = Tensor.Zeros(dt, f.Shape[0]);
+        if (dt == DType.F16) SpQR.Tensors.Cpu.CpuKernels.F32ToF16(f.AsReadOnlySpan<float>(), t.AsSpan<ushort>());
+        else SpQR.Tensors.Cpu.CpuKernels.F32ToBF16(f.AsReadOnlySpan<float>(), t.AsSpan<ushort>());
+        return t;
+    }
+}

@@ -17,7 +17,7 @@ public static partial class CpuKernels
     public static void Gemv(ReadOnlySpan<float> W, ReadOnlySpan<float> x, Span<float> y, int rows, int cols)
         => Gemv(System.Runtime.InteropServices.MemoryMarshal.AsBytes(W), WeightType.F32, x, y, rows, cols, Simd.Best);
 
-    // W (rows, cols) F16 bits @ x (cols,) -> y (rows,)
+    // W (rows, cols) F16 bits @ x (cols,) -> y (rows,); W must be finite (loaders check with FindNonFinite)
     public static void GemvF16(ReadOnlySpan<ushort> W, ReadOnlySpan<float> x, Span<float> y, int rows, int cols)
         => Gemv(System.Runtime.InteropServices.MemoryMarshal.AsBytes(W), WeightType.F16, x, y, rows, cols, Simd.Best);
 
@@ -74,6 +74,7 @@ public static partial class CpuKernels
     }
 
     // 4 consecutive rows of W (stride n) . x -> y[0..4)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Dot4F32(float* w, int n, float* x, float* y, SimdPath path)
     {
         float* w0 = w, w1 = w + n, w2 = w + 2L * n, w3 = w + 3L * n;
@@ -128,17 +129,39 @@ public static partial class CpuKernels
         y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<float> LoadHalf8(ushort* p, bool bf16) => bf16 ? LoadBF16x8(p) : LoadF16x8(p);
+    // Half-precision loaders as value types: the JIT compiles one specialised copy of the row loop per format.
+    private unsafe interface IHalfLoader
+    {
+        static abstract Vector256<float> Load8(ushort* p);
+        static abstract Vector512<float> Load16(ushort* p);
+        static abstract float Load1(ushort h);
+    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector512<float> LoadHalf16(ushort* p, bool bf16) => bf16 ? LoadBF16x16(p) : LoadF16x16(p);
+    private readonly unsafe struct F16Loader : IHalfLoader
+    {
+        public static Vector256<float> Load8(ushort* p) => LoadF16x8Finite(p);
+        public static Vector512<float> Load16(ushort* p) => LoadF16x16Finite(p);
+        public static float Load1(ushort h) => F16ToF32(h);
+    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float HalfToF32(ushort h, bool bf16) => bf16 ? BF16ToF32(h) : F16ToF32(h);
+    private readonly unsafe struct BF16Loader : IHalfLoader
+    {
+        public static Vector256<float> Load8(ushort* p) => LoadBF16x8(p);
+        public static Vector512<float> Load16(ushort* p) => LoadBF16x16(p);
+        public static float Load1(ushort h) => BF16ToF32(h);
+    }
+
+    private static unsafe void Dot4Half(ushort* w, int n, float* x, float* y, bool bf16, SimdPath path)
+    {
+        if (bf16) Dot4Half<BF16Loader>(w, n, x, y, path); else Dot4Half<F16Loader>(w, n, x, y, path);
+    }
+
+    private static unsafe float DotHalf(ushort* w, float* x, int n, bool bf16, SimdPath path)
+        => bf16 ? DotHalf<BF16Loader>(w, x, n, path) : DotHalf<F16Loader>(w, x, n, path);
 
     // 4 consecutive rows of half-precision W (stride n) . x -> y[0..4)
-    private static unsafe void Dot4Half(ushort* w, int n, float* x, float* y, bool bf16, SimdPath path)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Dot4Half<L>(ushort* w, int n, float* x, float* y, SimdPath path) where L : struct, IHalfLoader
     {
         ushort* w0 = w, w1 = w + n, w2 = w + 2L * n, w3 = w + 3L * n;
         int i = 0;
@@ -149,52 +172,67 @@ public static partial class CpuKernels
             for (; i <= n - 16; i += 16)
             {
                 var xv = Vector512.Load(x + i);
-                a0 = Vector512.FusedMultiplyAdd(LoadHalf16(w0 + i, bf16), xv, a0);
-                a1 = Vector512.FusedMultiplyAdd(LoadHalf16(w1 + i, bf16), xv, a1);
-                a2 = Vector512.FusedMultiplyAdd(LoadHalf16(w2 + i, bf16), xv, a2);
-                a3 = Vector512.FusedMultiplyAdd(LoadHalf16(w3 + i, bf16), xv, a3);
+                a0 = Vector512.FusedMultiplyAdd(L.Load16(w0 + i), xv, a0);
+                a1 = Vector512.FusedMultiplyAdd(L.Load16(w1 + i), xv, a1);
+                a2 = Vector512.FusedMultiplyAdd(L.Load16(w2 + i), xv, a2);
+                a3 = Vector512.FusedMultiplyAdd(L.Load16(w3 + i), xv, a3);
             }
             s0 = Vector512.Sum(a0); s1 = Vector512.Sum(a1); s2 = Vector512.Sum(a2); s3 = Vector512.Sum(a3);
         }
         else if (path >= SimdPath.V256 && n >= 8)
         {
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            for (; i <= n - 16; i += 16)
+            {
+                var xv = Vector256.Load(x + i);
+                var xw = Vector256.Load(x + i + 8);
+                a0 = Vector256.FusedMultiplyAdd(L.Load8(w0 + i), xv, a0);
+                a1 = Vector256.FusedMultiplyAdd(L.Load8(w1 + i), xv, a1);
+                a2 = Vector256.FusedMultiplyAdd(L.Load8(w2 + i), xv, a2);
+                a3 = Vector256.FusedMultiplyAdd(L.Load8(w3 + i), xv, a3);
+                b0 = Vector256.FusedMultiplyAdd(L.Load8(w0 + i + 8), xw, b0);
+                b1 = Vector256.FusedMultiplyAdd(L.Load8(w1 + i + 8), xw, b1);
+                b2 = Vector256.FusedMultiplyAdd(L.Load8(w2 + i + 8), xw, b2);
+                b3 = Vector256.FusedMultiplyAdd(L.Load8(w3 + i + 8), xw, b3);
+            }
             for (; i <= n - 8; i += 8)
             {
                 var xv = Vector256.Load(x + i);
-                a0 = Vector256.FusedMultiplyAdd(LoadHalf8(w0 + i, bf16), xv, a0);
-                a1 = Vector256.FusedMultiplyAdd(LoadHalf8(w1 + i, bf16), xv, a1);
-                a2 = Vector256.FusedMultiplyAdd(LoadHalf8(w2 + i, bf16), xv, a2);
-                a3 = Vector256.FusedMultiplyAdd(LoadHalf8(w3 + i, bf16), xv, a3);
+                a0 = Vector256.FusedMultiplyAdd(L.Load8(w0 + i), xv, a0);
+                a1 = Vector256.FusedMultiplyAdd(L.Load8(w1 + i), xv, a1);
+                a2 = Vector256.FusedMultiplyAdd(L.Load8(w2 + i), xv, a2);
+                a3 = Vector256.FusedMultiplyAdd(L.Load8(w3 + i), xv, a3);
             }
-            s0 = Vector256.Sum(a0); s1 = Vector256.Sum(a1); s2 = Vector256.Sum(a2); s3 = Vector256.Sum(a3);
+            s0 = Vector256.Sum(a0 + b0); s1 = Vector256.Sum(a1 + b1); s2 = Vector256.Sum(a2 + b2); s3 = Vector256.Sum(a3 + b3);
         }
         for (; i < n; i++)
         {
             float xv = x[i];
-            s0 = MathF.FusedMultiplyAdd(HalfToF32(w0[i], bf16), xv, s0); s1 = MathF.FusedMultiplyAdd(HalfToF32(w1[i], bf16), xv, s1);
-            s2 = MathF.FusedMultiplyAdd(HalfToF32(w2[i], bf16), xv, s2); s3 = MathF.FusedMultiplyAdd(HalfToF32(w3[i], bf16), xv, s3);
+            s0 = MathF.FusedMultiplyAdd(L.Load1(w0[i]), xv, s0); s1 = MathF.FusedMultiplyAdd(L.Load1(w1[i]), xv, s1);
+            s2 = MathF.FusedMultiplyAdd(L.Load1(w2[i]), xv, s2); s3 = MathF.FusedMultiplyAdd(L.Load1(w3[i]), xv, s3);
         }
         y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
     }
 
-    private static unsafe float DotHalf(ushort* w, float* x, int n, bool bf16, SimdPath path)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float DotHalf<L>(ushort* w, float* x, int n, SimdPath path) where L : struct, IHalfLoader
     {
         int i = 0;
         float s = 0;
         if (path == SimdPath.V512 && n >= 16)
         {
             Vector512<float> a = default;
-            for (; i <= n - 16; i += 16) a = Vector512.FusedMultiplyAdd(LoadHalf16(w + i, bf16), Vector512.Load(x + i), a);
+            for (; i <= n - 16; i += 16) a = Vector512.FusedMultiplyAdd(L.Load16(w + i), Vector512.Load(x + i), a);
             s = Vector512.Sum(a);
         }
         else if (path >= SimdPath.V256 && n >= 8)
         {
             Vector256<float> a = default;
-            for (; i <= n - 8; i += 8) a = Vector256.FusedMultiplyAdd(LoadHalf8(w + i, bf16), Vector256.Load(x + i), a);
+            for (; i <= n - 8; i += 8) a = Vector256.FusedMultiplyAdd(L.Load8(w + i), Vector256.Load(x + i), a);
             s = Vector256.Sum(a);
         }
-        for (; i < n; i++) s = MathF.FusedMultiplyAdd(HalfToF32(w[i], bf16), x[i], s);
+        for (; i < n; i++) s = MathF.FusedMultiplyAdd(L.Load1(w[i]), x[i], s);
         return s;
     }
 }
