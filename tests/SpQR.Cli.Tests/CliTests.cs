@@ -1,0 +1,48 @@
+// The CLI end to end in process: output, --json, exit codes and one-line errors.
+using System.Text.Json;
+using SpQR.TestUtil;
+using Xunit;
+
+namespace SpQR.Cli.Tests;
+
+public class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [SharedFact]
+    public void Inspect_prints_the_architecture_and_a_json_line()
+    {
+        var (code, output, err) = Run("inspect", "--model", Fixtures.Path("fixtures", "hf", "falcon-40b-style"), "--json");
+        Assert.True(code == 0, err);
+        Assert.Contains("Falcon", output);
+        var last = output.TrimEnd().Split('\n')[^1];
+        using var j = JsonDocument.Parse(last);
+        Assert.Equal("Falcon", j.RootElement.GetProperty("architecture").GetString());
+        Assert.True(j.RootElement.GetProperty("parameters").GetInt64() > 0);
+    }
+
+    [Fact]
+    public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit()
+    {
+        string dir = Directory.CreateTempSubdirectory("spqr-cli-").FullName;
+        try
+        {
+            string bad = Path.Combine(dir, "model.safetensors");
+            File.WriteAllBytes(bad, [1, 2, 3]);
+            var (code, _, err) = Run("inspect", "--model", bad);
+            Assert.Equal(1, code);
+            Assert.StartsWith("error: ", err);
+            Assert.Single(err.TrimEnd().Split('\n'));
+            Assert.Contains("model.safetensors", err);
+            var (code2, _, err2) = Run("inspect", "--model", Path.Combine(dir, "nothing-here"));
+            Assert.Equal(1, code2);
+            Assert.Contains("nothing-here", err2);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
