@@ -123,3 +123,24 @@ public class MatrixKernelTests
         Assert.Throws<NotSupportedException>(() => CpuKernels.Gemv(bad, new float[2], new float[2]));
     }
 }
+
+public class GemvF16PathTests
+{
+    [Fact]
+    public void F16_gemv_is_exact_on_both_sides_of_the_prescale_bound()
+    {
+        // |x| < 2^14 takes the pre-scaled path, larger |x| the plain conversion; both must equal the reference
+        int rows = 9, cols = 77;
+        var w = TestData.Integers(rows * cols, 5).Select(SpQR.Tensors.Cpu.Reference.ReferenceKernels.F32ToF16).ToArray();
+        var wf = w.Select(SpQR.Tensors.Cpu.Reference.ReferenceKernels.F16ToF32).ToArray();
+        foreach (float scale in new[] { 1f, 1024f, 16384f, 1048576f }) // powers of two keep integer sums exact
+            foreach (var path in Simd.All)
+            {
+                var x = TestData.Integers(cols, 6).Select(v => v * scale).ToArray();
+                var e = new float[rows]; var a = new float[rows];
+                SpQR.Tensors.Cpu.Reference.ReferenceKernels.Gemv(wf, x, e, rows, cols);
+                CpuKernels.Gemv(System.Runtime.InteropServices.MemoryMarshal.AsBytes(w.AsSpan()), WeightType.F16, x, a, rows, cols, path);
+                NumericAssert.Equal(e, a, $"F16 GEMV, |x| up to {4 * scale}, {path}");
+            }
+    }
+}

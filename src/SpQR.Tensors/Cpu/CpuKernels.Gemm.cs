@@ -13,7 +13,7 @@ namespace SpQR.Tensors.Cpu;
 public static partial class CpuKernels
 {
     internal const int GemmMR = 6;      // rows of the micro-tile
-    internal const int GemmKC = 256;    // depth of a packed slice (A panel 6 KB, B panel 16-32 KB: L1)
+    internal const int GemmKC = 512;    // depth of a packed slice (A micro-panel 12 KB; B micro-panel 32 KB with AVX2: L1)
     internal const int GemmMC = 96;     // rows of a task tile (A block 96 KB: L2)
     internal const int GemmNC = 256;    // columns of a task tile
 
@@ -208,11 +208,33 @@ public static partial class CpuKernels
                 c[(long)r * ldc + j] = acc ? c[(long)r * ldc + j] + t[r * NR + j] : t[r * NR + j];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Kernel6x16V256(float* ap, float* bp, int kc, float* c, int ldc, bool acc)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int k = 0; k < kc; k++, ap += 6, bp += 16)
+        float* end = ap + 6L * kc;
+        // two k steps per iteration: fewer loop instructions between the 24 FMAs
+        for (; ap + 12 <= end; ap += 12, bp += 32)
+        {
+            var b0 = Vector256.Load(bp);
+            var b1 = Vector256.Load(bp + 8);
+            var a = Vector256.Create(ap[0]); c00 = Vector256.FusedMultiplyAdd(a, b0, c00); c01 = Vector256.FusedMultiplyAdd(a, b1, c01);
+            a = Vector256.Create(ap[1]); c10 = Vector256.FusedMultiplyAdd(a, b0, c10); c11 = Vector256.FusedMultiplyAdd(a, b1, c11);
+            a = Vector256.Create(ap[2]); c20 = Vector256.FusedMultiplyAdd(a, b0, c20); c21 = Vector256.FusedMultiplyAdd(a, b1, c21);
+            a = Vector256.Create(ap[3]); c30 = Vector256.FusedMultiplyAdd(a, b0, c30); c31 = Vector256.FusedMultiplyAdd(a, b1, c31);
+            a = Vector256.Create(ap[4]); c40 = Vector256.FusedMultiplyAdd(a, b0, c40); c41 = Vector256.FusedMultiplyAdd(a, b1, c41);
+            a = Vector256.Create(ap[5]); c50 = Vector256.FusedMultiplyAdd(a, b0, c50); c51 = Vector256.FusedMultiplyAdd(a, b1, c51);
+            b0 = Vector256.Load(bp + 16);
+            b1 = Vector256.Load(bp + 24);
+            a = Vector256.Create(ap[6]); c00 = Vector256.FusedMultiplyAdd(a, b0, c00); c01 = Vector256.FusedMultiplyAdd(a, b1, c01);
+            a = Vector256.Create(ap[7]); c10 = Vector256.FusedMultiplyAdd(a, b0, c10); c11 = Vector256.FusedMultiplyAdd(a, b1, c11);
+            a = Vector256.Create(ap[8]); c20 = Vector256.FusedMultiplyAdd(a, b0, c20); c21 = Vector256.FusedMultiplyAdd(a, b1, c21);
+            a = Vector256.Create(ap[9]); c30 = Vector256.FusedMultiplyAdd(a, b0, c30); c31 = Vector256.FusedMultiplyAdd(a, b1, c31);
+            a = Vector256.Create(ap[10]); c40 = Vector256.FusedMultiplyAdd(a, b0, c40); c41 = Vector256.FusedMultiplyAdd(a, b1, c41);
+            a = Vector256.Create(ap[11]); c50 = Vector256.FusedMultiplyAdd(a, b0, c50); c51 = Vector256.FusedMultiplyAdd(a, b1, c51);
+        }
+        for (; ap < end; ap += 6, bp += 16)
         {
             var b0 = Vector256.Load(bp);
             var b1 = Vector256.Load(bp + 8);

@@ -44,33 +44,63 @@ public static partial class CpuKernels
         if (W.Length < (long)rows * cols * esize) throw new ArgumentException($"W holds {W.Length} bytes, [{rows}, {cols}] {wt} needs {(long)rows * cols * esize}");
         if (x.Length < cols) throw new ArgumentException($"x has {x.Length} elements, expected {cols}");
         if (y.Length < rows) throw new ArgumentException($"y has {y.Length} elements, expected {rows}");
-        fixed (byte* pw = W) fixed (float* px = x) fixed (float* py = y)
+        // F16: fold the 2^112 rebias of the weight conversion into x once per call (x' = x·2^112, exact while
+        // |x| < 2^15), so the inner loop converts with widen/shift/mask only; the products, hence y, are bit-identical.
+        float[]? scaled = null;
+        int kind = wt == WeightType.F32 ? 0 : wt == WeightType.BF16 ? 1 : 2;
+        if (wt == WeightType.F16 && cols > 0 && MaxAbs(x[..cols]) < 16384f)
         {
-            byte* w = pw; float* xp = px; float* yp = py;
-            int blocks = (rows + GemvRowBlock - 1) / GemvRowBlock;
-            if ((long)rows * cols < GemvSerialBelow) { for (int b = 0; b < blocks; b++) GemvBlock(w, wt, xp, yp, rows, cols, b, path); return; }
-            nint wAddr = (nint)w, xAddr = (nint)xp, yAddr = (nint)yp;
-            CpuThreads.For(blocks, b => GemvBlock((byte*)wAddr, wt, (float*)xAddr, (float*)yAddr, rows, cols, b, path));
+            scaled = System.Buffers.ArrayPool<float>.Shared.Rent(cols);
+            Scale(x[..cols], F16Scale, scaled.AsSpan(0, cols), path);
+            kind = 3;
+        }
+        try
+        {
+            fixed (byte* pw = W) fixed (float* px = scaled is null ? x : scaled) fixed (float* py = y)
+            {
+                byte* w = pw; float* xp = px; float* yp = py;
+                int blocks = (rows + GemvRowBlock - 1) / GemvRowBlock;
+                if ((long)rows * cols < GemvSerialBelow) { for (int b = 0; b < blocks; b++) GemvBlock(w, kind, xp, yp, rows, cols, b, path); return; }
+                nint wAddr = (nint)w, xAddr = (nint)xp, yAddr = (nint)yp;
+                CpuThreads.For(blocks, b => GemvBlock((byte*)wAddr, kind, (float*)xAddr, (float*)yAddr, rows, cols, b, path));
+            }
+        }
+        finally
+        {
+            if (scaled is not null) System.Buffers.ArrayPool<float>.Shared.Return(scaled);
         }
     }
 
-    private static unsafe void GemvBlock(byte* w, WeightType wt, float* x, float* y, int rows, int cols, int block, SimdPath path)
+    // max |x| (NaN propagates as "not below" any bound)
+    private static float MaxAbs(ReadOnlySpan<float> x)
+    {
+        float m = 0;
+        foreach (float v in x) { float a = MathF.Abs(v); if (!(a <= m)) m = float.IsNaN(a) ? float.PositiveInfinity : a; }
+        return m;
+    }
+
+    // kind: 0 F32, 1 BF16, 2 F16 (x as given), 3 F16 with x pre-scaled by 2^112
+    private static unsafe void GemvBlock(byte* w, int kind, float* x, float* y, int rows, int cols, int block, SimdPath path)
     {
         int r0 = block * GemvRowBlock, r1 = Math.Min(rows, r0 + GemvRowBlock);
-        int r = r0;
-        switch (wt)
+        switch (kind)
         {
-            case WeightType.F32:
+            case 0:
+                int r = r0;
                 for (; r <= r1 - 4; r += 4) Dot4F32((float*)w + (long)r * cols, cols, x, y + r, path);
                 for (; r < r1; r++) y[r] = Dot((float*)w + (long)r * cols, x, cols, path);
                 break;
-            case WeightType.F16:
-            case WeightType.BF16:
-                bool bf = wt == WeightType.BF16;
-                for (; r <= r1 - 4; r += 4) Dot4Half((ushort*)w + (long)r * cols, cols, x, y + r, bf, path);
-                for (; r < r1; r++) y[r] = DotHalf((ushort*)w + (long)r * cols, x, cols, bf, path);
-                break;
+            case 1: HalfRows<BF16Loader>((ushort*)w, x, y, cols, r0, r1, path); break;
+            case 2: HalfRows<F16Loader>((ushort*)w, x, y, cols, r0, r1, path); break;
+            default: HalfRows<F16PrescaledLoader>((ushort*)w, x, y, cols, r0, r1, path); break;
         }
+    }
+
+    private static unsafe void HalfRows<L>(ushort* w, float* x, float* y, int cols, int r0, int r1, SimdPath path) where L : struct, IHalfLoader
+    {
+        int r = r0;
+        for (; r <= r1 - 4; r += 4) Dot4Half<L>(w + (long)r * cols, cols, x, y + r, path);
+        for (; r < r1; r++) y[r] = DotHalf<L>(w + (long)r * cols, x, cols, path);
     }
 
     // 4 consecutive rows of W (stride n) . x -> y[0..4)
@@ -139,25 +169,27 @@ public static partial class CpuKernels
 
     private readonly unsafe struct F16Loader : IHalfLoader
     {
-        public static Vector256<float> Load8(ushort* p) => LoadF16x8Finite(p);
-        public static Vector512<float> Load16(ushort* p) => LoadF16x16Finite(p);
-        public static float Load1(ushort h) => F16ToF32(h);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(ushort* p) => LoadF16x8Finite(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(ushort* p) => LoadF16x16Finite(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(ushort h) => F16ToF32(h);
     }
 
     private readonly unsafe struct BF16Loader : IHalfLoader
     {
-        public static Vector256<float> Load8(ushort* p) => LoadBF16x8(p);
-        public static Vector512<float> Load16(ushort* p) => LoadBF16x16(p);
-        public static float Load1(ushort h) => BF16ToF32(h);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(ushort* p) => LoadBF16x8(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(ushort* p) => LoadBF16x16(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(ushort h) => BF16ToF32(h);
     }
 
-    private static unsafe void Dot4Half(ushort* w, int n, float* x, float* y, bool bf16, SimdPath path)
+    // F16 bits placed in binary32 position without the 2^112 rebias (the caller pre-scaled x by 2^112)
+    private readonly unsafe struct F16PrescaledLoader : IHalfLoader
     {
-        if (bf16) Dot4Half<BF16Loader>(w, n, x, y, path); else Dot4Half<F16Loader>(w, n, x, y, path);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load8(ushort* p) =>
+            ((Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe()) << 13) & Vector256.Create(F16Mask)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load16(ushort* p) =>
+            ((Vector512.WidenLower(Vector256.Load((short*)p).ToVector512Unsafe()) << 13) & Vector512.Create(F16Mask)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load1(ushort h) => BitConverter.Int32BitsToSingle(((short)h << 13) & F16Mask);
     }
-
-    private static unsafe float DotHalf(ushort* w, float* x, int n, bool bf16, SimdPath path)
-        => bf16 ? DotHalf<BF16Loader>(w, x, n, path) : DotHalf<F16Loader>(w, x, n, path);
 
     // 4 consecutive rows of half-precision W (stride n) . x -> y[0..4)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
