@@ -18,9 +18,50 @@ public static class CliApp
         var inspect = new Command("inspect", "validate a model and show its architecture, tensors, parameter count and bytes") { model, json };
         inspect.SetAction(r => Guard(r.GetValue(verbose), stderr, () => InspectCommand(r.GetValue(model)!, r.GetValue(json), stdout)));
 
-        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer file (default: tokenizer.model/.json in the model folder, tokenizer.bin beside a .bin)" };
+        var context = new Option<int>("--context") { Description = "KV-cache length (capped at the model's)", DefaultValueFactory = _ => 2048 };
+        var dtype = new Option<string>("--dtype") { Description = "native (use weights in place) or f32 (widen at load)", DefaultValueFactory = _ => "native" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+
+        var prompt = new Option<string>("--prompt") { Description = "prompt text", Required = true };
+        var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 128 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { DefaultValueFactory = _ => 0f };
+        var repeat = new Option<float>("--repetition-penalty") { DefaultValueFactory = _ => 1f };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
+        var stop = new Option<string[]>("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var generate = new Command("generate", "stream text from a prompt") { model, tokenizer, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, context, dtype, threads, json };
+        generate.SetAction(r => Guard(r.GetValue(verbose), stderr, () => Commands.Generate(r.GetValue(model)!, r.GetValue(tokenizer), r.GetValue(prompt)!,
+            new SpQR.Transformer.Sampling.GenerationOptions
+            {
+                MaxTokens = r.GetValue(maxTokens),
+                StopStrings = r.GetValue(stop) ?? [],
+                Sampling = new SpQR.Transformer.Sampling.SamplingOptions
+                {
+                    Temperature = r.GetValue(temperature), TopK = r.GetValue(topK), TopP = r.GetValue(topP), MinP = r.GetValue(minP),
+                    RepetitionPenalty = r.GetValue(repeat), Seed = r.GetValue(seed),
+                },
+            }, Options(r.GetValue(context), r.GetValue(dtype)!, r.GetValue(threads)), r.GetValue(json), stdout)));
+
+        var text = new Option<string?>("--text") { Description = "text file to evaluate (*.raw files use the WikiText \"\\n\\n\".join convention)" };
+        var tokens = new Option<string?>("--tokens") { Description = "FILE.safetensors:TENSOR with I32/I64 token ids, 1-D or [n, seqlen]" };
+        var seqlen = new Option<int>("--seqlen") { Description = "window length (capped at the context)", DefaultValueFactory = _ => 2048 };
+        var ppl = new Command("ppl", "perplexity over non-overlapping windows (GPTQ/SpQR protocol)") { model, tokenizer, text, tokens, seqlen, context, dtype, threads, json };
+        ppl.SetAction(r => Guard(r.GetValue(verbose), stderr, () => Commands.Perplexity(r.GetValue(model)!, r.GetValue(tokenizer), r.GetValue(text), r.GetValue(tokens),
+            r.GetValue(seqlen), Options(Math.Max(r.GetValue(context), r.GetValue(seqlen)), r.GetValue(dtype)!, r.GetValue(threads)), r.GetValue(json), stdout, stderr)));
+
+        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl };
         var parse = root.Parse(args);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+
+    private static SpQR.Transformer.Loading.ModelOptions Options(int context, string dtype, int threads)
+    {
+        if (dtype is not ("native" or "f32")) throw new ArgumentException($"--dtype must be native or f32, got {dtype}");
+        SpQR.Tensors.Cpu.CpuThreads.Count = threads;
+        return new SpQR.Transformer.Loading.ModelOptions { MaxContext = context, WidenToF32 = dtype == "f32" };
     }
 
     private static int Guard(bool verbose, TextWriter stderr, Func<int> action)

@@ -144,3 +144,29 @@ public class GemvF16PathTests
             }
     }
 }
+
+public class AttentionTests
+{
+    [Theory]
+    [InlineData(1, 0, 4, 2, 16)]   // decode step at position 0
+    [InlineData(1, 9, 4, 4, 8)]    // decode, MHA
+    [InlineData(3, 5, 6, 1, 16)]   // small batch, multi-query
+    [InlineData(17, 0, 4, 2, 16)]  // prefill through GEMMs, GQA
+    [InlineData(9, 7, 8, 4, 8)]    // chunked prefill after a cached prefix
+    [InlineData(33, 0, 2, 2, 64)]
+    public void Causal_attention_matches_reference(int T, int pos0, int heads, int kvHeads, int hd)
+    {
+        int ctx = pos0 + T;
+        var q = TestData.Uniform(T * heads * hd, 1, -2, 2);
+        var k = TestData.Uniform(ctx * kvHeads * hd, 2, -2, 2);
+        var v = TestData.Uniform(ctx * kvHeads * hd, 3);
+        var e = new float[q.Length];
+        SpQR.Tensors.Cpu.Reference.ReferenceAttention.CausalAttention(q, k, v, e, T, pos0, heads, kvHeads, hd);
+        foreach (var path in Simd.All)
+        {
+            var a = new float[q.Length];
+            CpuKernels.CausalAttention(q, k, v, a, T, pos0, heads, kvHeads, hd, new float[heads * ctx], path);
+            NumericAssert.Close(e, a, 1e-5, 1e-6, $"attention T={T} pos0={pos0} {heads}/{kvHeads} hd={hd} {path}");
+        }
+    }
+}

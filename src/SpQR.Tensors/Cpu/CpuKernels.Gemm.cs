@@ -30,7 +30,7 @@ public static partial class CpuKernels
         => Gemm(X, false, inFeatures, W, wt, true, inFeatures, Y, outFeatures, T, outFeatures, inFeatures, accumulate, Simd.Best);
 
     internal static unsafe void Gemm(ReadOnlySpan<float> A, bool transA, int lda, ReadOnlySpan<byte> B, WeightType bt, bool transB, int ldb,
-                                     Span<float> C, int ldc, int M, int N, int K, bool accumulate, SimdPath path)
+                                     Span<float> C, int ldc, int M, int N, int K, bool accumulate, SimdPath path, bool threaded = true)
     {
         if (M < 0 || N < 0 || K < 0) throw new ArgumentOutOfRangeException(nameof(M), $"negative GEMM size M={M} N={N} K={K}");
         int bsize = bt == WeightType.F32 ? 4 : 2;
@@ -52,7 +52,7 @@ public static partial class CpuKernels
             {
                 nint aAddr = (nint)pa, bAddr = (nint)pb, cAddr = (nint)pc, apAddr = (nint)ap, bpAddr = (nint)bp;
                 int mTiles = (M + GemmMC - 1) / GemmMC, nTiles = (N + GemmNC - 1) / GemmNC;
-                bool serial = (long)M * N * K < (1L << 18);
+                bool serial = !threaded || (long)M * N * K < (1L << 18);
                 for (int k0 = 0; k0 < K; k0 += GemmKC)
                 {
                     int kc = Math.Min(GemmKC, K - k0);

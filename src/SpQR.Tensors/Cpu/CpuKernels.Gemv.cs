@@ -196,7 +196,7 @@ public static partial class CpuKernels
     private static unsafe void Dot4Half<L>(ushort* w, int n, float* x, float* y, SimdPath path) where L : struct, IHalfLoader
     {
         ushort* w0 = w, w1 = w + n, w2 = w + 2L * n, w3 = w + 3L * n;
-        int i = 0;
+        nint i = 0; // native-width index: no sign extension inside the loop
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
         if (path == SimdPath.V512 && n >= 16)
         {
@@ -219,14 +219,14 @@ public static partial class CpuKernels
             {
                 var xv = Vector256.Load(x + i);
                 var xw = Vector256.Load(x + i + 8);
-                a0 = Vector256.FusedMultiplyAdd(L.Load8(w0 + i), xv, a0);
-                a1 = Vector256.FusedMultiplyAdd(L.Load8(w1 + i), xv, a1);
-                a2 = Vector256.FusedMultiplyAdd(L.Load8(w2 + i), xv, a2);
-                a3 = Vector256.FusedMultiplyAdd(L.Load8(w3 + i), xv, a3);
-                b0 = Vector256.FusedMultiplyAdd(L.Load8(w0 + i + 8), xw, b0);
-                b1 = Vector256.FusedMultiplyAdd(L.Load8(w1 + i + 8), xw, b1);
-                b2 = Vector256.FusedMultiplyAdd(L.Load8(w2 + i + 8), xw, b2);
-                b3 = Vector256.FusedMultiplyAdd(L.Load8(w3 + i + 8), xw, b3);
+                a0 = Vector256.FusedMultiplyAdd(xv, L.Load8(w0 + i), a0);
+                b0 = Vector256.FusedMultiplyAdd(xw, L.Load8(w0 + i + 8), b0);
+                a1 = Vector256.FusedMultiplyAdd(xv, L.Load8(w1 + i), a1);
+                b1 = Vector256.FusedMultiplyAdd(xw, L.Load8(w1 + i + 8), b1);
+                a2 = Vector256.FusedMultiplyAdd(xv, L.Load8(w2 + i), a2);
+                b2 = Vector256.FusedMultiplyAdd(xw, L.Load8(w2 + i + 8), b2);
+                a3 = Vector256.FusedMultiplyAdd(xv, L.Load8(w3 + i), a3);
+                b3 = Vector256.FusedMultiplyAdd(xw, L.Load8(w3 + i + 8), b3);
             }
             for (; i <= n - 8; i += 8)
             {

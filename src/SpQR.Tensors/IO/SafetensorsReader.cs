@@ -239,6 +239,9 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     public SafetensorsEntry Entry(string name) => Owner(name).Entry(name);
 
+    /// <summary>The shard file holding the tensor (for error messages).</summary>
+    public string FileOf(string name) => Owner(name).Path;
+
     public Tensor Get(string name) => Owner(name).Get(name);
 
     public Tensor Get(string name, Shape expectedShape, DType? expectedDType = null) => Owner(name).Get(name, expectedShape, expectedDType);

@@ -50,7 +50,7 @@ public static class WeightLayout
             for (int l = 0; l < c.NumLayers; l++)
             {
                 string p = $"transformer.h.{l}.";
-                var norms = c.NewDecoderArchitecture && c.SeparateMlpNorm ? new[] { "ln_attn", "ln_mlp" } : c.NewDecoderArchitecture ? ["ln_attn"] : ["input_layernorm"];
+                var norms = c.SeparateMlpNorm ? new[] { "ln_attn", "ln_mlp" } : ["input_layernorm"]; // HF: ln_attn/ln_mlp only with num_ln_in_parallel_attn == 2
                 foreach (var n in norms) { w.Add(new(p + n + ".weight", [h], WeightRole.Norm)); w.Add(new(p + n + ".bias", [h], WeightRole.NormBias)); }
                 w.Add(new(p + "self_attention.query_key_value.weight", [c.QDim + 2L * c.KvDim, h], WeightRole.Linear));
                 if (c.AttentionBias) w.Add(new(p + "self_attention.query_key_value.bias", [c.QDim + 2L * c.KvDim], WeightRole.LinearBias));

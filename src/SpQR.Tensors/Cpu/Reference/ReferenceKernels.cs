@@ -158,3 +158,35 @@ public static class ReferenceKernels
         return best;
     }
 }
+
+public static class ReferenceAttention
+{
+    // q (T, nHeads*hd) at positions pos0.., keys/values (pos0+T, nKv*hd) -> out (T, nHeads*hd); double throughout
+    public static void CausalAttention(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output,
+                                       int T, int pos0, int nHeads, int nKvHeads, int headDim)
+    {
+        int qDim = nHeads * headDim, kvDim = nKvHeads * headDim, group = nHeads / nKvHeads;
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nHeads; h++)
+            {
+                int n = pos0 + t + 1, kv = h / group * headDim;
+                var s = new double[n];
+                double max = double.NegativeInfinity;
+                for (int j = 0; j < n; j++)
+                {
+                    double d = 0;
+                    for (int i = 0; i < headDim; i++) d += (double)q[t * qDim + h * headDim + i] * keys[j * kvDim + kv + i];
+                    s[j] = d / Math.Sqrt(headDim);
+                    max = Math.Max(max, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < n; j++) { s[j] = Math.Exp(s[j] - max); sum += s[j]; }
+                for (int i = 0; i < headDim; i++)
+                {
+                    double o = 0;
+                    for (int j = 0; j < n; j++) o += s[j] / sum * values[j * kvDim + kv + i];
+                    output[t * qDim + h * headDim + i] = (float)o;
+                }
+            }
+    }
+}

@@ -1,0 +1,73 @@
+// generate and ppl: load the model and tokenizer, run, render; the last line is JSON with --json.
+using System.Text.Json;
+using SpQR.Tensors.IO;
+using SpQR.Transformer.Eval;
+using SpQR.Transformer.Loading;
+using SpQR.Transformer.Sampling;
+using SpQR.Transformer.Tokenizers;
+
+namespace SpQR.Cli;
+
+internal static class Commands
+{
+    public static int Generate(string modelPath, string? tokenizerPath, string prompt, GenerationOptions options, ModelOptions modelOptions, bool json, TextWriter stdout)
+    {
+        using var model = ModelLoader.Load(modelPath, modelOptions);
+        var tokenizer = TokenizerLoader.Load(modelPath, tokenizerPath, model.Config.VocabSize);
+        var gen = new Generator(model, tokenizer);
+        stdout.Write(prompt);
+        var text = new System.Text.StringBuilder();
+        foreach (var piece in gen.Generate(prompt, options)) { stdout.Write(piece); stdout.Flush(); text.Append(piece); }
+        stdout.WriteLine();
+        var s = gen.LastStats!;
+        stdout.WriteLine($"{s.GeneratedTokens} tokens, prefill {s.PromptTokens} tokens at {s.PrefillTokensPerSecond:F1} tokens/s, decode {s.DecodeTokensPerSecond:F1} tokens/s");
+        if (json)
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["text"] = text.ToString(), ["prompt_tokens"] = s.PromptTokens, ["generated_tokens"] = s.GeneratedTokens,
+                ["prefill_tokens_per_s"] = Math.Round(s.PrefillTokensPerSecond, 2), ["decode_tokens_per_s"] = Math.Round(s.DecodeTokensPerSecond, 2),
+            }));
+        return 0;
+    }
+
+    public static int Perplexity(string modelPath, string? tokenizerPath, string? textFile, string? tokensSpec, int seqlen, ModelOptions modelOptions,
+                                 bool json, TextWriter stdout, TextWriter stderr)
+    {
+        if ((textFile is null) == (tokensSpec is null)) throw new ArgumentException("pass exactly one of --text FILE or --tokens FILE.safetensors:TENSOR");
+        using var model = ModelLoader.Load(modelPath, modelOptions);
+        int[] stream;
+        if (tokensSpec is not null) stream = ReadTokens(tokensSpec, model.Config.VocabSize);
+        else
+        {
+            var tokenizer = TokenizerLoader.Load(modelPath, tokenizerPath, model.Config.VocabSize);
+            string text = File.ReadAllText(textFile!);
+            if (textFile!.EndsWith(".raw", StringComparison.OrdinalIgnoreCase)) text = string.Join("\n\n", text.Split('\n'));
+            stream = tokenizer.Encode(text, addBos: false);
+        }
+        var progress = new Progress<(int Done, int Total)>(p => { if (!json) stderr.Write($"\rwindow {p.Done}/{p.Total}"); });
+        var r = SpQR.Transformer.Eval.Perplexity.Evaluate(model, stream, seqlen, progress);
+        if (!json) stderr.WriteLine();
+        stdout.WriteLine($"perplexity {r.Perplexity:F4} over {r.Windows} windows of {Math.Min(seqlen, model.MaxContext)} tokens ({r.PredictedTokens} predicted tokens, {stream.Length} in the stream) in {r.Seconds:F1} s");
+        if (json)
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["ppl"] = Math.Round(r.Perplexity, 6), ["tokens"] = stream.Length, ["predicted"] = r.PredictedTokens, ["windows"] = r.Windows, ["seconds"] = Math.Round(r.Seconds, 3),
+            }));
+        return 0;
+    }
+
+    /// <summary>FILE.safetensors:TENSOR -> token ids (I32/I64, any shape, flattened), each checked against the vocabulary.</summary>
+    internal static int[] ReadTokens(string spec, int vocab)
+    {
+        int colon = spec.LastIndexOf(':');
+        if (colon <= 0) throw new ArgumentException($"--tokens expects FILE.safetensors:TENSOR, got \"{spec}\"");
+        string file = spec[..colon], name = spec[(colon + 1)..];
+        using var f = SafetensorsFile.Open(file);
+        var t = f.Get(name);
+        if (t.Rank is not (1 or 2)) throw new ModelFormatException(file, $"tensor \"{name}\"", "token ids, 1-D or [n, seqlen]", $"{t.Shape}");
+        var ids = t.ToInt32Array();
+        for (int i = 0; i < ids.Length; i++)
+            if ((uint)ids[i] >= (uint)vocab) throw new ModelFormatException(file, $"tensor \"{name}\" element {i}", $"a token id below {vocab}", $"{ids[i]}");
+        return ids;
+    }
+}
