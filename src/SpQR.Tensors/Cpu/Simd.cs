@@ -33,7 +33,7 @@ public static class CpuThreads
     internal static ParallelOptions Options => new() { MaxDegreeOfParallelism = _count };
 
     /// <summary>Runs body(i) for i in [0, n); serially when one thread or one block.</summary>
-    internal static void For(int n, Action<int> body)
+    public static void For(int n, Action<int> body)
     {
         if (n <= 0) return;
         if (n == 1 || _count == 1) { for (int i = 0; i < n; i++) body(i); return; }
