@@ -1,7 +1,8 @@
 // Float64 Cholesky for GPTQ/SpQR: H = L·Lᵀ, and U = the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U), which is what
 // the column loop needs (U[j, j] = d_j, U[j, j+1:] the error-feedback row). Computed without forming H⁻¹:
 // with J the reversal, chol(J·H·J) = L' gives H = R·Rᵀ for the upper R = J·L'·J, so H⁻¹ = R⁻ᵀ·R⁻¹ and U = R⁻¹.
-// Row-oriented (dot-product) Cholesky with vector dots; rows of a block are independent given earlier blocks.
+// Row-oriented (dot-product) Cholesky and triangular inverse with vector dots, blocked by rows so every earlier
+// row is read once per block of rows (cache reuse) and the rows of a block run on separate threads.
 using System.Runtime.Intrinsics;
 
 namespace SpQR.Quant.Encode;
@@ -10,19 +11,27 @@ public sealed class NotPositiveDefiniteException(string message) : Exception(mes
 
 public static class Cholesky
 {
+    private const int RowBlock = 64;
+
     /// <summary>In place: A (n, n) symmetric positive definite -> L (lower, upper part zeroed). Throws at the first non-positive pivot.</summary>
     public static void Factor(double[] a, int n, string what = "matrix")
     {
         if (a.Length < (long)n * n) throw new ArgumentException($"{what}: expected {n}x{n}");
-        const int Block = 32;
-        for (int i0 = 0; i0 < n; i0 += Block)
+        for (int i0 = 0; i0 < n; i0 += RowBlock)
         {
-            int i1 = Math.Min(n, i0 + Block);
-            // off-diagonal part of the block rows: L[i, j] for j < i0; rows are independent
-            Parallel.For(i0, i1, new ParallelOptions { MaxDegreeOfParallelism = SpQR.Tensors.Cpu.CpuThreads.Count }, i =>
+            int i1 = Math.Min(n, i0 + RowBlock);
+            // L[i, j] for the block rows and j < i0: each earlier row j is read once per thread and shared by its rows
+            int parts = Math.Min(SpQR.Tensors.Cpu.CpuThreads.Count, (i1 - i0 + 3) / 4);
+            SpQR.Tensors.Cpu.CpuThreads.For(parts, p =>
             {
-                var li = a.AsSpan(i * n, n);
-                for (int j = 0; j < i0; j++) li[j] = (li[j] - Dot(li[..j], a.AsSpan(j * n, j))) / a[(long)j * n + j];
+                int per = ((i1 - i0 + parts - 1) / parts + 3) / 4 * 4;
+                int r0 = i0 + p * per, r1 = Math.Min(i1, r0 + per);
+                for (int j = 0; j < i0; j++)
+                {
+                    var lj = a.AsSpan(j * n, j);
+                    double djj = a[(long)j * n + j];
+                    for (int i = r0; i < r1; i++) a[(long)i * n + j] = (a[(long)i * n + j] - Dot(a.AsSpan(i * n, j), lj)) / djj;
+                }
             });
             // the diagonal block, row by row
             for (int i = i0; i < i1; i++)
@@ -46,18 +55,27 @@ public static class Cholesky
         for (int i = 0; i < n; i++)
             for (int j = 0; j <= i; j++) l[(long)i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)];
         Factor(l, n, what);
-        // X = L'⁻¹ (lower), column by column: L' x = e_c, forward substitution with row dots
-        var xT = new double[(long)n * n]; // row c of xT = column c of X (entries c..n-1)
-        Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = SpQR.Tensors.Cpu.CpuThreads.Count }, c =>
+        // X = L'⁻¹ (lower) from X·L' = I, row by row: X[i, j] = -Σ_{k=j+1..i} X[i, k]·L'[k, j] / L'[j, j], j descending.
+        // With Lᵀ stored row-major both operands of that sum are contiguous; row blocks share each Lᵀ row.
+        var lt = new double[(long)n * n];
+        for (int i = 0; i < n; i++) for (int j = 0; j <= i; j++) lt[(long)j * n + i] = l[(long)i * n + j];
+        var x = new double[(long)n * n];
+        int blocks = (n + RowBlock - 1) / RowBlock;
+        SpQR.Tensors.Cpu.CpuThreads.For(blocks, b =>
         {
-            var x = xT.AsSpan(c * n, n);
-            x[c] = 1.0 / l[(long)c * n + c];
-            for (int i = c + 1; i < n; i++) x[i] = -Dot(l.AsSpan(i * n + c, i - c), x[c..i]) / l[(long)i * n + i];
+            int i0 = b * RowBlock, i1 = Math.Min(n, i0 + RowBlock);
+            for (int i = i0; i < i1; i++) x[(long)i * n + i] = 1.0 / l[(long)i * n + i];
+            for (int j = i1 - 2; j >= 0; j--)
+            {
+                double djj = l[(long)j * n + j];
+                for (int i = Math.Max(i0, j + 1); i < i1; i++)
+                    x[(long)i * n + j] = -Dot(x.AsSpan(i * n + j + 1, i - j), lt.AsSpan(j * n + j + 1, i - j)) / djj;
+            }
         });
-        // U = J X J: U[p, q] = X[n-1-p, n-1-q] = xT[n-1-q, n-1-p]
+        // U = J X J: U[p, q] = X[n-1-p, n-1-q]
         var u = new double[(long)n * n];
         for (int p = 0; p < n; p++)
-            for (int q = p; q < n; q++) u[(long)p * n + q] = xT[(long)(n - 1 - q) * n + (n - 1 - p)];
+            for (int q = p; q < n; q++) u[(long)p * n + q] = x[(long)(n - 1 - p) * n + (n - 1 - q)];
         return u;
     }
 

@@ -78,6 +78,10 @@ public static class SpqrEncoder
 {
     /// <summary>Quantizes W (rows, cols) row-major with Hessian H (cols, cols) row-major.</summary>
     public static SpqrLayerResult Quantize(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer = "layer")
+        => Quantize(W, H, rows, cols, o, layer, null);
+
+    /// <param name="columnInputs">When given (rows, cols): each weight's value just before its column was quantized (permuted order), for tests.</param>
+    internal static SpqrLayerResult Quantize(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer, float[]? columnInputs)
     {
         o.Validate();
         if (W.Length != (long)rows * cols) throw new ArgumentException($"{layer}: W has {W.Length} values, expected {rows}x{cols}");
@@ -137,7 +141,7 @@ public static class SpqrEncoder
             }
             threshold = tau * acc / cols;
         }
-        return RunColumns(w, U, d, rows, cols, perm, o, threshold, sw);
+        return RunColumns(w, U, d, rows, cols, perm, o, threshold, sw, columnInputs);
     }
 
     private sealed class Stats(int groups, int rows, int rowGroups, bool qqScale, bool qqZero)
@@ -149,7 +153,7 @@ public static class SpqrEncoder
     }
 
     private static SpqrLayerResult RunColumns(float[] w, float[] U, float[] d, int rows, int cols, int[] perm, SpqrOptions o, double threshold,
-                                              System.Diagnostics.Stopwatch sw)
+                                              System.Diagnostics.Stopwatch sw, float[]? columnInputs)
     {
         int b1 = o.GroupSize, maxq = (1 << o.WBits) - 1;
         int groups = (cols + b1 - 1) / b1, rowGroups = (rows + o.QqGroupSize - 1) / o.QqGroupSize;
@@ -181,6 +185,7 @@ public static class SpqrEncoder
                 for (int r = 0; r < rows; r++)
                 {
                     float x = col[r], s = scale[r], z = zero[r];
+                    if (columnInputs is not null) columnInputs[(long)r * cols + c] = x;
                     int q = QuantizeCode(x, s, z, maxq);
                     float xh = s * (q - z);
                     float ei = (x - xh) / dc;
