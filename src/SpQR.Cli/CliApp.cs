@@ -52,7 +52,54 @@ public static class CliApp
         ppl.SetAction(r => Guard(r.GetValue(verbose), stderr, () => Commands.Perplexity(r.GetValue(model)!, r.GetValue(tokenizer), r.GetValue(text), r.GetValue(tokens),
             r.GetValue(seqlen), Options(Math.Max(r.GetValue(context), r.GetValue(seqlen)), r.GetValue(dtype)!, r.GetValue(threads)), r.GetValue(json), stdout, stderr)));
 
-        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl };
+        var outPath = new Option<string>("--out") { Description = "output folder", Required = true };
+        var calib = new Option<string?>("--calibration") { Description = "FILE.safetensors:TENSOR with token ids [n, seqlen] (used as given)" };
+        var calibText = new Option<string?>("--calibration-text") { Description = "text file; random windows of --seqlen tokens" };
+        var nsamples = new Option<int>("--nsamples") { DefaultValueFactory = _ => 128 };
+        var qseqlen = new Option<int>("--seqlen") { DefaultValueFactory = _ => 2048 };
+        var method = new Option<string>("--method") { Description = "spqr, gptq or rtn", DefaultValueFactory = _ => "spqr" };
+        var wbits = new Option<int>("--wbits") { DefaultValueFactory = _ => 3 };
+        var groupsize = new Option<int>("--groupsize") { DefaultValueFactory = _ => 16 };
+        var qqScale = new Option<int?>("--qq-scale-bits") { Description = "default 3 for spqr, FP16 statistics for gptq/rtn" };
+        var qqZero = new Option<int?>("--qq-zero-bits") { Description = "default 3 for spqr, FP16 statistics for gptq/rtn" };
+        var qqGroup = new Option<int>("--qq-groupsize") { DefaultValueFactory = _ => 16 };
+        var tau = new Option<double?>("--outlier-threshold") { Description = "τ (default 0.2 for spqr, none for gptq/rtn)" };
+        var budget = new Option<double?>("--outlier-budget") { Description = "target outlier share instead of τ (bisection)" };
+        var order = new Option<string>("--permutation-order") { DefaultValueFactory = _ => "act_order" };
+        var percdamp = new Option<double>("--percdamp") { DefaultValueFactory = _ => 1.0 };
+        var blocksize = new Option<int>("--blocksize") { DefaultValueFactory = _ => 128 };
+        var trueSeq = new Option<bool>("--true-sequential") { Description = "quantize q/k/v, o, gate/up, down in turn (default on)", DefaultValueFactory = _ => true };
+        var simplified = new Option<bool>("--simplified-outliers");
+        var quantize = new Command("quantize", "quantize a model layer by layer (SpQR, GPTQ or RTN)")
+        { model, tokenizer, outPath, calib, calibText, nsamples, qseqlen, seed, method, wbits, groupsize, qqScale, qqZero, qqGroup, tau, budget, order, percdamp, blocksize, trueSeq, simplified, threads, json };
+        quantize.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
+        {
+            SpQR.Tensors.Cpu.CpuThreads.Count = r.GetValue(threads);
+            string m = r.GetValue(method)!;
+            bool isSpqr = m == "spqr";
+            if (m is not ("spqr" or "gptq" or "rtn")) throw new ArgumentException($"--method must be spqr, gptq or rtn, got {m}");
+            var opts = new SpQR.Quant.Encode.SpqrOptions
+            {
+                WBits = r.GetValue(wbits), GroupSize = r.GetValue(groupsize),
+                QqScaleBits = r.GetValue(qqScale) ?? (isSpqr ? 3 : null), QqZeroBits = r.GetValue(qqZero) ?? (isSpqr ? 3 : null),
+                QqGroupSize = r.GetValue(qqGroup), OutlierThreshold = r.GetValue(tau) ?? (isSpqr ? 0.2 : null), OutlierBudget = r.GetValue(budget),
+                PermutationOrder = r.GetValue(order) switch
+                {
+                    "act_order" => SpQR.Quant.Encode.PermutationOrder.ActOrder, "identity" => SpQR.Quant.Encode.PermutationOrder.Identity,
+                    var other => throw new ArgumentException($"--permutation-order must be act_order or identity, got {other}"),
+                },
+                PercDamp = r.GetValue(percdamp), BlockSize = r.GetValue(blocksize), SimplifiedOutliers = r.GetValue(simplified),
+            };
+            return Commands.Quantize(r.GetValue(model)!, r.GetValue(tokenizer), r.GetValue(outPath)!, r.GetValue(calib), r.GetValue(calibText),
+                r.GetValue(nsamples), r.GetValue(qseqlen), r.GetValue(seed),
+                new SpQR.Transformer.Quantization.QuantizeOptions
+                {
+                    Method = m switch { "gptq" => SpQR.Transformer.Quantization.QuantMethod.Gptq, "rtn" => SpQR.Transformer.Quantization.QuantMethod.Rtn, _ => SpQR.Transformer.Quantization.QuantMethod.Spqr },
+                    Spqr = opts, TrueSequential = r.GetValue(trueSeq),
+                }, r.GetValue(json), stdout, stderr);
+        }));
+
+        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize };
         var parse = root.Parse(args);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
@@ -67,7 +114,7 @@ public static class CliApp
     private static int Guard(bool verbose, TextWriter stderr, Func<int> action)
     {
         try { return action(); }
-        catch (Exception e) when (e is ModelFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ModelFormatException or SpQR.Quant.Encode.NotPositiveDefiniteException or InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"error: {e.Message}");
             if (verbose) stderr.WriteLine(e);

@@ -44,7 +44,7 @@ internal static class Commands
             if (textFile!.EndsWith(".raw", StringComparison.OrdinalIgnoreCase)) text = string.Join("\n\n", text.Split('\n'));
             stream = tokenizer.Encode(text, addBos: false);
         }
-        var progress = new Progress<(int Done, int Total)>(p => { if (!json) stderr.Write($"\rwindow {p.Done}/{p.Total}"); });
+        var progress = new SyncProgress<(int Done, int Total)>(p => { if (!json) stderr.Write($"\rwindow {p.Done}/{p.Total}"); });
         var r = SpQR.Transformer.Eval.Perplexity.Evaluate(model, stream, seqlen, progress);
         if (!json) stderr.WriteLine();
         stdout.WriteLine($"perplexity {r.Perplexity:F4} over {r.Windows} windows of {Math.Min(seqlen, model.MaxContext)} tokens ({r.PredictedTokens} predicted tokens, {stream.Length} in the stream) in {r.Seconds:F1} s");
@@ -52,6 +52,50 @@ internal static class Commands
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
             {
                 ["ppl"] = Math.Round(r.Perplexity, 6), ["tokens"] = stream.Length, ["predicted"] = r.PredictedTokens, ["windows"] = r.Windows, ["seconds"] = Math.Round(r.Seconds, 3),
+            }));
+        return 0;
+    }
+
+    public static int Quantize(string modelPath, string? tokenizerPath, string outDir, string? calib, string? calibText, int nsamples, int seqlen, int seed,
+                               SpQR.Transformer.Quantization.QuantizeOptions options, bool json, TextWriter stdout, TextWriter stderr)
+    {
+        if ((calib is null) == (calibText is null)) throw new ArgumentException("pass exactly one of --calibration FILE.safetensors:TENSOR or --calibration-text FILE");
+        var cfg = SpQR.Transformer.Config.TransformerConfig.Load(modelPath);
+        int[][] windows;
+        if (calib is not null)
+        {
+            // a [n, seqlen] tensor is used as given
+            int colon = calib.LastIndexOf(':');
+            if (colon <= 0) throw new ArgumentException($"--calibration expects FILE.safetensors:TENSOR, got \"{calib}\"");
+            using var f = SafetensorsFile.Open(calib[..colon]);
+            var t = f.Get(calib[(colon + 1)..]);
+            if (t.Rank != 2) throw new ModelFormatException(calib[..colon], $"tensor \"{calib[(colon + 1)..]}\"", "token ids [n, seqlen]", $"{t.Shape}");
+            var ids = ReadTokens(calib, cfg.VocabSize);
+            int n = (int)t.Shape[0], len = (int)t.Shape[1];
+            windows = Enumerable.Range(0, n).Select(i => ids.AsSpan(i * len, len).ToArray()).ToArray();
+        }
+        else
+        {
+            var tokenizer = TokenizerLoader.Load(modelPath, tokenizerPath, cfg.VocabSize);
+            var stream = tokenizer.Encode(File.ReadAllText(calibText!));
+            if (stream.Length <= seqlen) throw new ArgumentException($"{calibText} has {stream.Length} tokens; need more than --seqlen {seqlen}");
+            var rng = new Random(seed);
+            windows = Enumerable.Range(0, nsamples).Select(_ => { int s = rng.Next(stream.Length - seqlen); return stream.AsSpan(s, seqlen).ToArray(); }).ToArray();
+        }
+        var progress = new SyncProgress<SpQR.Transformer.Quantization.QuantProgress>(p =>
+        {
+            if (json) return;
+            if (p.Resumed) stderr.WriteLine($"block {p.Block + 1}/{p.Blocks}: resumed from the partial run");
+            else if (p.Done is { } d)
+                stderr.WriteLine($"block {p.Block + 1}/{p.Blocks} {d.Name}: {d.Rows}x{d.Cols}, outliers {d.OutlierShare:P2}, {d.AverageBits:F2} bits, H-error {d.HError:G4} (RTN {d.RtnHError:G4}), {d.Seconds:F1} s");
+        });
+        var report = SpQR.Transformer.Quantization.SequentialQuantizer.Run(modelPath, windows, outDir, options, progress);
+        stdout.WriteLine($"{options.Method.ToString().ToLowerInvariant()}: {report.Layers.Count} layers, {report.Parameters:N0} quantized weights, average {report.AverageBits:F3} bits, outliers {report.OutlierShare:P3}, {report.Seconds:F1} s -> {outDir}");
+        if (json)
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["average_bits"] = Math.Round(report.AverageBits, 4), ["outlier_share"] = Math.Round(report.OutlierShare, 6),
+                ["seconds"] = Math.Round(report.Seconds, 2), ["output"] = outDir, ["method"] = options.Method.ToString().ToLowerInvariant(),
             }));
         return 0;
     }
@@ -70,4 +114,10 @@ internal static class Commands
             if ((uint)ids[i] >= (uint)vocab) throw new ModelFormatException(file, $"tensor \"{name}\" element {i}", $"a token id below {vocab}", $"{ids[i]}");
         return ids;
     }
+}
+
+/// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; posts to the thread pool).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
 }

@@ -206,3 +206,17 @@ public class SpqrPropertyTests
         Assert.Contains("percdamp", e.Message);
     }
 }
+
+public class OutlierBudgetTests
+{
+    [Theory]
+    [InlineData(0.01)]
+    [InlineData(0.03)]
+    public void Bisection_hits_the_budget_from_below(double budget)
+    {
+        var (W, H) = SpqrPropertyTests.RandomLayer(3, 64, 128, 256);
+        var q = SpqrEncoder.Quantize(W, H, 64, 128, new SpqrOptions { OutlierBudget = budget, QqGroupSize = 4 });
+        Assert.True(q.OutlierShare <= budget, $"share {q.OutlierShare}");
+        Assert.True(q.OutlierShare >= budget * 0.7, $"share {q.OutlierShare} far below the budget {budget}");
+    }
+}

@@ -78,7 +78,34 @@ public static class SpqrEncoder
 {
     /// <summary>Quantizes W (rows, cols) row-major with Hessian H (cols, cols) row-major.</summary>
     public static SpqrLayerResult Quantize(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer = "layer")
-        => Quantize(W, H, rows, cols, o, layer, null);
+        => o.OutlierBudget is { } budget ? QuantizeWithBudget(W, H, rows, cols, o, layer, budget) : Quantize(W, H, rows, cols, o, layer, null);
+
+    /// <summary>
+    /// Finds τ for a target outlier share by bisection on log τ (the paper tuned τ by hand): the outlier share falls as
+    /// τ grows, so bracket the target, bisect, and return the largest share not above the budget.
+    /// </summary>
+    public static SpqrLayerResult QuantizeWithBudget(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer, double budget)
+    {
+        var wArr = W.ToArray(); var hArr = H.ToArray();
+        SpqrLayerResult Run(double tau) => Quantize(wArr, hArr, rows, cols, o with { OutlierBudget = null, OutlierThreshold = tau }, layer, null);
+        if (budget <= 0) return Quantize(wArr, hArr, rows, cols, o with { OutlierBudget = null, OutlierThreshold = null }, layer, null);
+        double lo = o.OutlierThreshold ?? 0.2, hi = lo;
+        var rLo = Run(lo);
+        SpqrLayerResult? best = rLo.OutlierShare <= budget ? rLo : null;
+        // bracket: share(lo) > budget >= share(hi)
+        for (int i = 0; i < 12 && rLo.OutlierShare <= budget; i++) { hi = lo; lo /= 4; rLo = Run(lo); if (rLo.OutlierShare <= budget) best = rLo; }
+        var rHi = rLo.OutlierShare > budget && hi == lo ? null : best;
+        for (int i = 0; i < 12 && (rHi is null || rHi.OutlierShare > budget); i++) { hi *= 4; rHi = Run(hi); }
+        if (rHi is not null && rHi.OutlierShare <= budget && (best is null || rHi.OutlierShare > best.OutlierShare)) best = rHi;
+        for (int i = 0; i < 10 && lo < hi; i++)
+        {
+            double mid = Math.Sqrt(lo * hi);
+            var r = Run(mid);
+            if (r.OutlierShare > budget) lo = mid;
+            else { hi = mid; if (best is null || r.OutlierShare > best.OutlierShare) best = r; }
+        }
+        return best ?? Run(hi);
+    }
 
     /// <param name="columnInputs">When given (rows, cols): each weight's value just before its column was quantized (permuted order), for tests.</param>
     internal static SpqrLayerResult Quantize(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer, float[]? columnInputs)

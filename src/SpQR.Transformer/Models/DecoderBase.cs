@@ -74,6 +74,27 @@ public abstract class DecoderBase : ICausalLM
         return Logits.AsSpan(0, rows * Config.VocabSize);
     }
 
+    /// <summary>Embeds token ids: ids (T,) -> dst (T, hidden).</summary>
+    public void EmbedTokens(ReadOnlySpan<int> ids, Span<float> dst)
+    {
+        int d = Config.HiddenSize;
+        for (int t = 0; t < ids.Length; t++)
+        {
+            if ((uint)ids[t] >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(ids), ids[t], $"token id outside the vocabulary of {Config.VocabSize}");
+            EmbedRow(ids[t], dst.Slice(t * d, d));
+        }
+    }
+
+    /// <summary>Runs decoder block l alone on x (T, hidden) at positions pos.. of one sequence, in place (layer-by-layer quantization).</summary>
+    public void RunLayer(int l, Span<float> x, int T, int pos)
+    {
+        int d = Config.HiddenSize;
+        if (T > MaxBatch || pos + T > MaxContext) throw new ArgumentOutOfRangeException(nameof(T), $"{T} tokens at {pos} exceed batch {MaxBatch} / context {MaxContext}");
+        x[..(T * d)].CopyTo(X);
+        Layer(l, T, pos);
+        X.AsSpan(0, T * d).CopyTo(x);
+    }
+
     /// <summary>One decoder block over X (T, hidden) at positions pos.., in place.</summary>
     protected abstract void Layer(int l, int T, int pos);
 

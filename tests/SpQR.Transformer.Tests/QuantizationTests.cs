@@ -1,0 +1,75 @@
+// Whole-model quantization of stories260K: the output loads and evaluates, an interrupted run leaves nothing that
+// loads as a model and resumes to the same result.
+using SpQR.Quant.Encode;
+using SpQR.Tensors.IO;
+using SpQR.TestUtil;
+using SpQR.Transformer.Eval;
+using SpQR.Transformer.Loading;
+using SpQR.Transformer.Quantization;
+using Xunit;
+
+namespace SpQR.Transformer.Tests;
+
+public class QuantizationTests
+{
+    private static int[][] Calibration(int n, int len)
+    {
+        using var f = SafetensorsFile.Open(Fixtures.Path("fixtures", "stories260K", "stories260K-calibration.safetensors"));
+        var ids = f.Get("calibration").ToInt32Array();
+        return Enumerable.Range(0, n).Select(i => ids.AsSpan(i * 256, len).ToArray()).ToArray();
+    }
+
+    private sealed class CrashAt(int block) : IProgress<QuantProgress>
+    {
+        public void Report(QuantProgress p) { if (p.Block == block) throw new OperationCanceledException("simulated crash"); }
+    }
+
+    [SharedFact]
+    public void Interrupted_runs_resume_to_the_same_model_and_never_look_finished()
+    {
+        string model = Fixtures.Path("fixtures", "stories260K", "hf");
+        var calib = Calibration(16, 64);
+        var opts = new QuantizeOptions { Spqr = new SpqrOptions { QqGroupSize = 4 } };
+        string a = Directory.CreateTempSubdirectory("spqr-q-a-").FullName, b = Directory.CreateTempSubdirectory("spqr-q-b-").FullName;
+        try
+        {
+            var full = SequentialQuantizer.Run(model, calib, a, opts);
+            Assert.Equal(35, full.Layers.Count);
+            Assert.False(Directory.Exists(Path.Combine(a, SequentialQuantizer.PartialFolder)));
+
+            Assert.Throws<OperationCanceledException>(() => SequentialQuantizer.Run(model, calib, b, opts, new CrashAt(2)));
+            Assert.False(File.Exists(Path.Combine(b, "config.json")));      // nothing loads as a finished model
+            Assert.False(File.Exists(Path.Combine(b, "model.safetensors")));
+            Assert.Equal(2, Directory.GetFiles(Path.Combine(b, SequentialQuantizer.PartialFolder), "block-*.safetensors").Length);
+            var resumed = SequentialQuantizer.Run(model, calib, b, opts);
+            Assert.Equal(full.Layers.Select(l => l.HError), resumed.Layers.Select(l => l.HError));
+
+            using var fa = SafetensorsFile.Open(Path.Combine(a, "model.safetensors"));
+            using var fb = SafetensorsFile.Open(Path.Combine(b, "model.safetensors"));
+            foreach (var e in fa.Entries) Assert.Equal(fa.Get(e.Name).Bytes.ToArray(), fb.Get(e.Name).Bytes.ToArray());
+
+            // the output loads and evaluates; quantization hurts perplexity a little, not a lot
+            using var q = ModelLoader.Load(a, new ModelOptions { MaxContext = 256, MaxBatch = 256 });
+            using var cal = SafetensorsFile.Open(Fixtures.Path("fixtures", "stories260K", "stories260K-calibration.safetensors"));
+            var stream = cal.Get("eval_tinystories").ToInt32Array()[..(256 * 20)];
+            using var dense = ModelLoader.Load(model, new ModelOptions { MaxContext = 256, MaxBatch = 256 });
+            double pq = Perplexity.Evaluate(q, stream, 256).Perplexity, pd = Perplexity.Evaluate(dense, stream, 256).Perplexity;
+            Assert.InRange(pq, pd, pd * 1.5);
+        }
+        finally { Directory.Delete(a, true); Directory.Delete(b, true); }
+    }
+
+    [SharedFact]
+    public void Spqr_beats_rtn_in_h_weighted_error_on_every_layer()
+    {
+        string dir = Directory.CreateTempSubdirectory("spqr-q-c-").FullName;
+        try
+        {
+            var r = SequentialQuantizer.Run(Fixtures.Path("fixtures", "stories260K", "hf"), Calibration(16, 64), dir,
+                new QuantizeOptions { Spqr = new SpqrOptions { QqGroupSize = 4 } });
+            Assert.All(r.Layers, l => Assert.True(l.HError < l.RtnHError, $"{l.Name}: {l.HError} vs RTN {l.RtnHError}"));
+            Assert.InRange(r.AverageBits, 3.5, 5.5);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
