@@ -46,3 +46,47 @@ public class CliTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class CliPipelineTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [SharedFact]
+    public void Quantize_then_ppl_and_generate_end_with_json()
+    {
+        string dir = Directory.CreateTempSubdirectory("spqr-cli-q-").FullName;
+        try
+        {
+            string fx = Fixtures.Path("fixtures", "stories260K");
+            var (code, output, err) = Run("quantize", "--model", Path.Combine(fx, "hf"), "--calibration", Path.Combine(fx, "stories260K-calibration.safetensors") + ":calibration",
+                "--out", Path.Combine(dir, "q"), "--wbits", "4", "--qq-groupsize", "4", "--json");
+            Assert.True(code == 0, err);
+            using (var j = System.Text.Json.JsonDocument.Parse(output.TrimEnd().Split('\n')[^1]))
+                Assert.InRange(j.RootElement.GetProperty("average_bits").GetDouble(), 4.5, 6.5);
+            (code, output, err) = Run("ppl", "--model", Path.Combine(dir, "q"), "--tokens", Path.Combine(fx, "stories260K-calibration.safetensors") + ":eval_tinystories",
+                "--seqlen", "256", "--json");
+            Assert.True(code == 0, err);
+            using (var j = System.Text.Json.JsonDocument.Parse(output.TrimEnd().Split('\n')[^1]))
+                Assert.InRange(j.RootElement.GetProperty("ppl").GetDouble(), 7.237, 7.8);
+            (code, output, err) = Run("generate", "--model", Fixtures.Path("data", "stories260K", "stories260K.bin"), "--prompt", "Once upon a time",
+                "--max-tokens", "20", "--temperature", "0", "--json");
+            Assert.True(code == 0, err);
+            Assert.StartsWith("Once upon a time, there was a little girl", output);
+            Assert.Contains("tokens/s", output);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Missing_calibration_is_a_one_line_error()
+    {
+        var (code, _, err) = Run("quantize", "--model", "/nonexistent-model", "--out", "/tmp/x");
+        Assert.NotEqual(0, code);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+}
