@@ -1,5 +1,6 @@
 // generate and ppl: load the model and tokenizer, run, render; the last line is JSON with --json.
 using System.Text.Json;
+using Spectre.Console;
 using SpQR.Tensors.IO;
 using SpQR.Transformer.Eval;
 using SpQR.Transformer.Loading;
@@ -90,6 +91,16 @@ internal static class Commands
                 stderr.WriteLine($"block {p.Block + 1}/{p.Blocks} {d.Name}: {d.Rows}x{d.Cols}, outliers {d.OutlierShare:P2}, {d.AverageBits:F2} bits, H-error {d.HError:G4} (RTN {d.RtnHError:G4}), {d.Seconds:F1} s");
         });
         var report = SpQR.Transformer.Quantization.SequentialQuantizer.Run(modelPath, windows, outDir, options, progress);
+        if (!json)
+        {
+            // closing summary: one row per kind of linear, averaged over blocks
+            var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings { Out = new Spectre.Console.AnsiConsoleOutput(stdout), Interactive = Spectre.Console.InteractionSupport.No });
+            var table = new Spectre.Console.Table().AddColumn("linear").AddColumn("count").AddColumn("avg bits").AddColumn("outliers").AddColumn("H-error / RTN");
+            foreach (var g in report.Layers.GroupBy(l => string.Join('.', l.Name.Split('.').SkipWhile(p => !int.TryParse(p, out _)).Skip(1))))
+                table.AddRow(g.Key, g.Count().ToString(), $"{g.Average(l => l.AverageBits):F3}", $"{g.Average(l => l.OutlierShare):P2}",
+                    $"{g.Sum(l => l.HError) / Math.Max(1e-30, g.Sum(l => l.RtnHError)):F3}");
+            console.Write(table);
+        }
         stdout.WriteLine($"{options.Method.ToString().ToLowerInvariant()}: {report.Layers.Count} layers, {report.Parameters:N0} quantized weights, average {report.AverageBits:F3} bits, outliers {report.OutlierShare:P3}, {report.Seconds:F1} s -> {outDir}");
         if (json)
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>

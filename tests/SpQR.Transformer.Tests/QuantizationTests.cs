@@ -73,3 +73,28 @@ public class QuantizationTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class FalconQuantizationTests
+{
+    [SharedFact]
+    public void Falcon_models_quantize_layer_by_layer_and_still_run()
+    {
+        string dir = Directory.CreateTempSubdirectory("spqr-q-falcon-").FullName;
+        try
+        {
+            var rng = new Random(1);
+            var calib = Enumerable.Range(0, 8).Select(_ => Enumerable.Range(0, 32).Select(_ => rng.Next(320)).ToArray()).ToArray();
+            foreach (var folder in new[] { "falcon-7b-style", "falcon-40b-style" })
+            {
+                string outDir = Path.Combine(dir, folder);
+                var r = SequentialQuantizer.Run(Fixtures.Path("fixtures", "hf", folder), calib, outDir, new QuantizeOptions { Spqr = new SpqrOptions { WBits = 4, QqGroupSize = 4 } });
+                Assert.Equal(2 * 4, r.Layers.Count);
+                Assert.All(r.Layers, l => Assert.True(l.HError <= l.RtnHError * 1.05, $"{l.Name}: {l.HError} vs RTN {l.RtnHError}"));
+                using var m = ModelLoader.Load(outDir, new ModelOptions { MaxContext = 32 });
+                var logits = m.Forward([1, 2, 3], 0, false).ToArray();
+                Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
