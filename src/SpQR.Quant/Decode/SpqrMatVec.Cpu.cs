@@ -1,0 +1,109 @@
+// Fused SpQR matvec y = Ŵ·x straight from the stored form, never materialising Ŵ:
+//   x' = x gathered through the permutation once per call (zero-padded to whole groups), xsum_g = Σ x' over group g;
+//   per row r and group g: y_r += s·(Σ_k code_k·x'_k − z·xsum_g)  (codes decoded 8 at a time from one 32-bit load:
+//   broadcast, per-lane shift by 0, b, …, 7b, mask, convert, FMA), then the CSR outliers add (v − ŵ_code)·x'_c.
+// Vector256 path for wbits 2..4 (the format's fast layout), scalar path for any wbits. Threaded over 64-row blocks
+// (fixed partition: results do not depend on the thread count). Batched Y = Ŵ·X for T tokens decodes each group once
+// and reuses it across the tokens.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using SpQR.Quant.Formats;
+using SpQR.Tensors.Cpu;
+
+namespace SpQR.Quant.Decode;
+
+public static class SpqrMatVec
+{
+    private const int RowBlock = 64;
+
+    // W (rows, cols) in SpQR form @ x (cols,) -> y (rows,)
+    public static void MatVec(SpqrLayer w, ReadOnlySpan<float> x, Span<float> y) => MatMul(w, x, y, 1, Simd.Best);
+
+    // W @ X (T, cols) -> Y (T, rows)
+    public static void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T) => MatMul(w, X, Y, T, Simd.Best);
+
+    internal static unsafe void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T, SimdPath path)
+    {
+        int rows = w.Rows, cols = w.Cols, groups = w.Groups, padded = groups * SpqrLayer.GroupSize;
+        if (X.Length < (long)T * cols) throw new ArgumentException($"X holds {X.Length} values, expected {T}x{cols}");
+        if (Y.Length < (long)T * rows) throw new ArgumentException($"Y holds {Y.Length} values, expected {T}x{rows}");
+        // x' (T, padded) and xsum (T, groups)
+        var xp = new float[(long)T * padded];
+        var xsum = new float[(long)T * groups];
+        for (int t = 0; t < T; t++)
+        {
+            var xt = X.Slice(t * cols, cols);
+            for (int c = 0; c < cols; c++) xp[(long)t * padded + c] = xt[w.Perm[c]];
+            for (int g = 0; g < groups; g++) xsum[(long)t * groups + g] = CpuKernels.Sum(xp.AsSpan(t * padded + g * SpqrLayer.GroupSize, SpqrLayer.GroupSize));
+        }
+        var ys = new float[(long)T * rows];
+        int blocks = (rows + RowBlock - 1) / RowBlock;
+        bool fast = path >= SimdPath.V256 && Avx2.IsSupported && w.WBits <= 4; // per-lane shifts: AVX2 (other ISAs take the scalar path)
+        Action<int> block = b =>
+        {
+            int r0 = b * RowBlock, r1 = Math.Min(rows, r0 + RowBlock);
+            Span<float> acc = stackalloc float[T];
+            for (int r = r0; r < r1; r++)
+            {
+                acc.Clear();
+                for (int g = 0; g < groups; g++)
+                {
+                    var (s, z) = w.Stat(r, g);
+                    int off = r * w.RowBytes + g * w.GroupBytes;
+                    for (int t = 0; t < T; t++)
+                    {
+                        float dot = fast ? DotGroupV256(w.Codes, off, w.WBits, xp, t * padded + g * SpqrLayer.GroupSize)
+                                         : DotGroupScalar(w, r, g, xp, t * padded + g * SpqrLayer.GroupSize);
+                        acc[t] += s * (dot - z * xsum[(long)t * groups + g]);
+                    }
+                }
+                // outliers: replace the code's value by the kept one
+                for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++)
+                {
+                    int c = w.OutlierCols[i];
+                    var (s, z) = w.Stat(r, c / SpqrLayer.GroupSize);
+                    float delta = (float)w.OutlierValues[i] - s * (w.Code(r, c) - z);
+                    for (int t = 0; t < T; t++) acc[t] += delta * xp[(long)t * padded + c];
+                }
+                for (int t = 0; t < T; t++) ys[(long)t * rows + r] = acc[t];
+            }
+        };
+        if ((long)rows * cols * T < 1 << 16) for (int b = 0; b < blocks; b++) block(b); else CpuThreads.For(blocks, block);
+        ys.AsSpan(0, T * rows).CopyTo(Y);
+    }
+
+    private static readonly Vector256<uint>[] Shifts =
+    [
+        Vector256<uint>.Zero,
+        Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7),
+        Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14),
+        Vector256.Create(0u, 3, 6, 9, 12, 15, 18, 21),
+        Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28),
+    ];
+
+    // Σ_k code_k · x'_k over one group of 16: two 32-bit loads of 8 codes each
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe float DotGroupV256(byte[] codes, int off, int bits, float[] xp, int xoff)
+    {
+        fixed (byte* pc = codes) fixed (float* px = xp)
+        {
+            var shift = Shifts[bits];
+            var mask = Vector256.Create((uint)((1 << bits) - 1));
+            var lo = (Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(pc + off)), shift) & mask).AsInt32();
+            var hi = (Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(pc + off + bits)), shift) & mask).AsInt32();
+            var a = Vector256.ConvertToSingle(lo) * Vector256.Load(px + xoff);
+            a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(hi), Vector256.Load(px + xoff + 8), a);
+            return Vector256.Sum(a);
+        }
+    }
+
+    private static float DotGroupScalar(SpqrLayer w, int r, int g, float[] xp, int xoff)
+    {
+        float s = 0;
+        int c0 = g * SpqrLayer.GroupSize;
+        for (int k = 0; k < SpqrLayer.GroupSize; k++)
+            if (c0 + k < w.Cols) s += w.Code(r, c0 + k) * xp[xoff + k];
+        return s;
+    }
+}

@@ -1,0 +1,139 @@
+// The stored form of one SpQR-quantized linear layer W (rows = out_features, cols = in_features), as the decode
+// kernels read it. Columns are in permuted order; groups of β1 columns; row groups of β2 rows.
+//
+//   codes      U8  [rows, groups · 2·wbits]   per row, per group: 16 codes × wbits bits, LSB-first; a group is two
+//                                              half-words of 8 codes (8·wbits bits = wbits bytes each), so 8 codes
+//                                              sit in one little-endian 32-bit load for wbits ≤ 4. β1 must be 16.
+//                                              Ragged last group: codes past cols are 0.
+//   stat_codes U8  [rows, groups]             qq codes: scale code (low qq_scale_bits) | zero code << 4   (qq on)
+//   stats2     F16 [rowGroups, groups, 4]     (scale, zero) of the scale codes, (scale, zero) of the zero codes
+//   stats      F16 [rows, groups, 2]          first-order (scale, zero) as FP16                           (qq off)
+//   perm       I32 [cols]                     permuted column c is original column perm[c]
+//   outlier_row_offsets I32 [rows + 1]        CSR: outliers of row r are entries [off[r], off[r+1])
+//   outlier_cols        U16 [n]               permuted column, ascending within a row
+//   outlier_values      F16 [n]               the kept weight
+//
+// Reconstruction, row r, permuted column c, g = c / 16:
+//   s = ss·(scale_code − sz),  z = zs·(zero_code − zz)          (qq; second-order stats of (r / β2, g))
+//   ŵ[r, perm[c]] = outlier value if (r, c) is an outlier, else s·(code − z)
+// Bits per weight (the paper's accounting): wbits + (qs + qz)/β1 + 64/(β1·β2) + 32 · outlier share; stored bytes
+// differ only by the byte-aligned stat codes (8 bits instead of qs + qz = 6 per group: +0.125 bits per weight).
+using SpQR.Quant.Encode;
+
+namespace SpQR.Quant.Formats;
+
+public sealed class SpqrLayer
+{
+    public const int GroupSize = 16;
+    public int Rows { get; init; }
+    public int Cols { get; init; }
+    public int WBits { get; init; }
+    public int QqGroupSize { get; init; }
+    public bool QuantizedStats { get; init; }
+    public int Groups => (Cols + GroupSize - 1) / GroupSize;
+    public int RowGroups => (Rows + QqGroupSize - 1) / QqGroupSize;
+    public int GroupBytes => 2 * WBits;
+    public int RowBytes => Groups * GroupBytes;
+
+    public required byte[] Codes { get; init; }          // (rows, RowBytes) + 4 bytes of padding for unaligned loads
+    public byte[]? StatCodes { get; init; }              // (rows, groups)
+    public Half[]? Stats2 { get; init; }                 // (rowGroups, groups, 4)
+    public Half[]? Stats { get; init; }                  // (rows, groups, 2)
+    public required int[] Perm { get; init; }            // (cols,)
+    public required int[] OutlierRowOffsets { get; init; } // (rows + 1,)
+    public required ushort[] OutlierCols { get; init; }  // (n,)
+    public required Half[] OutlierValues { get; init; }  // (n,)
+
+    public long OutlierCount => OutlierCols.Length;
+
+    /// <summary>Bytes of the stored form (codes, statistics, outliers, permutation).</summary>
+    public long StoredBytes => (long)Rows * RowBytes + (StatCodes?.Length ?? 0) + 2L * (Stats2?.Length ?? 0) + 2L * (Stats?.Length ?? 0)
+                               + 4L * Perm.Length + 4L * OutlierRowOffsets.Length + 4L * OutlierCols.Length;
+
+    /// <summary>First-order (scale, zero) of (row r, group g), exactly as the encoder used them.</summary>
+    public (float Scale, float Zero) Stat(int r, int g)
+    {
+        if (!QuantizedStats) return ((float)Stats![((long)r * Groups + g) * 2], (float)Stats[((long)r * Groups + g) * 2 + 1]);
+        byte code = StatCodes![(long)r * Groups + g];
+        long s2 = ((long)(r / QqGroupSize) * Groups + g) * 4;
+        float ss = (float)Stats2![s2], sz = (float)Stats2[s2 + 1], zs = (float)Stats2[s2 + 2], zz = (float)Stats2[s2 + 3];
+        return (ss * ((code & 0xF) - sz), zs * ((code >> 4) - zz));
+    }
+
+    public int Code(int r, int c)
+    {
+        int g = c / GroupSize, k = c % GroupSize;
+        long bit = ((long)r * RowBytes + (long)g * GroupBytes) * 8 + (k < 8 ? k * WBits : WBits * 8 + (k - 8) * WBits);
+        int v = Codes[bit / 8] | (Codes[bit / 8 + 1] << 8);
+        return (v >> (int)(bit % 8)) & ((1 << WBits) - 1);
+    }
+
+    /// <summary>Packs an encoder result (β1 = 16, qq bits ≤ 4 or FP16 statistics, StorageExact).</summary>
+    public static SpqrLayer Pack(SpqrLayerResult q)
+    {
+        var o = q.Options;
+        if (o.GroupSize != GroupSize) throw new NotSupportedException($"the SpQR format stores groups of {GroupSize} columns; got groupsize {o.GroupSize}");
+        if (!o.StorageExact) throw new ArgumentException("pack results encoded with StorageExact: the format stores FP16 statistics and outliers");
+        if ((o.QqScaleBits is null) != (o.QqZeroBits is null)) throw new NotSupportedException("quantize both scales and zeros, or neither");
+        if (o.QqScaleBits > 4 || o.QqZeroBits > 4) throw new NotSupportedException("qq statistics are stored in 4-bit fields");
+        if (o.RoundZero && o.QqZeroBits is not null && o.QqZeroBits >= o.WBits) throw new NotSupportedException("round_zero with unquantized integer zeros is not stored");
+        if (q.Cols > 65536) throw new NotSupportedException($"outlier columns are 16-bit; {q.Cols} input features is too many");
+        int rows = q.Rows, cols = q.Cols, groups = q.Groups;
+        bool qq = o.QqScaleBits is not null;
+        var layer = new SpqrLayer
+        {
+            Rows = rows, Cols = cols, WBits = o.WBits, QqGroupSize = o.QqGroupSize, QuantizedStats = qq,
+            Codes = new byte[(long)rows * groups * 2 * o.WBits + 4],
+            StatCodes = qq ? new byte[(long)rows * groups] : null,
+            Stats2 = qq ? new Half[(long)q.RowGroups * groups * 4] : null,
+            Stats = qq ? null : new Half[(long)rows * groups * 2],
+            Perm = (int[])q.Permutation.Clone(),
+            OutlierRowOffsets = new int[rows + 1],
+            OutlierCols = q.OutlierCols.Select(c => (ushort)c).ToArray(),
+            OutlierValues = q.OutlierValues.Select(v => (Half)v).ToArray(),
+        };
+        int rowBytes = layer.RowBytes;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+            {
+                int g = c / GroupSize, k = c % GroupSize;
+                long bit = ((long)r * rowBytes + (long)g * layer.GroupBytes) * 8 + (k < 8 ? k * o.WBits : o.WBits * 8 + (k - 8) * o.WBits);
+                int v = q.Codes[(long)r * cols + c] << (int)(bit % 8);
+                layer.Codes[bit / 8] |= (byte)v; layer.Codes[bit / 8 + 1] |= (byte)(v >> 8);
+            }
+        for (int g = 0; g < groups; g++)
+            for (int r = 0; r < rows; r++)
+            {
+                long at = (long)g * rows + r;
+                if (qq) layer.StatCodes![(long)r * groups + g] = (byte)(q.ScaleCodes![at] | (q.ZeroCodes![at] << 4));
+                else { layer.Stats![((long)r * groups + g) * 2] = (Half)q.Scale[at]; layer.Stats[((long)r * groups + g) * 2 + 1] = (Half)q.Zero[at]; }
+            }
+        if (qq)
+            for (int g = 0; g < groups; g++)
+                for (int rg = 0; rg < q.RowGroups; rg++)
+                {
+                    long src = (long)g * q.RowGroups + rg, dst = ((long)rg * groups + g) * 4;
+                    layer.Stats2![dst] = (Half)q.ScaleStatScale![src]; layer.Stats2[dst + 1] = (Half)q.ScaleStatZero![src];
+                    layer.Stats2[dst + 2] = (Half)q.ZeroStatScale![src]; layer.Stats2[dst + 3] = (Half)q.ZeroStatZero![src];
+                }
+        foreach (int r in q.OutlierRows) layer.OutlierRowOffsets[r + 1]++;
+        for (int r = 0; r < rows; r++) layer.OutlierRowOffsets[r + 1] += layer.OutlierRowOffsets[r];
+        return layer;
+    }
+
+    /// <summary>Scalar reference: Ŵ (rows, cols) in the original column order.</summary>
+    public float[] Dequantize()
+    {
+        var w = new float[(long)Rows * Cols];
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int c = 0; c < Cols; c++)
+            {
+                var (s, z) = Stat(r, c / GroupSize);
+                w[(long)r * Cols + Perm[c]] = s * (Code(r, c) - z);
+            }
+            for (int i = OutlierRowOffsets[r]; i < OutlierRowOffsets[r + 1]; i++) w[(long)r * Cols + Perm[OutlierCols[i]]] = (float)OutlierValues[i];
+        }
+        return w;
+    }
+}
