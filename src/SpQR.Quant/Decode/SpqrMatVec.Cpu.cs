@@ -40,6 +40,14 @@ public static class SpqrMatVec
         var ys = new float[(long)T * rows];
         int blocks = (rows + RowBlock - 1) / RowBlock;
         bool fast = path >= SimdPath.V256 && Avx2.IsSupported && w.WBits <= 4; // per-lane shifts: AVX2 (other ISAs take the scalar path)
+        if (fast && T == 1)
+        {
+            // the decode hot path: one token, vector accumulation across groups, per-row statistics decoded once
+            if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) RowsV256(w, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
+            else CpuThreads.For(blocks, b => RowsV256(w, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)));
+            ys.AsSpan(0, rows).CopyTo(Y);
+            return;
+        }
         Action<int> block = b =>
         {
             int r0 = b * RowBlock, r1 = Math.Min(rows, r0 + RowBlock);
@@ -71,6 +79,62 @@ public static class SpqrMatVec
         };
         if ((long)rows * cols * T < 1 << 16) for (int b = 0; b < blocks; b++) block(b); else CpuThreads.For(blocks, block);
         ys.AsSpan(0, T * rows).CopyTo(Y);
+    }
+
+    // rows [r0, r1) of y = Ŵ·x from x' (padded, permuted) and the group sums of x'
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void RowsV256(SpqrLayer w, float[] xp, float[] xsum, float[] y, int r0, int r1)
+    {
+        int groups = w.Groups, bits = w.WBits, gb = w.GroupBytes, rowBytes = w.RowBytes;
+        var shift = Shifts[bits];
+        var mask = Vector256.Create((uint)((1 << bits) - 1));
+        Span<float> s = stackalloc float[groups];
+        Span<float> z = stackalloc float[groups];
+        fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s)
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                w.RowStats(r, s, z);
+                // Σ_g s_g z_g xsum_g, the zero-point correction of the whole row
+                float corr = 0;
+                {
+                    int g = 0;
+                    var cv = Vector256<float>.Zero;
+                    fixed (float* pz = z) fixed (float* pxs = xsum)
+                        for (; g + 8 <= groups; g += 8) cv = Vector256.FusedMultiplyAdd(Vector256.Load(ps + g) * Vector256.Load(pz + g), Vector256.Load(pxs + g), cv);
+                    corr = Vector256.Sum(cv);
+                    for (; g < groups; g++) corr += s[g] * z[g] * xsum[g];
+                }
+                byte* row = codes + (long)r * rowBytes;
+                Vector256<float> acc0 = default, acc1 = default;
+                float* x = px;
+                int g2 = 0;
+                for (; g2 + 1 < groups; g2 += 2, row += 2 * gb, x += 32)
+                {
+                    var lo = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)row), shift) & mask).AsInt32());
+                    var hi = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + bits)), shift) & mask).AsInt32());
+                    var t = Vector256.FusedMultiplyAdd(hi, Vector256.Load(x + 8), lo * Vector256.Load(x));
+                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2]), t, acc0);
+                    var lo2 = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + gb)), shift) & mask).AsInt32());
+                    var hi2 = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + gb + bits)), shift) & mask).AsInt32());
+                    var t2 = Vector256.FusedMultiplyAdd(hi2, Vector256.Load(x + 24), lo2 * Vector256.Load(x + 16));
+                    acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2 + 1]), t2, acc1);
+                }
+                for (; g2 < groups; g2++, row += gb, x += 16)
+                {
+                    var lo = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)row), shift) & mask).AsInt32());
+                    var hi = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + bits)), shift) & mask).AsInt32());
+                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2]), Vector256.FusedMultiplyAdd(hi, Vector256.Load(x + 8), lo * Vector256.Load(x)), acc0);
+                }
+                float yr = Vector256.Sum(acc0 + acc1) - corr;
+                for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++)
+                {
+                    int c = w.OutlierCols[i], g = c / SpqrLayer.GroupSize;
+                    yr += ((float)w.OutlierValues[i] - s[g] * (w.Code(r, c) - z[g])) * xp[c];
+                }
+                y[r] = yr;
+            }
+        }
     }
 
     private static readonly Vector256<uint>[] Shifts =

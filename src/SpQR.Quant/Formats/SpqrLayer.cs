@@ -18,6 +18,7 @@
 //   ŵ[r, perm[c]] = outlier value if (r, c) is an outlier, else s·(code − z)
 // Bits per weight (the paper's accounting): wbits + (qs + qz)/β1 + 64/(β1·β2) + 32 · outlier share; stored bytes
 // differ only by the byte-aligned stat codes (8 bits instead of qs + qz = 6 per group: +0.125 bits per weight).
+using System.Runtime.Intrinsics;
 using SpQR.Quant.Encode;
 
 namespace SpQR.Quant.Formats;
@@ -45,6 +46,57 @@ public sealed class SpqrLayer
     public required Half[] OutlierValues { get; init; }  // (n,)
 
     public long OutlierCount => OutlierCols.Length;
+
+    private float[]? _ss, _sz, _zs, _zz, _statsF;
+    /// <summary>Stats2 widened to float once and split into four (rowGroups, groups) planes for vector decoding.</summary>
+    private void EnsurePlanes()
+    {
+        if (_ss is not null) return;
+        long n = (long)RowGroups * Groups;
+        var ss = new float[n]; var sz = new float[n]; var zs = new float[n]; var zz = new float[n];
+        for (long i = 0; i < n; i++) { ss[i] = (float)Stats2![i * 4]; sz[i] = (float)Stats2[i * 4 + 1]; zs[i] = (float)Stats2[i * 4 + 2]; zz[i] = (float)Stats2[i * 4 + 3]; }
+        (_sz, _zs, _zz) = (sz, zs, zz);
+        _ss = ss;
+    }
+    internal float[] StatsF => _statsF ??= Stats!.Select(h => (float)h).ToArray();
+
+    /// <summary>Row r's first-order scales and zeros for every group: s (groups,), z (groups,).</summary>
+    internal void RowStats(int r, Span<float> s, Span<float> z)
+    {
+        int groups = Groups;
+        if (!QuantizedStats)
+        {
+            var f = StatsF;
+            for (int g = 0; g < groups; g++) { s[g] = f[((long)r * groups + g) * 2]; z[g] = f[((long)r * groups + g) * 2 + 1]; }
+            return;
+        }
+        EnsurePlanes();
+        int b2 = r / QqGroupSize * groups, bc = r * groups, g0 = 0;
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        {
+            // 8 groups at a time: widen the stat-code bytes, split the nibbles, dequantize with the row group's planes
+            var low = System.Runtime.Intrinsics.Vector256.Create(0xF);
+            for (; g0 + 8 <= groups; g0 += 8)
+            {
+                var bytes = System.Runtime.Intrinsics.Vector128.CreateScalar(BitConverter.ToUInt64(StatCodes!, bc + g0)).AsByte();
+                var codes = System.Runtime.Intrinsics.X86.Avx2.ConvertToVector256Int32(bytes);
+                var sc = System.Runtime.Intrinsics.Vector256.ConvertToSingle(codes & low);
+                var zc = System.Runtime.Intrinsics.Vector256.ConvertToSingle(codes >> 4);
+                var ss = System.Runtime.Intrinsics.Vector256.Create(_ss.AsSpan(b2 + g0, 8));
+                var sz = System.Runtime.Intrinsics.Vector256.Create(_sz.AsSpan(b2 + g0, 8));
+                var zs = System.Runtime.Intrinsics.Vector256.Create(_zs.AsSpan(b2 + g0, 8));
+                var zz = System.Runtime.Intrinsics.Vector256.Create(_zz.AsSpan(b2 + g0, 8));
+                (ss * (sc - sz)).CopyTo(s[g0..]);
+                (zs * (zc - zz)).CopyTo(z[g0..]);
+            }
+        }
+        for (int g = g0; g < groups; g++)
+        {
+            byte code = StatCodes![bc + g];
+            s[g] = _ss![b2 + g] * ((code & 0xF) - _sz![b2 + g]);
+            z[g] = _zs![b2 + g] * ((code >> 4) - _zz![b2 + g]);
+        }
+    }
 
     /// <summary>Bytes of the stored form (codes, statistics, outliers, permutation).</summary>
     public long StoredBytes => (long)Rows * RowBytes + (StatCodes?.Length ?? 0) + 2L * (Stats2?.Length ?? 0) + 2L * (Stats?.Length ?? 0)
