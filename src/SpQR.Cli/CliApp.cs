@@ -70,8 +70,9 @@ public static class CliApp
         var blocksize = new Option<int>("--blocksize") { DefaultValueFactory = _ => 128 };
         var trueSeq = new Option<bool>("--true-sequential") { Description = "quantize q/k/v, o, gate/up, down in turn (default on)", DefaultValueFactory = _ => true };
         var simplified = new Option<bool>("--simplified-outliers");
+        var format = new Option<string>("--format") { Description = "dequantized (F32 Ŵ + codes beside) or spqr (compressed, docs/formats/spqr.md)", DefaultValueFactory = _ => "dequantized" };
         var quantize = new Command("quantize", "quantize a model layer by layer (SpQR, GPTQ or RTN)")
-        { model, tokenizer, outPath, calib, calibText, nsamples, qseqlen, seed, method, wbits, groupsize, qqScale, qqZero, qqGroup, tau, budget, order, percdamp, blocksize, trueSeq, simplified, threads, json };
+        { model, tokenizer, outPath, calib, calibText, nsamples, qseqlen, seed, method, wbits, groupsize, qqScale, qqZero, qqGroup, tau, budget, order, percdamp, blocksize, trueSeq, simplified, format, threads, json };
         quantize.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
         {
             SpQR.Tensors.Cpu.CpuThreads.Count = r.GetValue(threads);
@@ -96,6 +97,7 @@ public static class CliApp
                 {
                     Method = m switch { "gptq" => SpQR.Transformer.Quantization.QuantMethod.Gptq, "rtn" => SpQR.Transformer.Quantization.QuantMethod.Rtn, _ => SpQR.Transformer.Quantization.QuantMethod.Spqr },
                     Spqr = opts, TrueSequential = r.GetValue(trueSeq),
+                    Compressed = r.GetValue(format) switch { "spqr" => true, "dequantized" => false, var f => throw new ArgumentException($"--format must be dequantized or spqr, got {f}") },
                 }, r.GetValue(json), stdout, stderr);
         }));
 

@@ -98,3 +98,37 @@ public class FalconQuantizationTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class CompressedModelTests
+{
+    [SharedFact]
+    public void Compressed_stories260K_runs_through_the_seam_with_the_dequantized_perplexity()
+    {
+        string dir = Directory.CreateTempSubdirectory("spqr-q-comp-").FullName;
+        try
+        {
+            using var f = SafetensorsFile.Open(Fixtures.Path("fixtures", "stories260K", "stories260K-calibration.safetensors"));
+            var ids = f.Get("calibration").ToInt32Array();
+            var calib = Enumerable.Range(0, 32).Select(i => ids.AsSpan(i * 256, 256).ToArray()).ToArray();
+            string model = Fixtures.Path("fixtures", "stories260K", "hf");
+            foreach (int bits in new[] { 3, 4 })
+            {
+                var spqr = new SpqrOptions { WBits = bits, QqGroupSize = 4 };
+                string deq = Path.Combine(dir, $"deq{bits}"), comp = Path.Combine(dir, $"comp{bits}");
+                SequentialQuantizer.Run(model, calib, deq, new QuantizeOptions { Spqr = spqr });
+                SequentialQuantizer.Run(model, calib, comp, new QuantizeOptions { Spqr = spqr, Compressed = true });
+                Assert.True(new FileInfo(Path.Combine(comp, "model.safetensors")).Length < new FileInfo(Path.Combine(deq, "model.safetensors")).Length / 2);
+                var stream = f.Get("eval_tinystories").ToInt32Array()[..(256 * 40)];
+                using var a = ModelLoader.Load(deq, new ModelOptions { MaxContext = 256, MaxBatch = 256 });
+                using var b = ModelLoader.Load(comp, new ModelOptions { MaxContext = 256, MaxBatch = 256 });
+                double pa = Perplexity.Evaluate(a, stream, 256).Perplexity, pb = Perplexity.Evaluate(b, stream, 256).Perplexity;
+                Assert.True(Math.Abs(pa - pb) <= 1e-5 * pa, $"w{bits}: dequantized {pa:R} vs compressed {pb:R}");
+                // decode path (one token) too
+                var la = a.Forward([1, 403, 407], 0, false).ToArray();
+                var lb = b.Forward([1, 403, 407], 0, false).ToArray();
+                NumericAssert.RelL2(la, lb, 1e-5, "compressed vs dequantized logits");
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

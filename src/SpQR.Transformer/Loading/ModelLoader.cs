@@ -28,8 +28,15 @@ public static class ModelLoader
         if (Directory.Exists(path))
         {
             var cfg = TransformerConfig.Load(path);
-            var source = new SafetensorsWeightSource(SafetensorsCheckpoint.Open(path), options.WidenToF32);
-            try { return Build(cfg, source, options); }
+            var checkpoint = SafetensorsCheckpoint.Open(path);
+            var source = new SafetensorsWeightSource(checkpoint, options.WidenToF32);
+            try
+            {
+                // a compressed checkpoint (docs/formats/spqr.md) runs its SpQR layers through the same seam
+                if (options.Linears is DenseLinearFactory && checkpoint.TensorNames.Any(n => n.EndsWith(".spqr.shape", StringComparison.Ordinal)))
+                    options = options with { Linears = new SpqrLinearFactory(checkpoint) };
+                return Build(cfg, source, options);
+            }
             catch { source.Dispose(); throw; }
         }
         if (File.Exists(path) && !path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) && !path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))

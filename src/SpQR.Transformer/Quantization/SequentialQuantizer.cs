@@ -23,6 +23,8 @@ public sealed record QuantizeOptions
     public QuantMethod Method { get; init; } = QuantMethod.Spqr;
     public SpqrOptions Spqr { get; init; } = new();
     public bool TrueSequential { get; init; } = true;
+    /// <summary>Write the compressed format (docs/formats/spqr.md) instead of dequantized F32 weights.</summary>
+    public bool Compressed { get; init; }
 }
 
 public sealed record LayerReport(string Name, int Rows, int Cols, double OutlierShare, double AverageBits, double HError, double RtnHError, double Seconds);
@@ -179,11 +181,17 @@ public static class SequentialQuantizer
                 tensors.Add((name + ".outlier_rows", Ints(q.OutlierRows)));
                 tensors.Add((name + ".outlier_cols", Ints(q.OutlierCols)));
                 tensors.Add((name + ".outlier_values", Tensor.FromArray(q.OutlierValues, q.OutlierValues.Length)));
+                if (Packable(q.Options)) tensors.AddRange(SpQR.Quant.Formats.SpqrSerializer.ToTensors(name, SpQR.Quant.Formats.SpqrLayer.Pack(q)));
             }
             SafetensorsWriter.Write(file, tensors, new Dictionary<string, string> { ["layers"] = JsonSerializer.Serialize(reports, JsonOptions) });
         }
         finally { foreach (var (_, t) in tensors) t.Dispose(); }
     }
+
+    /// <summary>Whether results of these options fit the stored format (β1 = 16, FP16-exact, qq in 4-bit fields).</summary>
+    public static bool Packable(SpqrOptions o) => o.GroupSize == SpQR.Quant.Formats.SpqrLayer.GroupSize && o.StorageExact
+        && (o.QqScaleBits is null) == (o.QqZeroBits is null) && !(o.QqScaleBits > 4) && !(o.QqZeroBits > 4)
+        && !(o.RoundZero && o.QqZeroBits is not null && o.QqZeroBits >= o.WBits);
 
     private static Tensor Ints(int[] v)
     {
@@ -198,14 +206,30 @@ public static class SequentialQuantizer
         try
         {
             var byName = new Dictionary<string, Tensor>();
+            var compressedParts = new Dictionary<string, List<(string, Tensor)>>();
             foreach (var f in blockFiles)
-                foreach (var e in f.Entries.Where(e => e.Name.EndsWith(".weight", StringComparison.Ordinal)))
+                foreach (var e in f.Entries)
                 {
-                    byName[e.Name] = f.Get(e.Name);
+                    if (e.Name.EndsWith(".weight", StringComparison.Ordinal)) byName[e.Name] = f.Get(e.Name);
+                    int at = e.Name.IndexOf(".spqr.", StringComparison.Ordinal);
+                    if (at > 0)
+                    {
+                        string w = e.Name[..at] + ".weight";
+                        if (!compressedParts.TryGetValue(w, out var parts)) compressedParts[w] = parts = new();
+                        parts.Add((e.Name, f.Get(e.Name)));
+                    }
                 }
+            if (o.Compressed && o.Method == QuantMethod.Rtn) throw new NotSupportedException("RTN results are written dequantized; use --method gptq or spqr for the compressed format");
+            if (o.Compressed && compressedParts.Count == 0) throw new NotSupportedException("these options do not fit the compressed format (groupsize 16, qq bits <= 4)");
             using var ck = SafetensorsCheckpoint.Open(modelPath);
-            var all = WeightLayout.For(cfg).Select(spec => (spec.Name, byName.TryGetValue(spec.Name, out var q) ? q : ck.Get(spec.Name))).ToList();
-            SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), all, new Dictionary<string, string> { ["format"] = "pt", ["spqr"] = "dequantized" });
+            var all = new List<(string, Tensor)>();
+            foreach (var spec in WeightLayout.For(cfg))
+            {
+                if (o.Compressed && compressedParts.TryGetValue(spec.Name, out var parts)) all.AddRange(parts);
+                else all.Add((spec.Name, byName.TryGetValue(spec.Name, out var q) ? q : ck.Get(spec.Name)));
+            }
+            SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), all,
+                new Dictionary<string, string> { ["format"] = "pt", ["spqr"] = o.Compressed ? $"compressed v{SpQR.Quant.Formats.SpqrSerializer.FormatVersion}" : "dequantized" });
             // codes and statistics in a documented side folder (docs/formats/dequantized-output.md)
             string codesDir = Path.Combine(outDir, "spqr-codes");
             Directory.CreateDirectory(codesDir);
@@ -220,7 +244,7 @@ public static class SequentialQuantizer
             config["dtype"] = "float32";
             config["quantization_config"] = new System.Text.Json.Nodes.JsonObject
             {
-                ["quant_method"] = "spqr-dequantized", ["method"] = o.Method.ToString().ToLowerInvariant(), ["bits"] = s.WBits, ["beta1"] = s.GroupSize,
+                ["quant_method"] = o.Compressed ? "spqr" : "spqr-dequantized", ["format_version"] = SpQR.Quant.Formats.SpqrSerializer.FormatVersion, ["method"] = o.Method.ToString().ToLowerInvariant(), ["bits"] = s.WBits, ["beta1"] = s.GroupSize,
                 ["beta2"] = s.QqGroupSize, ["qq_scale_bits"] = s.QqScaleBits, ["qq_zero_bits"] = s.QqZeroBits, ["outlier_threshold"] = s.OutlierThreshold,
                 ["permutation_order"] = s.PermutationOrder.ToString(), ["percdamp"] = s.PercDamp, ["true_sequential"] = o.TrueSequential,
                 ["average_bits"] = Math.Round(new QuantizationReport(outDir, o.Method, reports, 0).AverageBits, 4),
