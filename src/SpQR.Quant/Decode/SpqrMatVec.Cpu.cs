@@ -67,12 +67,11 @@ public static class SpqrMatVec
                     }
                 }
                 // outliers: replace the code's value by the kept one
+                var deltas = w.OutlierDeltas;
                 for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++)
                 {
                     int c = w.OutlierCols[i];
-                    var (s, z) = w.Stat(r, c / SpqrLayer.GroupSize);
-                    float delta = (float)w.OutlierValues[i] - s * (w.Code(r, c) - z);
-                    for (int t = 0; t < T; t++) acc[t] += delta * xp[(long)t * padded + c];
+                    for (int t = 0; t < T; t++) acc[t] += deltas[i] * xp[(long)t * padded + c];
                 }
                 for (int t = 0; t < T; t++) ys[(long)t * rows + r] = acc[t];
             }
@@ -90,6 +89,7 @@ public static class SpqrMatVec
         var mask = Vector256.Create((uint)((1 << bits) - 1));
         Span<float> s = stackalloc float[groups];
         Span<float> z = stackalloc float[groups];
+        var deltas = w.OutlierDeltas; var offsets = w.OutlierRowOffsets; var ocols = w.OutlierCols;
         fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s)
         {
             for (int r = r0; r < r1; r++)
@@ -127,11 +127,7 @@ public static class SpqrMatVec
                     acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2]), Vector256.FusedMultiplyAdd(hi, Vector256.Load(x + 8), lo * Vector256.Load(x)), acc0);
                 }
                 float yr = Vector256.Sum(acc0 + acc1) - corr;
-                for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++)
-                {
-                    int c = w.OutlierCols[i], g = c / SpqrLayer.GroupSize;
-                    yr += ((float)w.OutlierValues[i] - s[g] * (w.Code(r, c) - z[g])) * xp[c];
-                }
+                for (int i = offsets[r]; i < offsets[r + 1]; i++) yr += deltas[i] * px[ocols[i]];
                 y[r] = yr;
             }
         }

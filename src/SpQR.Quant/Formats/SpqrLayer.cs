@@ -60,6 +60,25 @@ public sealed class SpqrLayer
     }
     internal float[] StatsF => _statsF ??= Stats!.Select(h => (float)h).ToArray();
 
+    private float[]? _outlierDeltas;
+    /// <summary>Per outlier: kept value − what its code decodes to; the fused kernels add delta·x' (computed once).</summary>
+    internal float[] OutlierDeltas
+    {
+        get
+        {
+            if (_outlierDeltas is not null) return _outlierDeltas;
+            var d = new float[OutlierCols.Length];
+            for (int r = 0; r < Rows; r++)
+                for (int i = OutlierRowOffsets[r]; i < OutlierRowOffsets[r + 1]; i++)
+                {
+                    int c = OutlierCols[i];
+                    var (s, z) = Stat(r, c / GroupSize);
+                    d[i] = (float)OutlierValues[i] - s * (Code(r, c) - z);
+                }
+            return _outlierDeltas = d;
+        }
+    }
+
     /// <summary>Row r's first-order scales and zeros for every group: s (groups,), z (groups,).</summary>
     internal void RowStats(int r, Span<float> s, Span<float> z)
     {
