@@ -41,8 +41,25 @@ public static class ModelInspector
         var expected = WeightLayout.For(cfg);
         var names = new HashSet<string>(ck.TensorNames);
         var tensors = new List<TensorSummary>();
+        var bits = new List<(string Name, long Weights, double StoredBits, double PaperBits)>();
+        var qc = QuantConfig(folder);
         foreach (var spec in expected)
         {
+            string linear = spec.Name.EndsWith(".weight", StringComparison.Ordinal) ? spec.Name[..^7] : spec.Name;
+            if (ck.Contains(linear + ".spqr.shape"))
+            {
+                // a compressed SpQR linear: validate every part, report its stored size and bits per weight
+                var layer = SpQR.Quant.Formats.SpqrSerializer.Read(linear, n => ck.Contains(n) ? ck.Get(n) : null, ck.FileOf(linear + ".spqr.shape"));
+                if (layer.Rows != spec.Shape[0] || layer.Cols != spec.Shape[1])
+                    throw new ModelFormatException(ck.FileOf(linear + ".spqr.shape"), $"tensor \"{linear}.spqr.shape\"", $"[{spec.Shape[0]}, {spec.Shape[1]}]", $"[{layer.Rows}, {layer.Cols}]");
+                long n = (long)layer.Rows * layer.Cols;
+                double share = (double)layer.OutlierCount / n;
+                double paper = layer.WBits + (layer.QuantizedStats ? (qc.Qs + qc.Qz) / 16.0 + 64.0 / (16 * layer.QqGroupSize) : 32.0 / 16) + 32 * share;
+                bits.Add((linear, n, layer.StoredBytes * 8.0 / n, paper));
+                tensors.Add(new TensorSummary(spec.Name, $"SpQR w{layer.WBits}", spec.Shape, layer.StoredBytes));
+                names.RemoveWhere(x => x.StartsWith(linear + ".spqr.", StringComparison.Ordinal));
+                continue;
+            }
             var t = ck.Get(spec.Name, new Shape(spec.Shape));
             long bad = CpuKernels.FindNonFinite(t);
             if (bad >= 0) throw new ModelFormatException(ck.Entry(spec.Name).Name, $"tensor \"{spec.Name}\" element {bad}", "finite weights", "NaN or infinity", "the checkpoint is corrupt");
@@ -55,7 +72,28 @@ public static class ModelInspector
             throw new ModelFormatException(folder, $"tensor \"{names.First()}\"", "only the tensors config.json implies", $"{names.Count} unexpected tensors",
                 "config.json does not describe these weights");
         var notes = new Dictionary<string, string> { ["files"] = string.Join(", ", ck.Files.Select(f => System.IO.Path.GetFileName(f.Path))) };
-        return new InspectReport(folder, "Hugging Face safetensors", cfg, tensors, notes);
+        if (bits.Count > 0)
+        {
+            long total = bits.Sum(b => b.Weights);
+            notes["SpQR linears"] = $"{bits.Count}, {total:N0} weights";
+            notes["bits per weight (stored)"] = $"{bits.Sum(b => b.StoredBits * b.Weights) / total:F3}";
+            notes["bits per weight (paper's accounting)"] = $"{bits.Sum(b => b.PaperBits * b.Weights) / total:F3}";
+            foreach (var b in bits) notes[$"  {b.Name}"] = $"{b.StoredBits:F3} stored, {b.PaperBits:F3} by the paper's formula";
+        }
+        return new InspectReport(folder, bits.Count > 0 ? "SpQR compressed (safetensors)" : "Hugging Face safetensors", cfg, tensors, notes);
+    }
+
+    private static (int Qs, int Qz) QuantConfig(string folder)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(System.IO.Path.Combine(folder, "config.json")));
+            if (doc.RootElement.TryGetProperty("quantization_config", out var q))
+                return (q.TryGetProperty("qq_scale_bits", out var a) && a.ValueKind == System.Text.Json.JsonValueKind.Number ? a.GetInt32() : 3,
+                        q.TryGetProperty("qq_zero_bits", out var b) && b.ValueKind == System.Text.Json.JsonValueKind.Number ? b.GetInt32() : 3);
+        }
+        catch (System.Text.Json.JsonException) { }
+        return (3, 3);
     }
 
     private static InspectReport InspectSafetensors(string file)
