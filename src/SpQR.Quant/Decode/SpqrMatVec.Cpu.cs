@@ -80,55 +80,53 @@ public static class SpqrMatVec
         ys.AsSpan(0, T * rows).CopyTo(Y);
     }
 
-    // rows [r0, r1) of y = Ŵ·x from x' (padded, permuted) and the group sums of x'
+    // rows [r0, r1) of y = Ŵ·x from x' (padded, permuted) and the group sums of x'; two rows at a time share every
+    // load of x' and the loop overhead
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void RowsV256(SpqrLayer w, float[] xp, float[] xsum, float[] y, int r0, int r1)
     {
         int groups = w.Groups, bits = w.WBits, gb = w.GroupBytes, rowBytes = w.RowBytes;
         var shift = Shifts[bits];
         var mask = Vector256.Create((uint)((1 << bits) - 1));
-        Span<float> s = stackalloc float[groups];
-        Span<float> z = stackalloc float[groups];
+        Span<float> s = stackalloc float[2 * groups];
+        Span<float> z = stackalloc float[2 * groups];
         var deltas = w.OutlierDeltas; var offsets = w.OutlierRowOffsets; var ocols = w.OutlierCols;
-        fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s)
+        fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s) fixed (float* pz = z) fixed (float* pxs = xsum)
         {
-            for (int r = r0; r < r1; r++)
+            int r = r0;
+            for (; r < r1; r += 2)
             {
-                w.RowStats(r, s, z);
-                // Σ_g s_g z_g xsum_g, the zero-point correction of the whole row
-                float corr = 0;
+                bool pair = r + 1 < r1;
+                w.RowStats(r, s[..groups], z[..groups]);
+                if (pair) w.RowStats(r + 1, s[groups..], z[groups..]);
+                byte* rowA = codes + (long)r * rowBytes, rowB = pair ? rowA + rowBytes : rowA;
+                float* sa = ps, sb = pair ? ps + groups : ps;
+                Vector256<float> accA = default, accB = default;
+                float* x = px;
+                for (int g = 0; g < groups; g++, rowA += gb, rowB += gb, x += 16)
                 {
+                    var x0 = Vector256.Load(x); var x1 = Vector256.Load(x + 8);
+                    var la = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)rowA), shift) & mask).AsInt32());
+                    var ha = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(rowA + bits)), shift) & mask).AsInt32());
+                    var lb = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)rowB), shift) & mask).AsInt32());
+                    var hb = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(rowB + bits)), shift) & mask).AsInt32());
+                    accA = Vector256.FusedMultiplyAdd(Vector256.Create(sa[g]), Vector256.FusedMultiplyAdd(ha, x1, la * x0), accA);
+                    accB = Vector256.FusedMultiplyAdd(Vector256.Create(sb[g]), Vector256.FusedMultiplyAdd(hb, x1, lb * x0), accB);
+                }
+                for (int k = 0; k < (pair ? 2 : 1); k++)
+                {
+                    int row = r + k;
+                    float* sk = ps + k * groups, zk = pz + k * groups;
+                    // Σ_g s_g z_g xsum_g, the zero-point correction of the row
                     int g = 0;
                     var cv = Vector256<float>.Zero;
-                    fixed (float* pz = z) fixed (float* pxs = xsum)
-                        for (; g + 8 <= groups; g += 8) cv = Vector256.FusedMultiplyAdd(Vector256.Load(ps + g) * Vector256.Load(pz + g), Vector256.Load(pxs + g), cv);
-                    corr = Vector256.Sum(cv);
-                    for (; g < groups; g++) corr += s[g] * z[g] * xsum[g];
+                    for (; g + 8 <= groups; g += 8) cv = Vector256.FusedMultiplyAdd(Vector256.Load(sk + g) * Vector256.Load(zk + g), Vector256.Load(pxs + g), cv);
+                    float corr = Vector256.Sum(cv);
+                    for (; g < groups; g++) corr += sk[g] * zk[g] * pxs[g];
+                    float yr = Vector256.Sum(k == 0 ? accA : accB) - corr;
+                    for (int i = offsets[row]; i < offsets[row + 1]; i++) yr += deltas[i] * px[ocols[i]];
+                    y[row] = yr;
                 }
-                byte* row = codes + (long)r * rowBytes;
-                Vector256<float> acc0 = default, acc1 = default;
-                float* x = px;
-                int g2 = 0;
-                for (; g2 + 1 < groups; g2 += 2, row += 2 * gb, x += 32)
-                {
-                    var lo = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)row), shift) & mask).AsInt32());
-                    var hi = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + bits)), shift) & mask).AsInt32());
-                    var t = Vector256.FusedMultiplyAdd(hi, Vector256.Load(x + 8), lo * Vector256.Load(x));
-                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2]), t, acc0);
-                    var lo2 = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + gb)), shift) & mask).AsInt32());
-                    var hi2 = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + gb + bits)), shift) & mask).AsInt32());
-                    var t2 = Vector256.FusedMultiplyAdd(hi2, Vector256.Load(x + 24), lo2 * Vector256.Load(x + 16));
-                    acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2 + 1]), t2, acc1);
-                }
-                for (; g2 < groups; g2++, row += gb, x += 16)
-                {
-                    var lo = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)row), shift) & mask).AsInt32());
-                    var hi = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(row + bits)), shift) & mask).AsInt32());
-                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(ps[g2]), Vector256.FusedMultiplyAdd(hi, Vector256.Load(x + 8), lo * Vector256.Load(x)), acc0);
-                }
-                float yr = Vector256.Sum(acc0 + acc1) - corr;
-                for (int i = offsets[r]; i < offsets[r + 1]; i++) yr += deltas[i] * px[ocols[i]];
-                y[r] = yr;
             }
         }
     }
