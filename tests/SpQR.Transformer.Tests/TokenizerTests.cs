@@ -73,7 +73,7 @@ public class TokenizerTests
             var expected = f.Get($"sample_{i}").ToInt32Array();
             if (expected is [-1]) expected = []; // "no tokens"
             Assert.Equal(expected, tok.Encode(samples[i]));
-            Assert.Equal(samples[i], tok.Decode([1, .. tok.Encode(samples[i])]));
+            Assert.Equal(samples[i], ((ITokenizer)tok).Decode([1, .. tok.Encode(samples[i])]));
         }
     }
 

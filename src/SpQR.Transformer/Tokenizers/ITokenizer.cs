@@ -11,8 +11,14 @@ public interface ITokenizer
     int[] Encode(string text, bool addBos = false);
     /// <summary>The bytes a token stands for in context (prev: the token before it, -1 at the start).</summary>
     byte[] TokenBytes(int prev, int token);
-    /// <summary>Decodes a whole sequence to text (invalid UTF-8 becomes U+FFFD).</summary>
-    string Decode(ReadOnlySpan<int> ids);
+    /// <summary>Decodes a whole sequence to text (invalid UTF-8 becomes U+FFFD): the tokens' bytes in context, joined.</summary>
+    string Decode(ReadOnlySpan<int> ids)
+    {
+        var bytes = new List<byte>();
+        int prev = -1;
+        foreach (int id in ids) { bytes.AddRange(TokenBytes(prev, id)); prev = id; }
+        return System.Text.Encoding.UTF8.GetString(bytes.ToArray());
+    }
 }
 
 /// <summary>Streams token bytes into text, holding back incomplete UTF-8 sequences until they complete.</summary>

@@ -96,11 +96,4 @@ public sealed class Llama2cTokenizer : ITokenizer
         return piece;
     }
 
-    public string Decode(ReadOnlySpan<int> ids)
-    {
-        var bytes = new List<byte>();
-        int prev = -1;
-        foreach (int id in ids) { bytes.AddRange(TokenBytes(prev, id)); prev = id; }
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
 }

@@ -162,13 +162,6 @@ public sealed class SentencePieceBpe : ITokenizer
         return Encoding.UTF8.GetBytes(s);
     }
 
-    public string Decode(ReadOnlySpan<int> ids)
-    {
-        var bytes = new List<byte>();
-        int prev = -1;
-        foreach (int id in ids) { bytes.AddRange(TokenBytes(prev, id)); prev = id; }
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
 }
 
 /// <summary>Just enough protobuf wire format for tokenizer.model; every read is bounds-checked by the caller's catch.</summary>
