@@ -1,0 +1,120 @@
+// GEMV y = W·x on the device, W row-major [rows, cols] in F32 or F16 (raw bits, converted in the kernel with the
+// same exact-for-finite trick as the CPU: sign-extend, shift 13, mask, ×2^112). One warp per row: lanes stride the
+// row, then a shuffle reduction. Mirrors Cpu/CpuKernels.Gemv.cs.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace SpQR.Gpu;
+
+public sealed partial class GpuKernels
+{
+    private readonly Accelerator _acc;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _gemvF32;
+    private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int> _gemvF16;
+    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int> _gemvF16x4;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
+
+    public GpuKernels(Accelerator acc)
+    {
+        _acc = acc;
+        _gemvF32 = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(GemvF32Kernel);
+        _gemvF16 = acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int>(GemvF16Kernel);
+        _gemvF16x4 = acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int>(GemvF16x4Kernel);
+        _rmsNorm = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
+    }
+
+    private KernelConfig RowsConfig(int rows, out int rowsPerGroup)
+    {
+        int warp = _acc.WarpSize;
+        rowsPerGroup = Math.Max(1, Math.Min(8, _acc.MaxNumThreadsPerGroup / warp));
+        int groups = (rows + rowsPerGroup - 1) / rowsPerGroup;
+        return new KernelConfig(groups, warp * rowsPerGroup);
+    }
+
+    // W (rows, cols) F32 @ x (cols,) -> y (rows,)
+    public void GemvF32(ArrayView<float> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+        => _gemvF32(RowsConfig(rows, out _), W, x, y, rows, cols);
+
+    // W (rows, cols) F16 bits @ x (cols,) -> y (rows,); W finite (loaders check)
+    public void GemvF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        // 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0), else one half per load
+        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4);
+        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols);
+    }
+
+    // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), one warp per row
+    public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
+        => _rmsNorm(RowsConfig(rows, out _), x, w, dst, (int)w.Length, eps);
+
+    private static float WarpSum(float v)
+    {
+        for (int o = Warp.WarpSize / 2; o > 0; o /= 2) v += Warp.ShuffleDown(v, o);
+        return v;
+    }
+
+    private static int RowIndex() => Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
+
+    private static void GemvF32Kernel(ArrayView<float> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        int r = RowIndex();
+        if (r >= rows) return;
+        float s = 0;
+        long baseIdx = (long)r * cols;
+        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += W[baseIdx + c] * x[c];
+        s = WarpSum(s);
+        if (Warp.IsFirstLane) y[r] = s;
+    }
+
+    private static float F16ToF32(ushort h) => F16BitsToF32(h);
+
+    // the low 16 bits of `bits` as an F16 value; only 32-bit integer ops (narrow casts of 64-bit values miscompiled
+    // to PTX here: the upper bits survived)
+    private static float F16BitsToF32(uint bits)
+    {
+        int v = ((int)((bits & 0xFFFFu) << 16) >> 3) & unchecked((int)0x8FFFE000); // sign to bit 31, exponent/mantissa to 13..27
+        return Interop.IntAsFloat((uint)v) * 5.192296858534828e33f; // ×2^112
+    }
+
+    private static void GemvF16Kernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        int r = RowIndex();
+        if (r >= rows) return;
+        float s = 0;
+        long baseIdx = (long)r * cols;
+        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += F16ToF32(W[baseIdx + c]) * x[c];
+        s = WarpSum(s);
+        if (Warp.IsFirstLane) y[r] = s;
+    }
+
+    // W as (rows, cols/4) 64-bit words of 4 halves each
+    private static void GemvF16x4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4)
+    {
+        int r = RowIndex();
+        if (r >= rows) return;
+        float s = 0;
+        long baseIdx = (long)r * cols4;
+        for (int c = Warp.LaneIdx; c < cols4; c += Warp.WarpSize)
+        {
+            ulong q = W[baseIdx + c];
+            uint lo = (uint)(q & 0xFFFFFFFFul), hi = (uint)(q >> 32);
+            int x0 = 4 * c;
+            s += F16BitsToF32(lo) * x[x0] + F16BitsToF32(lo >> 16) * x[x0 + 1]
+               + F16BitsToF32(hi) * x[x0 + 2] + F16BitsToF32(hi >> 16) * x[x0 + 3];
+        }
+        s = WarpSum(s);
+        if (Warp.IsFirstLane) y[r] = s;
+    }
+
+    private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int n, float eps)
+    {
+        int r = RowIndex();
+        if (r * (long)n >= x.Length) return;
+        long b = (long)r * n;
+        float ss = 0;
+        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) ss += x[b + i] * x[b + i];
+        ss = Warp.Shuffle(WarpSum(ss), 0);
+        float inv = 1f / MathF.Sqrt(ss / n + eps); // ILGPU maps MathF.Sqrt to the device intrinsic
+        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) dst[b + i] = w[i] * (x[b + i] * inv);
+    }
+}

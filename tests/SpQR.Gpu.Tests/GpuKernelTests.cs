@@ -1,0 +1,70 @@
+// GPU kernels against the CPU kernels, on ILGPU's CPU accelerator in CI (SPQR_DEVICE=gpu runs them on CUDA):
+// NMSE ≤ 1e-7 for float32 (ggml's test-backend-ops bound).
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using SpQR.Gpu;
+using SpQR.Tensors.Cpu;
+using SpQR.TestUtil;
+using Xunit;
+
+namespace SpQR.Gpu.Tests;
+
+public sealed class BackendFixture : IDisposable
+{
+    public GpuBackend Backend { get; } = GpuBackend.Create(Environment.GetEnvironmentVariable("SPQR_DEVICE") == "gpu" ? DeviceChoice.Gpu : DeviceChoice.Cpu);
+    public void Dispose() => Backend.Dispose();
+}
+
+public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
+{
+    private static double Nmse(float[] e, float[] a)
+    {
+        double num = 0, den = 0;
+        for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
+        return num / Math.Max(den, 1e-30);
+    }
+
+    [Theory]
+    [InlineData(1, 1)] [InlineData(7, 33)] [InlineData(64, 300)] [InlineData(257, 1024)]
+    public void Gemv_f32_and_f16_match_the_cpu(int rows, int cols)
+    {
+        var acc = fx.Backend.Accelerator;
+        var w = TestData.Uniform(rows * cols, 1); var x = TestData.Uniform(cols, 2);
+        var h = new ushort[w.Length]; CpuKernels.F32ToF16(w, h);
+        var e32 = new float[rows]; var e16 = new float[rows];
+        CpuKernels.Gemv(w, x, e32, rows, cols);
+        CpuKernels.GemvF16(h, x, e16, rows, cols);
+        using var dw = acc.Allocate1D(w); using var dh = acc.Allocate1D(h); using var dx = acc.Allocate1D(x); using var dy = acc.Allocate1D<float>(rows);
+        fx.Backend.Kernels.GemvF32(dw.View, dx.View, dy.View, rows, cols);
+        acc.Synchronize();
+        Assert.True(Nmse(e32, dy.GetAsArray1D()) <= Tolerances.GpuNmse);
+        fx.Backend.Kernels.GemvF16(dh.View, dx.View, dy.View, rows, cols);
+        acc.Synchronize();
+        Assert.True(Nmse(e16, dy.GetAsArray1D()) <= Tolerances.GpuNmse);
+    }
+
+    [Fact]
+    public void RmsNorm_matches_the_cpu()
+    {
+        var acc = fx.Backend.Accelerator;
+        int rows = 5, n = 200;
+        var x = TestData.Uniform(rows * n, 3, -3, 3); var w = TestData.Uniform(n, 4);
+        var e = new float[x.Length];
+        for (int r = 0; r < rows; r++) CpuKernels.RmsNorm(x.AsSpan(r * n, n), w, 1e-5f, e.AsSpan(r * n, n));
+        using var dx = acc.Allocate1D(x); using var dw = acc.Allocate1D(w); using var dd = acc.Allocate1D<float>(x.Length);
+        fx.Backend.Kernels.RmsNorm(dx.View, dw.View, dd.View, rows, 1e-5f);
+        acc.Synchronize();
+        Assert.True(Nmse(e, dd.GetAsArray1D()) <= Tolerances.GpuNmse);
+    }
+
+    [Fact]
+    public void Asking_for_a_gpu_without_one_is_a_clear_error()
+    {
+        if (Environment.GetEnvironmentVariable("SPQR_DEVICE") == "gpu") return; // on the GPU host there is one
+        using var probe = ILGPU.Context.Create(b => b.Cuda());
+        if (probe.GetCudaDevices().Count > 0) return;
+        var e = Assert.Throws<GpuUnavailableException>(() => GpuBackend.Create(DeviceChoice.Gpu));
+        Assert.Contains("--device", e.Message);
+    }
+}
