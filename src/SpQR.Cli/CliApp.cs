@@ -101,7 +101,20 @@ public static class CliApp
                 }, r.GetValue(json), stdout, stderr);
         }));
 
-        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize };
+        var bRows = new Option<int>("--rows") { DefaultValueFactory = _ => 4096 };
+        var bCols = new Option<int>("--cols") { DefaultValueFactory = _ => 4096 };
+        var bBits = new Option<int>("--wbits") { DefaultValueFactory = _ => 3 };
+        var bOut = new Option<double>("--outliers") { Description = "outlier share", DefaultValueFactory = _ => 0.01 };
+        var bReps = new Option<int>("--repeats") { DefaultValueFactory = _ => 30 };
+        var matvec = new Command("matvec", "F32 GEMV, F16 GEMV and SpQR matvec on random weights, measured in this process") { bRows, bCols, bBits, bOut, bReps, threads, json };
+        matvec.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
+        {
+            SpQR.Tensors.Cpu.CpuThreads.Count = r.GetValue(threads);
+            return BenchCommand.MatVec(r.GetValue(bRows), r.GetValue(bCols), r.GetValue(bBits), r.GetValue(bOut), r.GetValue(bReps), r.GetValue(json), stdout);
+        }));
+        var bench = new Command("bench", "quick in-process benchmarks of this machine") { matvec };
+
+        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize, bench };
         var parse = root.Parse(args);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }

@@ -90,3 +90,20 @@ public class CliPipelineTests
         Assert.Single(err.TrimEnd().Split('\n'));
     }
 }
+
+public class BenchCommandTests
+{
+    [Fact]
+    public void Bench_matvec_ends_with_json_and_validates_arguments()
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = CliApp.Run(["bench", "matvec", "--rows", "64", "--cols", "100", "--wbits", "4", "--repeats", "3", "--json"], o, e);
+        Assert.True(code == 0, e.ToString());
+        using var j = System.Text.Json.JsonDocument.Parse(o.ToString().TrimEnd().Split('\n')[^1]);
+        Assert.True(j.RootElement.GetProperty("spqr_us").GetDouble() > 0);
+        Assert.True(j.RootElement.GetProperty("speedup_vs_f16").GetDouble() > 0);
+        e = new StringWriter();
+        Assert.Equal(1, CliApp.Run(["bench", "matvec", "--wbits", "9"], new StringWriter(), e));
+        Assert.Contains("--wbits", e.ToString());
+    }
+}

@@ -23,6 +23,7 @@ public static class SpqrMatVec
     // W @ X (T, cols) -> Y (T, rows)
     public static void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T) => MatMul(w, X, Y, T, Simd.Best);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T, SimdPath path)
     {
         int rows = w.Rows, cols = w.Cols, groups = w.Groups, padded = groups * SpqrLayer.GroupSize;

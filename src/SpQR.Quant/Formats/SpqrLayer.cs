@@ -80,6 +80,7 @@ public sealed class SpqrLayer
     }
 
     /// <summary>Row r's first-order scales and zeros for every group: s (groups,), z (groups,).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal void RowStats(int r, Span<float> s, Span<float> z)
     {
         int groups = Groups;
@@ -206,5 +207,33 @@ public sealed class SpqrLayer
             for (int i = OutlierRowOffsets[r]; i < OutlierRowOffsets[r + 1]; i++) w[(long)r * Cols + Perm[OutlierCols[i]]] = (float)OutlierValues[i];
         }
         return w;
+    }
+
+    /// <summary>A layer with uniformly random codes and statistics and a uniform random outlier set (speed tests).</summary>
+    public static SpqrLayer Random(int rows, int cols, int wbits, double outlierShare, int seed = 1)
+    {
+        var r = new System.Random(seed);
+        int groups = (cols + 15) / 16, b2 = 16, rowGroups = (rows + b2 - 1) / b2;
+        var codes = new byte[(long)rows * groups * 2 * wbits + 4];
+        r.NextBytes(codes.AsSpan(0, codes.Length - 4));
+        var statCodes = new byte[(long)rows * groups];
+        for (int i = 0; i < statCodes.Length; i++) statCodes[i] = (byte)(r.Next(8) | (r.Next(8) << 4));
+        var stats2 = new Half[(long)rowGroups * groups * 4];
+        for (long i = 0; i < stats2.Length; i += 4) { stats2[i] = (Half)0.001f; stats2[i + 1] = (Half)(-1f); stats2[i + 2] = (Half)1f; stats2[i + 3] = (Half)0f; }
+        var perm = Enumerable.Range(0, cols).OrderBy(_ => r.Next()).ToArray();
+        var offsets = new int[rows + 1]; var ocols = new List<ushort>(); var ovals = new List<Half>();
+        for (int row = 0; row < rows; row++)
+        {
+            var cs = new SortedSet<int>();
+            int n = (int)Math.Round(cols * outlierShare);
+            while (cs.Count < n) cs.Add(r.Next(cols));
+            foreach (int c in cs) { ocols.Add((ushort)c); ovals.Add((Half)(r.NextDouble() - 0.5)); }
+            offsets[row + 1] = ocols.Count;
+        }
+        return new SpqrLayer
+        {
+            Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, Codes = codes, StatCodes = statCodes, Stats2 = stats2,
+            Perm = perm, OutlierRowOffsets = offsets, OutlierCols = [.. ocols], OutlierValues = [.. ovals],
+        };
     }
 }

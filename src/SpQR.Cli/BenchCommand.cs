@@ -1,0 +1,56 @@
+// `spqr bench matvec`: llama-bench-style check of a machine — random weights, warm-up, median of repeated runs of
+// F32 GEMV, F16 GEMV and the SpQR fused matvec, all in this process. Weights rotate over >= 256 MB per kind so the
+// L3 cannot serve them. Prints µs and GB/s; with --json the last line is one object.
+using System.Diagnostics;
+using System.Text.Json;
+using SpQR.Quant.Decode;
+using SpQR.Quant.Formats;
+using SpQR.Tensors.Cpu;
+
+namespace SpQR.Cli;
+
+internal static class BenchCommand
+{
+    public static int MatVec(int rows, int cols, int wbits, double outliers, int repeats, bool json, TextWriter stdout)
+    {
+        if (rows <= 0 || cols <= 0 || cols > 65536) throw new ArgumentException($"--rows and --cols must be positive (cols <= 65536), got {rows}x{cols}");
+        if (wbits is < 2 or > 8) throw new ArgumentException($"--wbits must be 2..8, got {wbits}");
+        if (outliers is < 0 or >= 1) throw new ArgumentException($"--outliers is a share in [0, 1), got {outliers}");
+        long n = (long)rows * cols;
+        int Copies(long bytes) => (int)Math.Max(1, (256L << 20) / Math.Max(bytes, 1) + 1);
+        var rng = new Random(1);
+        var x = Enumerable.Range(0, cols).Select(_ => (float)rng.NextDouble()).ToArray();
+        var y = new float[rows];
+
+        var f32 = Enumerable.Range(0, Copies(4 * n)).Select(_ => { var w = new float[n]; for (long i = 0; i < n; i++) w[i] = (float)rng.NextDouble() - 0.5f; return w; }).ToArray();
+        var f16 = Enumerable.Range(0, Copies(2 * n)).Select(_ => { var h = new ushort[n]; CpuKernels.F32ToF16(f32[0], h); return h; }).ToArray();
+        var spqr = Enumerable.Range(0, 2).Select(i => SpqrLayer.Random(rows, cols, wbits, outliers, i + 1)).ToArray();
+        var spqrCopies = Copies(spqr[0].StoredBytes);
+        spqr = Enumerable.Range(0, spqrCopies).Select(i => spqr[i % 2]).ToArray(); // two distinct layers are enough to defeat reuse at these sizes
+        foreach (var l in spqr.Distinct()) SpqrMatVec.MatVec(l, x, y); // builds lazily decoded tables outside the timing
+
+        double Median(Action<int> call)
+        {
+            for (int i = 0; i < 5; i++) call(i);
+            var t = new List<double>();
+            for (int i = 0; i < repeats; i++) { var sw = Stopwatch.StartNew(); call(i); t.Add(sw.Elapsed.TotalSeconds); }
+            t.Sort();
+            return t[t.Count / 2];
+        }
+        double tf32 = Median(i => CpuKernels.Gemv(f32[i % f32.Length], x, y, rows, cols));
+        double tf16 = Median(i => CpuKernels.GemvF16(f16[i % f16.Length], x, y, rows, cols));
+        double tsp = Median(i => SpqrMatVec.MatVec(spqr[i % spqr.Length], x, y));
+        long spBytes = spqr[0].StoredBytes;
+        stdout.WriteLine($"{rows}x{cols}, {CpuThreads.Count} threads, SIMD {Simd.Best}, median of {repeats}");
+        stdout.WriteLine($"F32 GEMV     {tf32 * 1e6,10:F1} µs  {4.0 * n / tf32 / 1e9,7:F1} GB/s");
+        stdout.WriteLine($"F16 GEMV     {tf16 * 1e6,10:F1} µs  {2.0 * n / tf16 / 1e9,7:F1} GB/s");
+        stdout.WriteLine($"SpQR w{wbits}      {tsp * 1e6,10:F1} µs  {spBytes / tsp / 1e9,7:F1} GB/s  ({spBytes * 8.0 / n:F2} bits/weight stored, {outliers:P1} outliers)  {tf16 / tsp:F2}x F16");
+        if (json)
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double>
+            {
+                ["f32_us"] = Math.Round(tf32 * 1e6, 1), ["f16_us"] = Math.Round(tf16 * 1e6, 1), ["spqr_us"] = Math.Round(tsp * 1e6, 1),
+                ["speedup_vs_f16"] = Math.Round(tf16 / tsp, 3), ["spqr_gbps"] = Math.Round(spBytes / tsp / 1e9, 2),
+            }));
+        return 0;
+    }
+}
