@@ -7,7 +7,7 @@ namespace SpQR.Cli.Tests;
 
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var o = new StringWriter(); var e = new StringWriter();
         int code = CliApp.Run(args, o, e);
@@ -49,12 +49,7 @@ public class CliTests
 
 public class CliPipelineTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
     [SharedFact]
     public void Quantize_then_ppl_and_generate_end_with_json()
