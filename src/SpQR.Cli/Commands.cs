@@ -37,7 +37,7 @@ internal static class Commands
         if ((textFile is null) == (tokensSpec is null)) throw new ArgumentException("pass exactly one of --text FILE or --tokens FILE.safetensors:TENSOR");
         using var model = ModelLoader.Load(modelPath, modelOptions);
         int[] stream;
-        if (tokensSpec is not null) stream = ReadTokens(tokensSpec, model.Config.VocabSize);
+        if (tokensSpec is not null) stream = ReadTokens(tokensSpec, model.Config.VocabSize, "--tokens").Ids;
         else
         {
             var tokenizer = TokenizerLoader.Load(modelPath, tokenizerPath, model.Config.VocabSize);
@@ -66,13 +66,9 @@ internal static class Commands
         if (calib is not null)
         {
             // a [n, seqlen] tensor is used as given
-            int colon = calib.LastIndexOf(':');
-            if (colon <= 0) throw new ArgumentException($"--calibration expects FILE.safetensors:TENSOR, got \"{calib}\"");
-            using var f = SafetensorsFile.Open(calib[..colon]);
-            var t = f.Get(calib[(colon + 1)..]);
-            if (t.Rank != 2) throw new ModelFormatException(calib[..colon], $"tensor \"{calib[(colon + 1)..]}\"", "token ids [n, seqlen]", $"{t.Shape}");
-            var ids = ReadTokens(calib, cfg.VocabSize);
-            int n = (int)t.Shape[0], len = (int)t.Shape[1];
+            var (ids, shape) = ReadTokens(calib, cfg.VocabSize, "--calibration");
+            if (shape.Rank != 2) throw new ModelFormatException(calib, "tensor", "token ids [n, seqlen]", $"{shape}");
+            int n = (int)shape[0], len = (int)shape[1];
             windows = Enumerable.Range(0, n).Select(i => ids.AsSpan(i * len, len).ToArray()).ToArray();
         }
         else
@@ -111,11 +107,11 @@ internal static class Commands
         return 0;
     }
 
-    /// <summary>FILE.safetensors:TENSOR -> token ids (I32/I64, any shape, flattened), each checked against the vocabulary.</summary>
-    internal static int[] ReadTokens(string spec, int vocab)
+    /// <summary>FILE.safetensors:TENSOR -> token ids (I32/I64, 1-D or 2-D, flattened) and their shape, each checked against the vocabulary.</summary>
+    internal static (int[] Ids, SpQR.Tensors.Shape Shape) ReadTokens(string spec, int vocab, string option)
     {
         int colon = spec.LastIndexOf(':');
-        if (colon <= 0) throw new ArgumentException($"--tokens expects FILE.safetensors:TENSOR, got \"{spec}\"");
+        if (colon <= 0) throw new ArgumentException($"{option} expects FILE.safetensors:TENSOR, got \"{spec}\"");
         string file = spec[..colon], name = spec[(colon + 1)..];
         using var f = SafetensorsFile.Open(file);
         var t = f.Get(name);
@@ -123,7 +119,7 @@ internal static class Commands
         var ids = t.ToInt32Array();
         for (int i = 0; i < ids.Length; i++)
             if ((uint)ids[i] >= (uint)vocab) throw new ModelFormatException(file, $"tensor \"{name}\" element {i}", $"a token id below {vocab}", $"{ids[i]}");
-        return ids;
+        return (ids, t.Shape);
     }
 }
 

@@ -29,16 +29,32 @@ public static class SpqrMatVec
         int rows = w.Rows, cols = w.Cols, groups = w.Groups, padded = groups * SpqrLayer.GroupSize;
         if (X.Length < (long)T * cols) throw new ArgumentException($"X holds {X.Length} values, expected {T}x{cols}");
         if (Y.Length < (long)T * rows) throw new ArgumentException($"Y holds {Y.Length} values, expected {T}x{rows}");
-        // x' (T, padded) and xsum (T, groups)
-        var xp = new float[(long)T * padded];
-        var xsum = new float[(long)T * groups];
-        for (int t = 0; t < T; t++)
+        // x' (T, padded, zero past cols) and xsum (T, groups), pooled: no allocation per token
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        var xp = pool.Rent(T * padded);
+        var xsum = pool.Rent(T * groups);
+        var ys = pool.Rent(T * rows);
+        try
         {
-            var xt = X.Slice(t * cols, cols);
-            for (int c = 0; c < cols; c++) xp[(long)t * padded + c] = xt[w.Perm[c]];
-            for (int g = 0; g < groups; g++) xsum[(long)t * groups + g] = CpuKernels.Sum(xp.AsSpan(t * padded + g * SpqrLayer.GroupSize, SpqrLayer.GroupSize));
+            for (int t = 0; t < T; t++)
+            {
+                var xt = X.Slice(t * cols, cols);
+                for (int c = 0; c < cols; c++) xp[(long)t * padded + c] = xt[w.Perm[c]];
+                xp.AsSpan(t * padded + cols, padded - cols).Clear();
+                for (int g = 0; g < groups; g++) xsum[(long)t * groups + g] = CpuKernels.Sum(xp.AsSpan(t * padded + g * SpqrLayer.GroupSize, SpqrLayer.GroupSize));
+            }
+            Run(w, xp, xsum, ys, T, path);
+            ys.AsSpan(0, T * rows).CopyTo(Y);
         }
-        var ys = new float[(long)T * rows];
+        finally
+        {
+            pool.Return(xp); pool.Return(xsum); pool.Return(ys);
+        }
+    }
+
+    private static void Run(SpqrLayer w, float[] xp, float[] xsum, float[] ys, int T, SimdPath path)
+    {
+        int rows = w.Rows, cols = w.Cols, groups = w.Groups, padded = groups * SpqrLayer.GroupSize;
         int blocks = (rows + RowBlock - 1) / RowBlock;
         bool fast = path >= SimdPath.V256 && Avx2.IsSupported && w.WBits <= 4; // per-lane shifts: AVX2 (other ISAs take the scalar path)
         if (fast && T == 1)
@@ -46,25 +62,26 @@ public static class SpqrMatVec
             // the decode hot path: one token, vector accumulation across groups, per-row statistics decoded once
             if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) RowsV256(w, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
             else CpuThreads.For(blocks, b => RowsV256(w, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)));
-            ys.AsSpan(0, rows).CopyTo(Y);
             return;
         }
         Action<int> block = b =>
         {
             int r0 = b * RowBlock, r1 = Math.Min(rows, r0 + RowBlock);
             Span<float> acc = stackalloc float[T];
+            Span<float> s = stackalloc float[groups];
+            Span<float> z = stackalloc float[groups];
             for (int r = r0; r < r1; r++)
             {
                 acc.Clear();
+                w.RowStats(r, s, z);
                 for (int g = 0; g < groups; g++)
                 {
-                    var (s, z) = w.Stat(r, g);
                     int off = r * w.RowBytes + g * w.GroupBytes;
                     for (int t = 0; t < T; t++)
                     {
                         float dot = fast ? DotGroupV256(w.Codes, off, w.WBits, xp, t * padded + g * SpqrLayer.GroupSize)
                                          : DotGroupScalar(w, r, g, xp, t * padded + g * SpqrLayer.GroupSize);
-                        acc[t] += s * (dot - z * xsum[(long)t * groups + g]);
+                        acc[t] += s[g] * (dot - z[g] * xsum[(long)t * groups + g]);
                     }
                 }
                 // outliers: replace the code's value by the kept one
@@ -78,7 +95,6 @@ public static class SpqrMatVec
             }
         };
         if ((long)rows * cols * T < 1 << 16) for (int b = 0; b < blocks; b++) block(b); else CpuThreads.For(blocks, block);
-        ys.AsSpan(0, T * rows).CopyTo(Y);
     }
 
     // rows [r0, r1) of y = Ŵ·x from x' (padded, permuted) and the group sums of x'; two rows at a time share every

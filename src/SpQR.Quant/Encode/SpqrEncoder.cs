@@ -86,36 +86,51 @@ public static class SpqrEncoder
     /// </summary>
     public static SpqrLayerResult QuantizeWithBudget(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer, double budget)
     {
-        var wArr = W.ToArray(); var hArr = H.ToArray();
-        SpqrLayerResult Run(double tau) => Quantize(wArr, hArr, rows, cols, o with { OutlierBudget = null, OutlierThreshold = tau }, layer, null);
-        if (budget <= 0) return Quantize(wArr, hArr, rows, cols, o with { OutlierBudget = null, OutlierThreshold = null }, layer, null);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var p = Prepare(W, H, rows, cols, o, layer); // permutation, damping, Cholesky: independent of τ, done once
+        SpqrLayerResult Run(double? tau) => RunColumns((float[])p.W.Clone(), p.U, p.D, rows, cols, p.Perm,
+            o with { OutlierBudget = null, OutlierThreshold = tau }, tau is { } t ? t * p.OutlierScale : double.PositiveInfinity, sw, null);
+        if (budget <= 0) return Run(null);
+        SpqrLayerResult? best = null; // the largest share not above the budget
+        SpqrLayerResult Try(double tau)
+        {
+            var r = Run(tau);
+            if (r.OutlierShare <= budget && (best is null || r.OutlierShare > best.OutlierShare)) best = r;
+            return r;
+        }
+        // bracket lo < hi with share(lo) > budget >= share(hi), stepping by 4 from the configured τ
         double lo = o.OutlierThreshold ?? 0.2, hi = lo;
-        var rLo = Run(lo);
-        SpqrLayerResult? best = rLo.OutlierShare <= budget ? rLo : null;
-        // bracket: share(lo) > budget >= share(hi)
-        for (int i = 0; i < 12 && rLo.OutlierShare <= budget; i++) { hi = lo; lo /= 4; rLo = Run(lo); if (rLo.OutlierShare <= budget) best = rLo; }
-        var rHi = rLo.OutlierShare > budget && hi == lo ? null : best;
-        for (int i = 0; i < 12 && (rHi is null || rHi.OutlierShare > budget); i++) { hi *= 4; rHi = Run(hi); }
-        if (rHi is not null && rHi.OutlierShare <= budget && (best is null || rHi.OutlierShare > best.OutlierShare)) best = rHi;
-        for (int i = 0; i < 10 && lo < hi; i++)
+        if (Try(lo).OutlierShare <= budget)
+            for (int i = 0; i < 12; i++) { lo /= 4; if (Try(lo).OutlierShare > budget) break; hi = lo; }
+        else
+            for (int i = 0; i < 12; i++) { hi *= 4; if (Try(hi).OutlierShare <= budget) break; lo = hi; }
+        for (int i = 0; i < 10 && best is not null && lo < hi; i++)
         {
             double mid = Math.Sqrt(lo * hi);
-            var r = Run(mid);
-            if (r.OutlierShare > budget) lo = mid;
-            else { hi = mid; if (best is null || r.OutlierShare > best.OutlierShare) best = r; }
+            if (Try(mid).OutlierShare > budget) lo = mid; else hi = mid;
         }
-        return best ?? Run(hi);
+        return best ?? Run(null);
     }
 
     /// <param name="columnInputs">When given (rows, cols): each weight's value just before its column was quantized (permuted order), for tests.</param>
     internal static SpqrLayerResult Quantize(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer, float[]? columnInputs)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var p = Prepare(W, H, rows, cols, o, layer);
+        double threshold = o.OutlierThreshold is { } tau ? tau * p.OutlierScale : double.PositiveInfinity;
+        return RunColumns(p.W, p.U, p.D, rows, cols, p.Perm, o, threshold, sw, columnInputs);
+    }
+
+    /// <summary>Steps 1-4: permuted W (rows, cols) and U (cols, cols), d = diag U, and mean_j var(W[:, j]) / d_j².</summary>
+    private sealed record Prepared(float[] W, float[] U, float[] D, int[] Perm, double OutlierScale);
+
+    private static Prepared Prepare(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer)
     {
         o.Validate();
         if (W.Length != (long)rows * cols) throw new ArgumentException($"{layer}: W has {W.Length} values, expected {rows}x{cols}");
         if (H.Length != (long)cols * cols) throw new ArgumentException($"{layer}: H has {H.Length} values, expected {cols}x{cols}");
         for (int i = 0; i < W.Length; i++)
             if (!float.IsFinite(W[i])) throw new ArgumentException($"{layer}: weight [{i / cols}, {i % cols}] is {W[i]}; quantization needs finite weights");
-        var sw = System.Diagnostics.Stopwatch.StartNew();
 
         // 1. permutation: act_order = stable argsort of diag(H), descending (on the undamped H)
         var perm = Enumerable.Range(0, cols).ToArray();
@@ -153,22 +168,17 @@ public static class SpqrEncoder
         var d = new float[cols];
         for (int j = 0; j < cols; j++) d[j] = U[(long)j * cols + j];
 
-        // 4. outlier threshold = τ · mean_j var_rows(W[:, j]) / d_j²  (unbiased variance)
-        double threshold = double.PositiveInfinity;
-        if (o.OutlierThreshold is { } tau)
+        // 4. outlier scale: the threshold is τ · mean_j var_rows(W[:, j]) / d_j²  (unbiased variance)
+        double acc = 0;
+        for (int j = 0; j < cols; j++)
         {
-            double acc = 0;
-            for (int j = 0; j < cols; j++)
-            {
-                double mean = 0, m2 = 0;
-                for (int r = 0; r < rows; r++) mean += w[(long)r * cols + j];
-                mean /= rows;
-                for (int r = 0; r < rows; r++) { double x = w[(long)r * cols + j] - mean; m2 += x * x; }
-                acc += (rows > 1 ? m2 / (rows - 1) : 0) / ((double)d[j] * d[j]);
-            }
-            threshold = tau * acc / cols;
+            double mean = 0, m2 = 0;
+            for (int r = 0; r < rows; r++) mean += w[(long)r * cols + j];
+            mean /= rows;
+            for (int r = 0; r < rows; r++) { double x = w[(long)r * cols + j] - mean; m2 += x * x; }
+            acc += (rows > 1 ? m2 / (rows - 1) : 0) / ((double)d[j] * d[j]);
         }
-        return RunColumns(w, U, d, rows, cols, perm, o, threshold, sw, columnInputs);
+        return new Prepared(w, U, d, perm, acc / cols);
     }
 
     private sealed class Stats(int groups, int rows, int rowGroups, bool qqScale, bool qqZero)
@@ -192,6 +202,7 @@ public static class SpqrEncoder
         int bs = b1 >= o.BlockSize ? b1 : o.BlockSize / b1 * b1;
         var wb = new float[(long)bs * rows];   // (bs, rows) the block, column-major
         var err = new float[(long)bs * rows];  // (bs, rows) scaled errors, column-major
+        var negErr = new float[(long)bs * rows]; // −err for the lazy GEMM update (accumulate-only GEMM)
         var scale = new float[rows]; var zero = new float[rows];
 
         for (int b0 = 0; b0 < cols; b0 += bs)
@@ -241,9 +252,8 @@ public static class SpqrEncoder
             // lazy batch update: W[:, blockEnd:] -= Err (rows, nb) · U[block, blockEnd:] (nb, cols - blockEnd)
             if (b1End < cols)
             {
-                var negErrT = new float[(long)nb * rows];
-                for (long i = 0; i < negErrT.Length; i++) negErrT[i] = -err[i];
-                CpuKernels.Gemm(negErrT, true, rows, U.AsSpan(b0 * cols + b1End), false, cols, w.AsSpan(b1End), cols, rows, cols - b1End, nb, accumulate: true);
+                for (long i = 0; i < (long)nb * rows; i++) negErr[i] = -err[i];
+                CpuKernels.Gemm(negErr.AsSpan(0, nb * rows), true, rows, U.AsSpan(b0 * cols + b1End), false, cols, w.AsSpan(b1End), cols, rows, cols - b1End, nb, accumulate: true);
             }
         }
 

@@ -58,6 +58,9 @@ public sealed class SpqrLayer
         (_sz, _zs, _zz) = (sz, zs, zz);
         _ss = ss;
     }
+    // s = ss·(scale code − sz), z = zs·(zero code − zz), second-order statistics at plane index i
+    private (float Scale, float Zero) DequantStat(byte code, long i) => (_ss![i] * ((code & 0xF) - _sz![i]), _zs![i] * ((code >> 4) - _zz![i]));
+
     internal float[] StatsF => _statsF ??= Stats!.Select(h => (float)h).ToArray();
 
     private float[]? _outlierDeltas;
@@ -110,12 +113,7 @@ public sealed class SpqrLayer
                 (zs * (zc - zz)).CopyTo(z[g0..]);
             }
         }
-        for (int g = g0; g < groups; g++)
-        {
-            byte code = StatCodes![bc + g];
-            s[g] = _ss![b2 + g] * ((code & 0xF) - _sz![b2 + g]);
-            z[g] = _zs![b2 + g] * ((code >> 4) - _zz![b2 + g]);
-        }
+        for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatCodes![bc + g], b2 + g);
     }
 
     /// <summary>Bytes of the stored form (codes, statistics, outliers, permutation).</summary>
@@ -125,11 +123,9 @@ public sealed class SpqrLayer
     /// <summary>First-order (scale, zero) of (row r, group g), exactly as the encoder used them.</summary>
     public (float Scale, float Zero) Stat(int r, int g)
     {
-        if (!QuantizedStats) return ((float)Stats![((long)r * Groups + g) * 2], (float)Stats[((long)r * Groups + g) * 2 + 1]);
-        byte code = StatCodes![(long)r * Groups + g];
-        long s2 = ((long)(r / QqGroupSize) * Groups + g) * 4;
-        float ss = (float)Stats2![s2], sz = (float)Stats2[s2 + 1], zs = (float)Stats2[s2 + 2], zz = (float)Stats2[s2 + 3];
-        return (ss * ((code & 0xF) - sz), zs * ((code >> 4) - zz));
+        if (!QuantizedStats) return (StatsF[((long)r * Groups + g) * 2], StatsF[((long)r * Groups + g) * 2 + 1]);
+        EnsurePlanes();
+        return DequantStat(StatCodes![(long)r * Groups + g], r / QqGroupSize * Groups + g);
     }
 
     public int Code(int r, int c)

@@ -28,7 +28,10 @@ public sealed class Sampler
             throw new ArgumentException($"invalid sampling options {options}");
         _o = options; _rng = new Random(options.Seed);
         _work = new float[vocabSize]; _index = new int[vocabSize];
+        _byProbability = (a, b) => _work[b] != _work[a] ? _work[b].CompareTo(_work[a]) : a.CompareTo(b);
     }
+
+    private readonly Comparison<int> _byProbability; // descending probability, ids ascending on ties: built once, not per token
 
     /// <summary>logits (vocab,) -> token id; history: tokens so far (for the repetition penalty).</summary>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
@@ -44,7 +47,7 @@ public sealed class Sampler
         CpuKernels.Softmax(_work, _work);
         for (int i = 0; i < n; i++) _index[i] = i;
         // sort candidates by probability, descending (stable on ids for determinism)
-        Array.Sort(_index, (a, b) => _work[b] != _work[a] ? _work[b].CompareTo(_work[a]) : a.CompareTo(b));
+        Array.Sort(_index, _byProbability);
         int keep = n;
         if (_o.TopK > 0) keep = Math.Min(keep, _o.TopK);
         if (_o.MinP > 0)
