@@ -1,10 +1,11 @@
 // Fused SpQR matvec y = Ŵ·x straight from the stored form, never materialising Ŵ:
 //   x' = x gathered through the permutation once per call (zero-padded to whole groups), xsum_g = Σ x' over group g;
-//   per row r and group g: y_r += s·(Σ_k code_k·x'_k − z·xsum_g)  (codes decoded 8 at a time from one 32-bit load:
-//   broadcast, per-lane shift by 0, b, …, 7b, mask, convert, FMA), then the CSR outliers add (v − ŵ_code)·x'_c.
-// Vector256 path for wbits 2..4 (the format's fast layout), scalar path for any wbits. Threaded over 64-row blocks
-// (fixed partition: results do not depend on the thread count). Batched Y = Ŵ·X for T tokens decodes each group once
-// and reuses it across the tokens.
+//   per row r and group g: y_r += s·(Σ_k code_k·x'_k) − s·z·xsum_g, then the CSR outliers add (v − ŵ_code)·x'_c.
+// Codes decode 8 at a time from one broadcast 32-bit load and a per-lane mask (no shift: x' is pre-scaled per lane
+// by 2^−(b·i), exact), four rows per pass sharing the loads of x'. Vector256 path for wbits 2..4, scalar path for
+// any wbits. Threaded over 64-row blocks (fixed partition: results do not depend on the thread count).
+// Batched Y = Ŵ·X (prefill, T > 1): each tile of rows is dequantized once into L2 and multiplied with all T tokens
+// by the packed GEMM, so decoding costs 1/T per token.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -13,7 +14,7 @@ using SpQR.Tensors.Cpu;
 
 namespace SpQR.Quant.Decode;
 
-public static class SpqrMatVec
+public static unsafe class SpqrMatVec
 {
     private const int RowBlock = 64;
 
@@ -54,94 +55,177 @@ public static class SpqrMatVec
 
     private static void Run(SpqrLayer w, float[] xp, float[] xsum, float[] ys, int T, SimdPath path)
     {
-        int rows = w.Rows, cols = w.Cols, groups = w.Groups, padded = groups * SpqrLayer.GroupSize;
-        int blocks = (rows + RowBlock - 1) / RowBlock;
-        bool fast = path >= SimdPath.V256 && Avx2.IsSupported && w.WBits <= 4; // per-lane shifts: AVX2 (other ISAs take the scalar path)
-        if (fast && T == 1)
+        int rows = w.Rows, cols = w.Cols, padded = w.Groups * SpqrLayer.GroupSize;
+        bool fast = path >= SimdPath.V256 && Avx2.IsSupported && w.WBits <= 4; // per-lane masks and shifts: AVX2 (other ISAs take the scalar path)
+        if (T == 1)
         {
-            // the decode hot path: one token, vector accumulation across groups, per-row statistics decoded once
-            if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) RowsV256(w, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
-            else CpuThreads.For(blocks, b => RowsV256(w, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)));
+            int blocks = (rows + RowBlock - 1) / RowBlock;
+            if (fast)
+            {
+                // the decode hot path: x̃ = x' pre-scaled per lane so that a mask replaces the per-lane shift (see RowsV256)
+                var pool = System.Buffers.ArrayPool<float>.Shared;
+                var xt = pool.Rent(padded);
+                try
+                {
+                    var scale = LaneScale[w.WBits];
+                    for (int c = 0; c < padded; c++) xt[c] = xp[c] * scale[c & 7];
+                    Action<int> body = w.WBits == 4 ? b => RowsV256<TopShift>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
+                                                    : b => RowsV256<NoShift>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
+                    if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) body(b); else CpuThreads.For(blocks, body);
+                }
+                finally { pool.Return(xt); }
+                return;
+            }
+            Action<int> scalar = b => RowsScalar(w, xp, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
+            if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) scalar(b); else CpuThreads.For(blocks, scalar);
             return;
         }
-        Action<int> block = b =>
+        // prefill: per tile of rows, dequantize Ŵ once (exactly the reference values, permuted column order) and multiply
+        // it with all T tokens through the packed GEMM; the tile stays in L2 while the GEMM streams the tokens past it
+        int tileRows = Math.Clamp((1 << 17) / Math.Max(cols, 1) / 16 * 16, 16, 256);
+        int tiles = (rows + tileRows - 1) / tileRows;
+        Action<int> tile = t =>
         {
-            int r0 = b * RowBlock, r1 = Math.Min(rows, r0 + RowBlock);
-            Span<float> acc = stackalloc float[T];
-            Span<float> s = stackalloc float[groups];
-            Span<float> z = stackalloc float[groups];
-            for (int r = r0; r < r1; r++)
+            int r0 = t * tileRows, n = Math.Min(tileRows, rows - r0);
+            var buf = System.Buffers.ArrayPool<float>.Shared.Rent(n * cols);
+            try
             {
-                acc.Clear();
-                w.RowStats(r, s, z);
-                for (int g = 0; g < groups; g++)
-                {
-                    int off = r * w.RowBytes + g * w.GroupBytes;
-                    for (int t = 0; t < T; t++)
-                    {
-                        float dot = fast ? DotGroupV256(w.Codes, off, w.WBits, xp, t * padded + g * SpqrLayer.GroupSize)
-                                         : DotGroupScalar(w, r, g, xp, t * padded + g * SpqrLayer.GroupSize);
-                        acc[t] += s[g] * (dot - z[g] * xsum[(long)t * groups + g]);
-                    }
-                }
-                // outliers: replace the code's value by the kept one
-                var deltas = w.OutlierDeltas;
-                for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++)
-                {
-                    int c = w.OutlierCols[i];
-                    for (int t = 0; t < T; t++) acc[t] += deltas[i] * xp[(long)t * padded + c];
-                }
-                for (int t = 0; t < T; t++) ys[(long)t * rows + r] = acc[t];
+                DequantizeRows(w, r0, r0 + n, buf, fast);
+                CpuKernels.Gemm(xp, false, padded, System.Runtime.InteropServices.MemoryMarshal.AsBytes(buf.AsSpan(0, n * cols)), WeightType.F32, true, cols,
+                                ys.AsSpan(r0), rows, T, n, cols, false, path, threaded: false);
             }
+            finally { System.Buffers.ArrayPool<float>.Shared.Return(buf); }
         };
-        if ((long)rows * cols * T < 1 << 16) for (int b = 0; b < blocks; b++) block(b); else CpuThreads.For(blocks, block);
+        if ((long)rows * cols * T < 1 << 18) for (int t = 0; t < tiles; t++) tile(t); else CpuThreads.For(tiles, tile);
     }
 
-    // rows [r0, r1) of y = Ŵ·x from x' (padded, permuted) and the group sums of x'; two rows at a time share every
-    // load of x' and the loop overhead
+    // Ŵ rows [r0, r1) in permuted column order into dst (r1 − r0, cols): s·(code − z) in float32 exactly as
+    // SpqrLayer.Dequantize computes it, outliers replaced by their kept values
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void RowsV256(SpqrLayer w, float[] xp, float[] xsum, float[] y, int r0, int r1)
+    internal static unsafe void DequantizeRows(SpqrLayer w, int r0, int r1, float[] dst, bool fast)
+    {
+        int cols = w.Cols, groups = w.Groups, bits = w.WBits, gb = w.GroupBytes;
+        Span<float> s = stackalloc float[groups];
+        Span<float> z = stackalloc float[groups];
+        var shift = Shifts[Math.Min(bits, 4)];
+        var mask = Vector256.Create((uint)((1 << bits) - 1));
+        var tmp = stackalloc float[16];
+        fixed (byte* codes = w.Codes) fixed (float* pd = dst)
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                w.RowStats(r, s, z);
+                float* d = pd + (long)(r - r0) * cols;
+                byte* row = codes + (long)r * w.RowBytes;
+                for (int g = 0; g < groups; g++)
+                {
+                    int c0 = g * SpqrLayer.GroupSize, n = Math.Min(SpqrLayer.GroupSize, cols - c0);
+                    float* o = n == SpqrLayer.GroupSize ? d + c0 : tmp;
+                    if (fast)
+                    {
+                        var sv = Vector256.Create(s[g]); var zv = Vector256.Create(z[g]);
+                        byte* p = row + g * gb;
+                        var lo = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)p), shift) & mask).AsInt32());
+                        var hi = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(p + bits)), shift) & mask).AsInt32());
+                        ((lo - zv) * sv).Store(o);
+                        ((hi - zv) * sv).Store(o + 8);
+                    }
+                    else
+                        for (int k = 0; k < n; k++) o[k] = s[g] * (w.Code(r, c0 + k) - z[g]);
+                    if (o == tmp) for (int k = 0; k < n; k++) d[c0 + k] = tmp[k];
+                }
+                for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++) d[w.OutlierCols[i]] = (float)w.OutlierValues[i];
+            }
+        }
+    }
+
+    // scalar path of the matvec (any wbits, any ISA): y_r = Σ_g s_g·(Σ_k code_k·x'_k − z_g·xsum_g) + outlier deltas
+    private static void RowsScalar(SpqrLayer w, float[] xp, float[] ys, int r0, int r1)
+    {
+        int groups = w.Groups;
+        Span<float> s = stackalloc float[groups];
+        Span<float> z = stackalloc float[groups];
+        var deltas = w.OutlierDeltas;
+        for (int r = r0; r < r1; r++)
+        {
+            w.RowStats(r, s, z);
+            float acc = 0;
+            for (int g = 0; g < groups; g++)
+            {
+                float dot = 0, xs = 0;
+                int c0 = g * SpqrLayer.GroupSize;
+                for (int k = 0; k < SpqrLayer.GroupSize && c0 + k < w.Cols; k++) { dot += w.Code(r, c0 + k) * xp[c0 + k]; xs += xp[c0 + k]; }
+                acc += s[g] * (dot - z[g] * xs);
+            }
+            for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++) acc += deltas[i] * xp[w.OutlierCols[i]];
+            ys[r] = acc;
+        }
+    }
+
+    // Codes of a half-group (8 × wbits bits) decode with one broadcast 32-bit load and a per-lane MASK: lane i keeps
+    // code_i · 2^(b·i), which converts to float exactly; x̃ = x'·2^−(b·i) undoes the factor exactly (powers of two), so
+    // code·x is the same float product as without the trick and one vpand replaces a variable shift. wbits 4 puts
+    // lane 7's field at bits 28-31 (the sign bit), so that lane alone is shifted right by 4 first.
+    private interface IHalfDecode { static abstract Vector256<float> Decode(byte* p, Vector256<int> mask); }
+    private struct NoShift : IHalfDecode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* p, Vector256<int> mask) => Vector256.ConvertToSingle(Vector256.Create(*(int*)p) & mask);
+    }
+    private struct TopShift : IHalfDecode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* p, Vector256<int> mask)
+            => Vector256.ConvertToSingle(Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)p), Vector256.Create(0u, 0, 0, 0, 0, 0, 0, 4)).AsInt32() & mask);
+    }
+
+    private static readonly Vector256<int>[] LaneMasks = [.. Enumerable.Range(0, 5).Select(b => Vector256.Create(
+        [.. Enumerable.Range(0, 8).Select(i => b == 0 ? 0 : b == 4 && i == 7 ? 15 << 24 : ((1 << b) - 1) << (b * i))]))];
+    private static readonly float[][] LaneScale = [.. Enumerable.Range(0, 5).Select(b =>
+        Enumerable.Range(0, 8).Select(i => MathF.ScaleB(1f, b == 4 && i == 7 ? -24 : -b * i)).ToArray())];
+
+    // rows [r0, r1) of y = Ŵ·x, four rows per pass sharing every load of x̃; per row and group
+    // acc += s_g · (lo·x̃0 + hi·x̃1), then y_r = Σ acc − Σ_g s_g·z_g·xsum_g + Σ outlier deltas · x'
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void RowsV256<TDecode>(SpqrLayer w, float[] xt, float[] xp, float[] xsum, float[] y, int r0, int r1)
+        where TDecode : struct, IHalfDecode
     {
         int groups = w.Groups, bits = w.WBits, gb = w.GroupBytes, rowBytes = w.RowBytes;
-        var shift = Shifts[bits];
-        var mask = Vector256.Create((uint)((1 << bits) - 1));
-        Span<float> s = stackalloc float[2 * groups];
-        Span<float> z = stackalloc float[2 * groups];
-        var deltas = w.OutlierDeltas; var offsets = w.OutlierRowOffsets; var ocols = w.OutlierCols;
-        fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s) fixed (float* pz = z) fixed (float* pxs = xsum)
+        var mask = LaneMasks[bits];
+        float* ps = stackalloc float[4 * groups];
+        float* corr = stackalloc float[4];
+        fixed (byte* codes = w.Codes) fixed (float* pxt = xt) fixed (float* px = xp) fixed (float* pxs = xsum)
+        fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
         {
-            int r = r0;
-            for (; r < r1; r += 2)
+            for (int r = r0; r < r1; r += 4)
             {
-                bool pair = r + 1 < r1;
-                w.RowStats(r, s[..groups], z[..groups]);
-                if (pair) w.RowStats(r + 1, s[groups..], z[groups..]);
-                byte* rowA = codes + (long)r * rowBytes, rowB = pair ? rowA + rowBytes : rowA;
-                float* sa = ps, sb = pair ? ps + groups : ps;
-                Vector256<float> accA = default, accB = default;
-                float* x = px;
-                for (int g = 0; g < groups; g++, rowA += gb, rowB += gb, x += 16)
+                int n = Math.Min(4, r1 - r);
+                for (int k = 0; k < n; k++) corr[k] = w.RowScalesAndCorrection(r + k, ps + k * groups, pxs);
+                // short tail: the missing rows repeat the last one (computed, never stored)
+                byte* a0 = codes + (long)r * rowBytes;
+                byte* a1 = a0 + (n > 1 ? rowBytes : 0), a2 = a0 + (long)Math.Min(2, n - 1) * rowBytes, a3 = a0 + (long)(n - 1) * rowBytes;
+                float* s0 = ps, s1 = ps + Math.Min(1, n - 1) * groups, s2 = ps + Math.Min(2, n - 1) * groups, s3 = ps + (n - 1) * groups;
+                Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+                float* x = pxt;
+                for (int g = 0; g < groups; g++, a0 += gb, a1 += gb, a2 += gb, a3 += gb, x += 16)
                 {
                     var x0 = Vector256.Load(x); var x1 = Vector256.Load(x + 8);
-                    var la = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)rowA), shift) & mask).AsInt32());
-                    var ha = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(rowA + bits)), shift) & mask).AsInt32());
-                    var lb = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)rowB), shift) & mask).AsInt32());
-                    var hb = Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(rowB + bits)), shift) & mask).AsInt32());
-                    accA = Vector256.FusedMultiplyAdd(Vector256.Create(sa[g]), Vector256.FusedMultiplyAdd(ha, x1, la * x0), accA);
-                    accB = Vector256.FusedMultiplyAdd(Vector256.Create(sb[g]), Vector256.FusedMultiplyAdd(hb, x1, lb * x0), accB);
+                    var t0 = TDecode.Decode(a0, mask) * x0; var t1 = TDecode.Decode(a1, mask) * x0;
+                    var t2 = TDecode.Decode(a2, mask) * x0; var t3 = TDecode.Decode(a3, mask) * x0;
+                    t0 = Vector256.FusedMultiplyAdd(TDecode.Decode(a0 + bits, mask), x1, t0);
+                    t1 = Vector256.FusedMultiplyAdd(TDecode.Decode(a1 + bits, mask), x1, t1);
+                    t2 = Vector256.FusedMultiplyAdd(TDecode.Decode(a2 + bits, mask), x1, t2);
+                    t3 = Vector256.FusedMultiplyAdd(TDecode.Decode(a3 + bits, mask), x1, t3);
+                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(s0[g]), t0, acc0);
+                    acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(s1[g]), t1, acc1);
+                    acc2 = Vector256.FusedMultiplyAdd(Vector256.Create(s2[g]), t2, acc2);
+                    acc3 = Vector256.FusedMultiplyAdd(Vector256.Create(s3[g]), t3, acc3);
                 }
-                for (int k = 0; k < (pair ? 2 : 1); k++)
+                for (int k = 0; k < n; k++)
                 {
                     int row = r + k;
-                    float* sk = ps + k * groups, zk = pz + k * groups;
-                    // Σ_g s_g z_g xsum_g, the zero-point correction of the row
-                    int g = 0;
-                    var cv = Vector256<float>.Zero;
-                    for (; g + 8 <= groups; g += 8) cv = Vector256.FusedMultiplyAdd(Vector256.Load(sk + g) * Vector256.Load(zk + g), Vector256.Load(pxs + g), cv);
-                    float corr = Vector256.Sum(cv);
-                    for (; g < groups; g++) corr += sk[g] * zk[g] * pxs[g];
-                    float yr = Vector256.Sum(k == 0 ? accA : accB) - corr;
-                    for (int i = offsets[row]; i < offsets[row + 1]; i++) yr += deltas[i] * px[ocols[i]];
+                    float yr = Vector256.Sum(k switch { 0 => acc0, 1 => acc1, 2 => acc2, _ => acc3 }) - corr[k];
+                    for (int i = offsets[row], e = offsets[row + 1]; i < e; i++) yr += deltas[i] * px[ocols[i]];
                     y[row] = yr;
                 }
             }
@@ -156,29 +240,4 @@ public static class SpqrMatVec
         Vector256.Create(0u, 3, 6, 9, 12, 15, 18, 21),
         Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28),
     ];
-
-    // Σ_k code_k · x'_k over one group of 16: two 32-bit loads of 8 codes each
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe float DotGroupV256(byte[] codes, int off, int bits, float[] xp, int xoff)
-    {
-        fixed (byte* pc = codes) fixed (float* px = xp)
-        {
-            var shift = Shifts[bits];
-            var mask = Vector256.Create((uint)((1 << bits) - 1));
-            var lo = (Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(pc + off)), shift) & mask).AsInt32();
-            var hi = (Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(pc + off + bits)), shift) & mask).AsInt32();
-            var a = Vector256.ConvertToSingle(lo) * Vector256.Load(px + xoff);
-            a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(hi), Vector256.Load(px + xoff + 8), a);
-            return Vector256.Sum(a);
-        }
-    }
-
-    private static float DotGroupScalar(SpqrLayer w, int r, int g, float[] xp, int xoff)
-    {
-        float s = 0;
-        int c0 = g * SpqrLayer.GroupSize;
-        for (int k = 0; k < SpqrLayer.GroupSize; k++)
-            if (c0 + k < w.Cols) s += w.Code(r, c0 + k) * xp[xoff + k];
-        return s;
-    }
 }

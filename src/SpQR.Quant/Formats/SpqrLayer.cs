@@ -19,6 +19,7 @@
 // Bits per weight (the paper's accounting): wbits + (qs + qz)/β1 + 64/(β1·β2) + 32 · outlier share; stored bytes
 // differ only by the byte-aligned stat codes (8 bits instead of qs + qz = 6 per group: +0.125 bits per weight).
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SpQR.Quant.Encode;
 
 namespace SpQR.Quant.Formats;
@@ -116,6 +117,56 @@ public sealed class SpqrLayer
         for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatCodes![bc + g], b2 + g);
     }
 
+    /// <summary>
+    /// Row r's first-order scales s (groups,) and its zero-point correction Σ_g s_g·z_g·xsum_g in one pass (the matvec's
+    /// per-row setup); the same float operations as <see cref="Stat"/>, so s is bit-identical to the reference.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    internal unsafe float RowScalesAndCorrection(int r, float* s, float* xsum)
+    {
+        int groups = Groups;
+        float corr = 0;
+        int g0 = 0;
+        if (!QuantizedStats)
+        {
+            fixed (float* f = StatsF)
+            {
+                float* p = f + (long)r * groups * 2;
+                for (int g = 0; g < groups; g++) { s[g] = p[2 * g]; corr += p[2 * g] * p[2 * g + 1] * xsum[g]; }
+            }
+            return corr;
+        }
+        EnsurePlanes();
+        long b2 = (long)(r / QqGroupSize) * groups, bc = (long)r * groups;
+        fixed (byte* codes = StatCodes) fixed (float* pss = _ss) fixed (float* psz = _sz) fixed (float* pzs = _zs) fixed (float* pzz = _zz)
+        {
+            byte* c = codes + bc;
+            float* ss = pss + b2, sz = psz + b2, zs = pzs + b2, zz = pzz + b2;
+            if (Avx2.IsSupported)
+            {
+                // 8 groups at a time: widen the stat-code bytes, split the nibbles, dequantize with the row group's planes
+                var low = Vector256.Create(0xF);
+                var cv = Vector256<float>.Zero;
+                for (; g0 + 8 <= groups; g0 += 8)
+                {
+                    var b = Avx2.ConvertToVector256Int32(Vector128.CreateScalarUnsafe(*(ulong*)(c + g0)).AsByte());
+                    var sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(b & low) - Vector256.Load(sz + g0));
+                    var zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(b >> 4) - Vector256.Load(zz + g0));
+                    sv.Store(s + g0);
+                    cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g0), cv);
+                }
+                corr = Vector256.Sum(cv);
+            }
+            for (int g = g0; g < groups; g++)
+            {
+                float sg = ss[g] * ((c[g] & 0xF) - sz[g]), zg = zs[g] * ((c[g] >> 4) - zz[g]);
+                s[g] = sg;
+                corr += sg * zg * xsum[g];
+            }
+        }
+        return corr;
+    }
+
     /// <summary>Bytes of the stored form (codes, statistics, outliers, permutation).</summary>
     public long StoredBytes => (long)Rows * RowBytes + (StatCodes?.Length ?? 0) + 2L * (Stats2?.Length ?? 0) + 2L * (Stats?.Length ?? 0)
                                + 4L * Perm.Length + 4L * OutlierRowOffsets.Length + 4L * OutlierCols.Length;
@@ -206,7 +257,7 @@ public sealed class SpqrLayer
     }
 
     /// <summary>A layer with uniformly random codes and statistics and a uniform random outlier set (speed tests).</summary>
-    public static SpqrLayer Random(int rows, int cols, int wbits, double outlierShare, int seed = 1)
+    public static SpqrLayer Random(int rows, int cols, int wbits, double outlierShare, int seed = 1, bool integerValued = false)
     {
         var r = new System.Random(seed);
         int groups = (cols + 15) / 16, b2 = 16, rowGroups = (rows + b2 - 1) / b2;
@@ -215,7 +266,8 @@ public sealed class SpqrLayer
         var statCodes = new byte[(long)rows * groups];
         for (int i = 0; i < statCodes.Length; i++) statCodes[i] = (byte)(r.Next(8) | (r.Next(8) << 4));
         var stats2 = new Half[(long)rowGroups * groups * 4];
-        for (long i = 0; i < stats2.Length; i += 4) { stats2[i] = (Half)0.001f; stats2[i + 1] = (Half)(-1f); stats2[i + 2] = (Half)1f; stats2[i + 3] = (Half)0f; }
+        // integerValued: s = scale code, z = zero code and outliers whole numbers, so every product and sum is exact
+        for (long i = 0; i < stats2.Length; i += 4) { stats2[i] = (Half)(integerValued ? 1f : 0.001f); stats2[i + 1] = (Half)(integerValued ? 0f : -1f); stats2[i + 2] = (Half)1f; stats2[i + 3] = (Half)0f; }
         var perm = Enumerable.Range(0, cols).OrderBy(_ => r.Next()).ToArray();
         var offsets = new int[rows + 1]; var ocols = new List<ushort>(); var ovals = new List<Half>();
         for (int row = 0; row < rows; row++)
@@ -223,7 +275,7 @@ public sealed class SpqrLayer
             var cs = new SortedSet<int>();
             int n = (int)Math.Round(cols * outlierShare);
             while (cs.Count < n) cs.Add(r.Next(cols));
-            foreach (int c in cs) { ocols.Add((ushort)c); ovals.Add((Half)(r.NextDouble() - 0.5)); }
+            foreach (int c in cs) { ocols.Add((ushort)c); ovals.Add(integerValued ? (Half)r.Next(-20, 21) : (Half)(r.NextDouble() - 0.5)); }
             offsets[row + 1] = ocols.Count;
         }
         return new SpqrLayer
