@@ -122,7 +122,7 @@ public class CompressedModelTests
                 using var a = ModelLoader.Load(deq, new ModelOptions { MaxContext = 256, MaxBatch = 256 });
                 using var b = ModelLoader.Load(comp, new ModelOptions { MaxContext = 256, MaxBatch = 256 });
                 double pa = Perplexity.Evaluate(a, stream, 256).Perplexity, pb = Perplexity.Evaluate(b, stream, 256).Perplexity;
-                Assert.True(Math.Abs(pa - pb) <= 1e-5 * pa, $"w{bits}: dequantized {pa:R} vs compressed {pb:R}");
+                Assert.True(Math.Abs(pa - pb) <= 1e-6 * pa, $"w{bits}: dequantized {pa:R} vs compressed {pb:R}");
                 // decode path (one token) too
                 var la = a.Forward([1, 403, 407], 0, false).ToArray();
                 var lb = b.Forward([1, 403, 407], 0, false).ToArray();
@@ -132,9 +132,9 @@ public class CompressedModelTests
                 Assert.Equal("SpQR compressed (safetensors)", report.Format);
                 double stored = double.Parse(report.Notes["bits per weight (stored)"], System.Globalization.CultureInfo.InvariantCulture);
                 double paper = double.Parse(report.Notes["bits per weight (paper's accounting)"], System.Globalization.CultureInfo.InvariantCulture);
-                // stored − paper = 0.125 (byte-aligned stat codes) + 32/cols (CSR offsets) + 32/rows (permutation) + ragged groups:
-                // about 1.1 bits on these 64-wide layers, 0.14 on 4096x4096
-                Assert.InRange(stored, paper + 0.125, paper + 1.3);
+                // stored − paper = 32/cols (CSR offsets) + 32/rows (permutation) + ragged groups and stat-row padding:
+                // about 1 bit on these 64-wide layers, 0.016 on 4096x4096
+                Assert.InRange(stored, paper + 0.01, paper + 1.2);
             }
         }
         finally { Directory.Delete(dir, true); }

@@ -5,7 +5,8 @@
 //                                              half-words of 8 codes (8·wbits bits = wbits bytes each), so 8 codes
 //                                              sit in one little-endian 32-bit load for wbits ≤ 4. β1 must be 16.
 //                                              Ragged last group: codes past cols are 0.
-//   stat_codes U8  [rows, groups]             qq codes: scale code (low qq_scale_bits) | zero code << 4   (qq on)
+//   stat_codes U8  [rows, ⌈groups·F/8⌉]      qq codes, F = qs + qz bits per group, LSB-first: group g's field at
+//                                              bit g·F of its row = scale code (low qs bits) | zero code << qs  (qq on)
 //   stats2     F16 [rowGroups, groups, 4]     (scale, zero) of the scale codes, (scale, zero) of the zero codes
 //   stats      F16 [rows, groups, 2]          first-order (scale, zero) as FP16                           (qq off)
 //   perm       I32 [cols]                     permuted column c is original column perm[c]
@@ -16,8 +17,9 @@
 // Reconstruction, row r, permuted column c, g = c / 16:
 //   s = ss·(scale_code − sz),  z = zs·(zero_code − zz)          (qq; second-order stats of (r / β2, g))
 //   ŵ[r, perm[c]] = outlier value if (r, c) is an outlier, else s·(code − z)
-// Bits per weight (the paper's accounting): wbits + (qs + qz)/β1 + 64/(β1·β2) + 32 · outlier share; stored bytes
-// differ only by the byte-aligned stat codes (8 bits instead of qs + qz = 6 per group: +0.125 bits per weight).
+// Bits per weight (the paper's accounting): wbits + (qs + qz)/β1 + 64/(β1·β2) + 32 · outlier share; stored bytes add
+// only the CSR row offsets (32 bits per row), the permutation (32 bits per column) and each row's stat-code padding
+// to a whole byte.
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using SpQR.Quant.Encode;
@@ -32,13 +34,18 @@ public sealed class SpqrLayer
     public int WBits { get; init; }
     public int QqGroupSize { get; init; }
     public bool QuantizedStats { get; init; }
+    /// <summary>qs and qz, the widths of the scale and zero codes (0 with FP16 statistics).</summary>
+    public int ScaleBits { get; init; }
+    public int ZeroBits { get; init; }
+    public int StatBits => ScaleBits + ZeroBits;
+    public int StatRowBytes => (Groups * StatBits + 7) / 8;
     public int Groups => (Cols + GroupSize - 1) / GroupSize;
     public int RowGroups => (Rows + QqGroupSize - 1) / QqGroupSize;
     public int GroupBytes => 2 * WBits;
     public int RowBytes => Groups * GroupBytes;
 
     public required byte[] Codes { get; init; }          // (rows, RowBytes) + 4 bytes of padding for unaligned loads
-    public byte[]? StatCodes { get; init; }              // (rows, groups)
+    public byte[]? StatCodes { get; init; }              // (rows, StatRowBytes) + 8 bytes of padding for 64-bit loads
     public Half[]? Stats2 { get; init; }                 // (rowGroups, groups, 4)
     public Half[]? Stats { get; init; }                  // (rows, groups, 2)
     public required int[] Perm { get; init; }            // (cols,)
@@ -60,7 +67,26 @@ public sealed class SpqrLayer
         _ss = ss;
     }
     // s = ss·(scale code − sz), z = zs·(zero code − zz), second-order statistics at plane index i
-    private (float Scale, float Zero) DequantStat(byte code, long i) => (_ss![i] * ((code & 0xF) - _sz![i]), _zs![i] * ((code >> 4) - _zz![i]));
+    private (float Scale, float Zero) DequantStat(int field, long i) => (_ss![i] * ((field & ((1 << ScaleBits) - 1)) - _sz![i]), _zs![i] * ((field >> ScaleBits) - _zz![i]));
+
+    /// <summary>The F-bit stat field (scale code | zero code &lt;&lt; qs) of (row r, group g).</summary>
+    internal int StatField(int r, int g)
+    {
+        long bit = (long)r * StatRowBytes * 8 + (long)g * StatBits;
+        int v = StatCodes![bit / 8] | (StatCodes[bit / 8 + 1] << 8);
+        return (v >> (int)(bit % 8)) & ((1 << StatBits) - 1);
+    }
+
+    /// <summary>The stat fields of groups g0..g0+7 of one row (rowStats = the row's first byte, g0 a multiple of 8).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<int> StatFields8(byte* rowStats, int g0, int f)
+    {
+        // 8 fields = 8·F bits = F bytes from byte g0·F/8; fields 0-3 sit in the low 32 bits, fields 4-7 in the next 4F
+        ulong u = *(ulong*)(rowStats + g0 / 8 * f);
+        var lanes = Vector256.Create(Vector128.Create((uint)u), Vector128.Create((uint)(u >> (4 * f))));
+        var shifts = Vector256.Create(0u, (uint)f, (uint)(2 * f), (uint)(3 * f), 0u, (uint)f, (uint)(2 * f), (uint)(3 * f));
+        return (Avx2.ShiftRightLogicalVariable(lanes, shifts) & Vector256.Create((1u << f) - 1)).AsInt32();
+    }
 
     internal float[] StatsF => _statsF ??= Stats!.Select(h => (float)h).ToArray();
 
@@ -95,26 +121,25 @@ public sealed class SpqrLayer
             return;
         }
         EnsurePlanes();
-        int b2 = r / QqGroupSize * groups, bc = r * groups, g0 = 0;
-        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        int b2 = r / QqGroupSize * groups, g0 = 0;
+        if (Avx2.IsSupported)
         {
-            // 8 groups at a time: widen the stat-code bytes, split the nibbles, dequantize with the row group's planes
-            var low = System.Runtime.Intrinsics.Vector256.Create(0xF);
-            for (; g0 + 8 <= groups; g0 += 8)
+            unsafe
             {
-                var bytes = System.Runtime.Intrinsics.Vector128.CreateScalar(BitConverter.ToUInt64(StatCodes!, bc + g0)).AsByte();
-                var codes = System.Runtime.Intrinsics.X86.Avx2.ConvertToVector256Int32(bytes);
-                var sc = System.Runtime.Intrinsics.Vector256.ConvertToSingle(codes & low);
-                var zc = System.Runtime.Intrinsics.Vector256.ConvertToSingle(codes >> 4);
-                var ss = System.Runtime.Intrinsics.Vector256.Create(_ss.AsSpan(b2 + g0, 8));
-                var sz = System.Runtime.Intrinsics.Vector256.Create(_sz.AsSpan(b2 + g0, 8));
-                var zs = System.Runtime.Intrinsics.Vector256.Create(_zs.AsSpan(b2 + g0, 8));
-                var zz = System.Runtime.Intrinsics.Vector256.Create(_zz.AsSpan(b2 + g0, 8));
-                (ss * (sc - sz)).CopyTo(s[g0..]);
-                (zs * (zc - zz)).CopyTo(z[g0..]);
+                fixed (byte* codes = StatCodes) fixed (float* pss = _ss, psz = _sz, pzs = _zs, pzz = _zz) fixed (float* ps = s, pz = z)
+                {
+                    byte* c = codes + (long)r * StatRowBytes;
+                    var sm = Vector256.Create((1 << ScaleBits) - 1);
+                    for (; g0 + 8 <= groups; g0 += 8)
+                    {
+                        var f = StatFields8(c, g0, StatBits);
+                        (Vector256.Load(pss + b2 + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
+                        (Vector256.Load(pzs + b2 + g0) * (Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
+                    }
+                }
             }
         }
-        for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatCodes![bc + g], b2 + g);
+        for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatField(r, g), b2 + g);
     }
 
     /// <summary>
@@ -137,21 +162,21 @@ public sealed class SpqrLayer
             return corr;
         }
         EnsurePlanes();
-        long b2 = (long)(r / QqGroupSize) * groups, bc = (long)r * groups;
+        long b2 = (long)(r / QqGroupSize) * groups;
         fixed (byte* codes = StatCodes) fixed (float* pss = _ss) fixed (float* psz = _sz) fixed (float* pzs = _zs) fixed (float* pzz = _zz)
         {
-            byte* c = codes + bc;
+            byte* c = codes + (long)r * StatRowBytes;
             float* ss = pss + b2, sz = psz + b2, zs = pzs + b2, zz = pzz + b2;
             if (Avx2.IsSupported)
             {
-                // 8 groups at a time: widen the stat-code bytes, split the nibbles, dequantize with the row group's planes
-                var low = Vector256.Create(0xF);
+                // 8 groups at a time: unpack the F-bit fields, split scale and zero codes, dequantize with the row group's planes
+                var sm = Vector256.Create((1 << ScaleBits) - 1);
                 var cv = Vector256<float>.Zero;
                 for (; g0 + 8 <= groups; g0 += 8)
                 {
-                    var b = Avx2.ConvertToVector256Int32(Vector128.CreateScalarUnsafe(*(ulong*)(c + g0)).AsByte());
-                    var sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(b & low) - Vector256.Load(sz + g0));
-                    var zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(b >> 4) - Vector256.Load(zz + g0));
+                    var f = StatFields8(c, g0, StatBits);
+                    var sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0));
+                    var zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(zz + g0));
                     sv.Store(s + g0);
                     cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g0), cv);
                 }
@@ -159,7 +184,7 @@ public sealed class SpqrLayer
             }
             for (int g = g0; g < groups; g++)
             {
-                float sg = ss[g] * ((c[g] & 0xF) - sz[g]), zg = zs[g] * ((c[g] >> 4) - zz[g]);
+                var (sg, zg) = DequantStat(StatField(r, g), b2 + g);
                 s[g] = sg;
                 corr += sg * zg * xsum[g];
             }
@@ -168,7 +193,7 @@ public sealed class SpqrLayer
     }
 
     /// <summary>Bytes of the stored form (codes, statistics, outliers, permutation).</summary>
-    public long StoredBytes => (long)Rows * RowBytes + (StatCodes?.Length ?? 0) + 2L * (Stats2?.Length ?? 0) + 2L * (Stats?.Length ?? 0)
+    public long StoredBytes => (long)Rows * RowBytes + (QuantizedStats ? (long)Rows * StatRowBytes : 0) + 2L * (Stats2?.Length ?? 0) + 2L * (Stats?.Length ?? 0)
                                + 4L * Perm.Length + 4L * OutlierRowOffsets.Length + 4L * OutlierCols.Length;
 
     /// <summary>First-order (scale, zero) of (row r, group g), exactly as the encoder used them.</summary>
@@ -176,7 +201,7 @@ public sealed class SpqrLayer
     {
         if (!QuantizedStats) return (StatsF[((long)r * Groups + g) * 2], StatsF[((long)r * Groups + g) * 2 + 1]);
         EnsurePlanes();
-        return DequantStat(StatCodes![(long)r * Groups + g], r / QqGroupSize * Groups + g);
+        return DequantStat(StatField(r, g), r / QqGroupSize * Groups + g);
     }
 
     public int Code(int r, int c)
@@ -194,16 +219,16 @@ public sealed class SpqrLayer
         if (o.GroupSize != GroupSize) throw new NotSupportedException($"the SpQR format stores groups of {GroupSize} columns; got groupsize {o.GroupSize}");
         if (!o.StorageExact) throw new ArgumentException("pack results encoded with StorageExact: the format stores FP16 statistics and outliers");
         if ((o.QqScaleBits is null) != (o.QqZeroBits is null)) throw new NotSupportedException("quantize both scales and zeros, or neither");
-        if (o.QqScaleBits > 4 || o.QqZeroBits > 4) throw new NotSupportedException("qq statistics are stored in 4-bit fields");
+        if (o.QqScaleBits + o.QqZeroBits > 8) throw new NotSupportedException($"the stat field holds at most 8 bits; got qq_scale_bits {o.QqScaleBits} + qq_zero_bits {o.QqZeroBits}");
         if (o.RoundZero && o.QqZeroBits is not null && o.QqZeroBits >= o.WBits) throw new NotSupportedException("round_zero with unquantized integer zeros is not stored");
         if (q.Cols > 65536) throw new NotSupportedException($"outlier columns are 16-bit; {q.Cols} input features is too many");
         int rows = q.Rows, cols = q.Cols, groups = q.Groups;
         bool qq = o.QqScaleBits is not null;
         var layer = new SpqrLayer
         {
-            Rows = rows, Cols = cols, WBits = o.WBits, QqGroupSize = o.QqGroupSize, QuantizedStats = qq,
+            Rows = rows, Cols = cols, WBits = o.WBits, QqGroupSize = o.QqGroupSize, QuantizedStats = qq, ScaleBits = o.QqScaleBits ?? 0, ZeroBits = o.QqZeroBits ?? 0,
             Codes = new byte[(long)rows * groups * 2 * o.WBits + 4],
-            StatCodes = qq ? new byte[(long)rows * groups] : null,
+            StatCodes = qq ? new byte[(long)rows * ((groups * (o.QqScaleBits!.Value + o.QqZeroBits!.Value) + 7) / 8) + 8] : null,
             Stats2 = qq ? new Half[(long)q.RowGroups * groups * 4] : null,
             Stats = qq ? null : new Half[(long)rows * groups * 2],
             Perm = (int[])q.Permutation.Clone(),
@@ -224,7 +249,7 @@ public sealed class SpqrLayer
             for (int r = 0; r < rows; r++)
             {
                 long at = (long)g * rows + r;
-                if (qq) layer.StatCodes![(long)r * groups + g] = (byte)(q.ScaleCodes![at] | (q.ZeroCodes![at] << 4));
+                if (qq) layer.SetStatField(r, g, q.ScaleCodes![at] | (q.ZeroCodes![at] << layer.ScaleBits));
                 else { layer.Stats![((long)r * groups + g) * 2] = (Half)q.Scale[at]; layer.Stats[((long)r * groups + g) * 2 + 1] = (Half)q.Zero[at]; }
             }
         if (qq)
@@ -238,6 +263,13 @@ public sealed class SpqrLayer
         foreach (int r in q.OutlierRows) layer.OutlierRowOffsets[r + 1]++;
         for (int r = 0; r < rows; r++) layer.OutlierRowOffsets[r + 1] += layer.OutlierRowOffsets[r];
         return layer;
+    }
+
+    private void SetStatField(int r, int g, int field)
+    {
+        long bit = (long)r * StatRowBytes * 8 + (long)g * StatBits;
+        int v = field << (int)(bit % 8);
+        StatCodes![bit / 8] |= (byte)v; StatCodes[bit / 8 + 1] |= (byte)(v >> 8);
     }
 
     /// <summary>Scalar reference: Ŵ (rows, cols) in the original column order.</summary>
@@ -263,8 +295,8 @@ public sealed class SpqrLayer
         int groups = (cols + 15) / 16, b2 = 16, rowGroups = (rows + b2 - 1) / b2;
         var codes = new byte[(long)rows * groups * 2 * wbits + 4];
         r.NextBytes(codes.AsSpan(0, codes.Length - 4));
-        var statCodes = new byte[(long)rows * groups];
-        for (int i = 0; i < statCodes.Length; i++) statCodes[i] = (byte)(r.Next(8) | (r.Next(8) << 4));
+        var statCodes = new byte[(long)rows * ((groups * 6 + 7) / 8) + 8];
+        r.NextBytes(statCodes.AsSpan(0, statCodes.Length - 8)); // 3-bit scale and zero codes: any bit pattern is valid
         var stats2 = new Half[(long)rowGroups * groups * 4];
         // integerValued: s = scale code, z = zero code and outliers whole numbers, so every product and sum is exact
         for (long i = 0; i < stats2.Length; i += 4) { stats2[i] = (Half)(integerValued ? 1f : 0.001f); stats2[i + 1] = (Half)(integerValued ? 0f : -1f); stats2[i + 2] = (Half)1f; stats2[i + 3] = (Half)0f; }
@@ -280,7 +312,7 @@ public sealed class SpqrLayer
         }
         return new SpqrLayer
         {
-            Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, Codes = codes, StatCodes = statCodes, Stats2 = stats2,
+            Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, ScaleBits = 3, ZeroBits = 3, Codes = codes, StatCodes = statCodes, Stats2 = stats2,
             Perm = perm, OutlierRowOffsets = offsets, OutlierCols = [.. ocols], OutlierValues = [.. ovals],
         };
     }

@@ -8,7 +8,7 @@ namespace SpQR.Quant.Formats;
 
 public static class SpqrSerializer
 {
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
 
     public static List<(string Name, Tensor Tensor)> ToTensors(string linear, SpqrLayer l)
     {
@@ -19,11 +19,11 @@ public static class SpqrSerializer
             ($"{linear}.spqr.outlier_row_offsets", Ints(l.OutlierRowOffsets)),
             ($"{linear}.spqr.outlier_cols", Copy(DType.U16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.OutlierCols.AsSpan()), l.OutlierCols.Length)),
             ($"{linear}.spqr.outlier_values", Copy(DType.F16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.OutlierValues.AsSpan()), l.OutlierValues.Length)),
-            ($"{linear}.spqr.shape", Ints([l.Rows, l.Cols, l.WBits, l.QqGroupSize])),
+            ($"{linear}.spqr.shape", Ints([l.Rows, l.Cols, l.WBits, l.QqGroupSize, l.ScaleBits, l.ZeroBits])),
         };
         if (l.QuantizedStats)
         {
-            list.Add(($"{linear}.spqr.stat_codes", Bytes(l.StatCodes!, l.Rows, l.Groups)));
+            list.Add(($"{linear}.spqr.stat_codes", Bytes(l.StatCodes.AsSpan(0, l.Rows * l.StatRowBytes), l.Rows, l.StatRowBytes)));
             list.Add(($"{linear}.spqr.stats2", Copy(DType.F16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.Stats2!.AsSpan()), l.RowGroups, l.Groups, 4)));
         }
         else list.Add(($"{linear}.spqr.stats", Copy(DType.F16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.Stats!.AsSpan()), l.Rows, l.Groups, 2)));
@@ -51,11 +51,15 @@ public static class SpqrSerializer
         }
         void Check(bool ok, string part, string expected, object found) { if (!ok) throw new ModelFormatException(file, $"tensor \"{linear}.spqr.{part}\"", expected, $"{found}", "the compressed layer is corrupt"); }
         var shape = Need("shape", DType.I32).AsReadOnlySpan<int>().ToArray();
-        Check(shape.Length == 4, "shape", "[rows, cols, wbits, qq_groupsize]", shape.Length);
-        int rows = shape[0], cols = shape[1], wbits = shape[2], b2 = shape[3];
+        if (shape.Length == 4)
+            throw new ModelFormatException(file, $"tensor \"{linear}.spqr.shape\"", $"SpQR format version {FormatVersion} ([rows, cols, wbits, qq_groupsize, qs, qz])",
+                                           "format version 1 (byte-aligned stat codes)", "re-quantize the model with this version");
+        Check(shape.Length == 6, "shape", "[rows, cols, wbits, qq_groupsize, qs, qz]", shape.Length);
+        int rows = shape[0], cols = shape[1], wbits = shape[2], b2 = shape[3], qs = shape[4], qz = shape[5];
         Check(rows > 0 && cols > 0 && cols <= 65536, "shape", "0 < rows, 0 < cols <= 65536", $"{rows}x{cols}");
         Check(wbits is >= 2 and <= 8, "shape", "wbits 2..8", wbits);
         Check(b2 > 0, "shape", "qq_groupsize > 0", b2);
+        Check((qs == 0 && qz == 0) || (qs >= 1 && qz >= 1 && qs + qz <= 8), "shape", "qs = qz = 0 (FP16 statistics) or 1 <= qs, qz with qs + qz <= 8", $"qs {qs}, qz {qz}");
         int groups = (cols + SpqrLayer.GroupSize - 1) / SpqrLayer.GroupSize, rowGroups = (rows + b2 - 1) / b2;
         var codesT = Need("codes", DType.U8);
         Check(codesT.Shape == new Shape(rows, (long)groups * 2 * wbits), "codes", $"shape [{rows}, {groups * 2 * wbits}]", codesT.Shape);
@@ -78,19 +82,24 @@ public static class SpqrSerializer
                 Check(Half.IsFinite(ov[i]), "outlier_values", "finite values", ov[i]);
             }
         var statCodes = get($"{linear}.spqr.stat_codes");
-        if (statCodes is not null)
+        if (qs > 0)
         {
-            Check(statCodes.DType == DType.U8 && statCodes.Shape == new Shape(rows, groups), "stat_codes", $"U8 [{rows}, {groups}]", statCodes.Shape);
+            int statRow = (groups * (qs + qz) + 7) / 8;
+            Check(statCodes is not null, "stat_codes", "the SpQR part to be present (qs, qz > 0)", "none");
+            Check(statCodes!.DType == DType.U8 && statCodes.Shape == new Shape(rows, statRow), "stat_codes", $"U8 [{rows}, {statRow}]", $"{statCodes.DType} {statCodes.Shape}");
+            var sc = new byte[statCodes.ByteLength + 8];
+            statCodes.Bytes.CopyTo(sc);
             var s2 = Need("stats2", DType.F16);
             Check(s2.Shape == new Shape(rowGroups, groups, 4), "stats2", $"shape [{rowGroups}, {groups}, 4]", s2.Shape);
             var s2v = s2.AsReadOnlySpan<Half>().ToArray();
             foreach (var h in s2v) Check(Half.IsFinite(h), "stats2", "finite statistics", h);
             return new SpqrLayer
             {
-                Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, Codes = codes, StatCodes = statCodes.Bytes.ToArray(),
+                Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, ScaleBits = qs, ZeroBits = qz, Codes = codes, StatCodes = sc,
                 Stats2 = s2v, Perm = perm, OutlierRowOffsets = off, OutlierCols = oc, OutlierValues = ov,
             };
         }
+        Check(statCodes is null, "stat_codes", "no stat codes with FP16 statistics (qs = qz = 0)", "a stat_codes tensor");
         var st = Need("stats", DType.F16);
         Check(st.Shape == new Shape(rows, groups, 2), "stats", $"shape [{rows}, {groups}, 2]", st.Shape);
         var stv = st.AsReadOnlySpan<Half>().ToArray();

@@ -42,7 +42,6 @@ public static class ModelInspector
         var names = new HashSet<string>(ck.TensorNames);
         var tensors = new List<TensorSummary>();
         var bits = new List<(string Name, long Weights, double StoredBits, double PaperBits)>();
-        var qc = QuantConfig(folder);
         foreach (var spec in expected)
         {
             string linear = spec.Name.EndsWith(".weight", StringComparison.Ordinal) ? spec.Name[..^7] : spec.Name;
@@ -54,7 +53,7 @@ public static class ModelInspector
                     throw new ModelFormatException(ck.FileOf(linear + ".spqr.shape"), $"tensor \"{linear}.spqr.shape\"", $"[{spec.Shape[0]}, {spec.Shape[1]}]", $"[{layer.Rows}, {layer.Cols}]");
                 long n = (long)layer.Rows * layer.Cols;
                 double share = (double)layer.OutlierCount / n;
-                double paper = layer.WBits + (layer.QuantizedStats ? (qc.Qs + qc.Qz) / 16.0 + 64.0 / (16 * layer.QqGroupSize) : 32.0 / 16) + 32 * share;
+                double paper = layer.WBits + (layer.QuantizedStats ? (layer.ScaleBits + layer.ZeroBits) / 16.0 + 64.0 / (16 * layer.QqGroupSize) : 32.0 / 16) + 32 * share;
                 bits.Add((linear, n, layer.StoredBytes * 8.0 / n, paper));
                 tensors.Add(new TensorSummary(spec.Name, $"SpQR w{layer.WBits}", spec.Shape, layer.StoredBytes));
                 names.RemoveWhere(x => x.StartsWith(linear + ".spqr.", StringComparison.Ordinal));
@@ -81,19 +80,6 @@ public static class ModelInspector
             foreach (var b in bits) notes[$"  {b.Name}"] = $"{b.StoredBits:F3} stored, {b.PaperBits:F3} by the paper's formula";
         }
         return new InspectReport(folder, bits.Count > 0 ? "SpQR compressed (safetensors)" : "Hugging Face safetensors", cfg, tensors, notes);
-    }
-
-    private static (int Qs, int Qz) QuantConfig(string folder)
-    {
-        try
-        {
-            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(System.IO.Path.Combine(folder, "config.json")));
-            if (doc.RootElement.TryGetProperty("quantization_config", out var q))
-                return (q.TryGetProperty("qq_scale_bits", out var a) && a.ValueKind == System.Text.Json.JsonValueKind.Number ? a.GetInt32() : 3,
-                        q.TryGetProperty("qq_zero_bits", out var b) && b.ValueKind == System.Text.Json.JsonValueKind.Number ? b.GetInt32() : 3);
-        }
-        catch (System.Text.Json.JsonException) { }
-        return (3, 3);
     }
 
     private static InspectReport InspectSafetensors(string file)
