@@ -114,7 +114,17 @@ public static class CliApp
         }));
         var bench = new Command("bench", "quick in-process benchmarks of this machine") { matvec };
 
-        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize, bench };
+        var convert = new Command("convert", "convert a checkpoint exported by the SpQR authors' tools (dense_weights, col_vals, in_perm) to this format") { model, outPath, json };
+        convert.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
+        {
+            var rep = SpQR.Transformer.Quantization.AuthorsExportConverter.Convert(r.GetValue(model)!, r.GetValue(outPath)!);
+            stdout.WriteLine($"converted {rep.Linears} SpQR linears ({rep.Weights:N0} weights, {rep.OutlierCount:N0} outliers) to {rep.OutDir} ({FormatBytes(rep.Bytes)})");
+            if (r.GetValue(json))
+                stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object> { ["out"] = rep.OutDir, ["linears"] = rep.Linears, ["weights"] = rep.Weights, ["outliers"] = rep.OutlierCount, ["bytes"] = rep.Bytes }));
+            return 0;
+        }));
+
+        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize, convert, bench };
         var parse = root.Parse(args);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }

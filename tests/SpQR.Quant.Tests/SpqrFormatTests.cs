@@ -62,7 +62,7 @@ public class SpqrFormatTests
     {
         var r = new Random(seed);
         int rows = 1 + r.Next(70), cols = 1 + r.Next(300), T = 1 + r.Next(4);
-        var layer = SpqrLayer.Random(rows, cols, 2 + r.Next(7), 0.02, seed, integerValued: true);
+        var layer = SpqrLayer.Random(rows, cols, 2 + r.Next(7), 0.02, seed, integerValued: true, fp16Arithmetic: r.Next(2) == 0);
         var W = layer.Dequantize();
         var X = new float[T * cols];
         for (int i = 0; i < X.Length; i++) X[i] = r.Next(-8, 9);
@@ -75,6 +75,46 @@ public class SpqrFormatTests
                 SpqrMatVec.MatMul(layer, X.AsSpan(0, n * cols), a, n, path);
                 Assert.Equal(e.AsSpan(0, n * rows).ToArray(), a);
             }
+    }
+
+    [Property(MaxTest = 40)]
+    public void Fp16_step_layers_decode_through_every_kernel_path_like_the_reference(int seed)
+    {
+        var r = new Random(seed);
+        int rows = 1 + r.Next(70), cols = 1 + r.Next(300), T = 1 + r.Next(4);
+        var layer = SpqrLayer.Random(rows, cols, r.Next(2) == 0 ? 3 : 2 + r.Next(7), 0.02, seed, fp16Arithmetic: true);
+        var W = layer.Dequantize();
+        foreach (float v in W) Assert.Equal(v, (float)(Half)v); // every decoded weight is an fp16 value
+        var X = TestData.Uniform(T * cols, seed, -2, 2);
+        var e = new float[T * rows];
+        for (int t = 0; t < T; t++) SpQR.Tensors.Cpu.Reference.ReferenceKernels.Gemv(W, X.AsSpan(t * cols, cols), e.AsSpan(t * rows, rows), rows, cols);
+        foreach (var path in Simd.All)
+            foreach (int n in new[] { 1, T })
+            {
+                var a = new float[n * rows];
+                SpqrMatVec.MatMul(layer, X.AsSpan(0, n * cols), a, n, path);
+                for (int i = 0; i < a.Length; i++)
+                {
+                    double mag = 0;
+                    for (int c = 0; c < cols; c++) mag += Math.Abs(W[i % rows * cols + c] * X[i / rows * cols + c]);
+                    Assert.True(Math.Abs(a[i] - e[i]) <= 1e-6 * mag + 1e-7, $"wbits {layer.WBits} {path} T={n} [{i}]: {a[i]} vs {e[i]}");
+                }
+            }
+    }
+
+    [Property(MaxTest = 20)]
+    public void Vector_fp16_rounding_equals_the_scalar_conversion(int seed)
+    {
+        var r = new Random(seed);
+        var v = new float[4096];
+        for (int i = 0; i < v.Length; i++)
+            v[i] = (r.Next(2) == 0 ? -1 : 1) * MathF.ScaleB(1 + r.NextSingle(), r.Next(-26, 16)) * (i % 97 == 0 ? 0 : 1);
+        v[0] = 65504; v[1] = MathF.ScaleB(1, -24) * 1.5f; v[2] = MathF.ScaleB(1, -14) - MathF.ScaleB(1, -26); v[3] = 1 + MathF.ScaleB(1, -11);
+        for (int i = 0; i < v.Length; i += 8)
+        {
+            var h = SpqrLayer.H(System.Runtime.Intrinsics.Vector256.Create(v.AsSpan(i, 8)));
+            for (int k = 0; k < 8; k++) Assert.True((float)(Half)v[i + k] == h[k], $"{v[i + k]:R}: {h[k]:R} vs {(float)(Half)v[i + k]:R}");
+        }
     }
 }
 

@@ -60,6 +60,14 @@ public static unsafe class SpqrMatVec
         if (T == 1)
         {
             int blocks = (rows + RowBlock - 1) / RowBlock;
+            if (w.Fp16Arithmetic)
+            {
+                // fp16-step decode (layers converted from the authors' export): a per-group table of the 2^b values
+                Action<int> lut = fast && w.WBits == 3 ? b => RowsLutV256(w, xp, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
+                                                       : b => RowsScalar(w, xp, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
+                if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) lut(b); else CpuThreads.For(blocks, lut);
+                return;
+            }
             if (fast)
             {
                 // the decode hot path: x̃ = x' pre-scaled per lane so that a mask replaces the per-lane shift (see RowsV256)
@@ -121,7 +129,9 @@ public static unsafe class SpqrMatVec
                 {
                     int c0 = g * SpqrLayer.GroupSize, n = Math.Min(SpqrLayer.GroupSize, cols - c0);
                     float* o = n == SpqrLayer.GroupSize ? d + c0 : tmp;
-                    if (fast)
+                    if (w.Fp16Arithmetic)
+                        for (int k = 0; k < n; k++) o[k] = w.Decode(w.Code(r, c0 + k), s[g], z[g]);
+                    else if (fast)
                     {
                         var sv = Vector256.Create(s[g]); var zv = Vector256.Create(z[g]);
                         byte* p = row + g * gb;
@@ -154,11 +164,49 @@ public static unsafe class SpqrMatVec
             {
                 float dot = 0, xs = 0;
                 int c0 = g * SpqrLayer.GroupSize;
+                if (w.Fp16Arithmetic)
+                {
+                    for (int k = 0; k < SpqrLayer.GroupSize && c0 + k < w.Cols; k++) acc += w.Decode(w.Code(r, c0 + k), s[g], z[g]) * xp[c0 + k];
+                    continue;
+                }
                 for (int k = 0; k < SpqrLayer.GroupSize && c0 + k < w.Cols; k++) { dot += w.Code(r, c0 + k) * xp[c0 + k]; xs += xp[c0 + k]; }
                 acc += s[g] * (dot - z[g] * xs);
             }
             for (int i = w.OutlierRowOffsets[r]; i < w.OutlierRowOffsets[r + 1]; i++) acc += deltas[i] * xp[w.OutlierCols[i]];
             ys[r] = acc;
+        }
+    }
+
+    // fp16-step layers, wbits 3: per (row, group) the 8-entry table v_q = h(s·h(q − z)) lives in one register and
+    // vpermps looks the codes up (it reads only the low 3 bits of each lane, so the shifted word needs no mask)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void RowsLutV256(SpqrLayer w, float[] xp, float[] y, int r0, int r1)
+    {
+        int groups = w.Groups, bits = w.WBits, gb = w.GroupBytes, rowBytes = w.RowBytes;
+        var shift = Shifts[bits];
+        var iota = Vector256.Create(0f, 1, 2, 3, 4, 5, 6, 7);
+        Span<float> s = stackalloc float[groups];
+        Span<float> z = stackalloc float[groups];
+        fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s) fixed (float* pz = z)
+        fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                w.RowStats(r, s, z);
+                byte* a = codes + (long)r * rowBytes;
+                var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+                for (int g = 0; g < groups; g++, a += gb)
+                {
+                    var table = SpqrLayer.H(Vector256.Create(ps[g]) * SpqrLayer.H(iota - Vector256.Create(pz[g])));
+                    var lo = Avx2.PermuteVar8x32(table, Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)a), shift).AsInt32());
+                    var hi = Avx2.PermuteVar8x32(table, Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)(a + bits)), shift).AsInt32());
+                    acc0 = Vector256.FusedMultiplyAdd(lo, Vector256.Load(px + g * 16), acc0);
+                    acc1 = Vector256.FusedMultiplyAdd(hi, Vector256.Load(px + g * 16 + 8), acc1);
+                }
+                float yr = Vector256.Sum(acc0 + acc1);
+                for (int i = offsets[r], e = offsets[r + 1]; i < e; i++) yr += deltas[i] * px[ocols[i]];
+                y[r] = yr;
+            }
         }
     }
 

@@ -38,6 +38,11 @@ public sealed class SpqrLayer
     public int ScaleBits { get; init; }
     public int ZeroBits { get; init; }
     public int StatBits => ScaleBits + ZeroBits;
+    /// <summary>
+    /// Decode in fp16 steps, s = h(ss·h(sc − sz)), z = h(zs·h(zc − zz)), ŵ = h(s·h(q − z)) with h = round to fp16, as the
+    /// SpQR authors' kernels do (layers converted from their export); otherwise every step is float32.
+    /// </summary>
+    public bool Fp16Arithmetic { get; init; }
     public int StatRowBytes => (Groups * StatBits + 7) / 8;
     public int Groups => (Cols + GroupSize - 1) / GroupSize;
     public int RowGroups => (Rows + QqGroupSize - 1) / QqGroupSize;
@@ -67,7 +72,30 @@ public sealed class SpqrLayer
         _ss = ss;
     }
     // s = ss·(scale code − sz), z = zs·(zero code − zz), second-order statistics at plane index i
-    private (float Scale, float Zero) DequantStat(int field, long i) => (_ss![i] * ((field & ((1 << ScaleBits) - 1)) - _sz![i]), _zs![i] * ((field >> ScaleBits) - _zz![i]));
+    private (float Scale, float Zero) DequantStat(int field, long i) => Fp16Arithmetic
+        ? (H(_ss![i] * H((field & ((1 << ScaleBits) - 1)) - _sz![i])), H(_zs![i] * H((field >> ScaleBits) - _zz![i])))
+        : (_ss![i] * ((field & ((1 << ScaleBits) - 1)) - _sz![i]), _zs![i] * ((field >> ScaleBits) - _zz![i]));
+
+    /// <summary>x rounded to the nearest fp16 value (ties to even), as a float.</summary>
+    internal static float H(float x) => (float)(Half)x;
+
+    /// <summary>The value code q decodes to in a group with first-order (s, z): s·(q − z), in fp16 steps when so stored.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public float Decode(int q, float s, float z) => Fp16Arithmetic ? H(s * H(q - z)) : s * (q - z);
+
+    /// <summary>Vector twin of <see cref="H"/> for finite inputs: normal results keep 10 significand bits (round to nearest
+    /// even on the bit pattern), fp16-subnormal ones become multiples of 2^−24, overflow becomes ±∞.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> H(Vector256<float> v)
+    {
+        var b = v.AsInt32();
+        var normal = ((b + Vector256.Create(0x0FFF) + ((b >>> 13) & Vector256<int>.One)) & Vector256.Create(~0x1FFF)).AsSingle();
+        var sub = (v + Vector256.Create(0.75f)) - Vector256.Create(0.75f);
+        var abs = Vector256.Abs(v);
+        var r = Vector256.ConditionalSelect(Vector256.LessThan(abs, Vector256.Create(1f / 16384)), sub, normal);
+        // past the largest fp16 (65504) plus half an ulp: infinity of the same sign
+        return Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(abs, Vector256.Create(65520f)), (b & Vector256.Create(int.MinValue) | Vector256.Create(0x7F800000)).AsSingle(), r);
+    }
 
     /// <summary>The F-bit stat field (scale code | zero code &lt;&lt; qs) of (row r, group g).</summary>
     internal int StatField(int r, int g)
@@ -103,7 +131,7 @@ public sealed class SpqrLayer
                 {
                     int c = OutlierCols[i];
                     var (s, z) = Stat(r, c / GroupSize);
-                    d[i] = (float)OutlierValues[i] - s * (Code(r, c) - z);
+                    d[i] = (float)OutlierValues[i] - Decode(Code(r, c), s, z);
                 }
             return _outlierDeltas = d;
         }
@@ -133,6 +161,12 @@ public sealed class SpqrLayer
                     for (; g0 + 8 <= groups; g0 += 8)
                     {
                         var f = StatFields8(c, g0, StatBits);
+                        if (Fp16Arithmetic)
+                        {
+                            H(Vector256.Load(pss + b2 + g0) * H(Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
+                            H(Vector256.Load(pzs + b2 + g0) * H(Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
+                            continue;
+                        }
                         (Vector256.Load(pss + b2 + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
                         (Vector256.Load(pzs + b2 + g0) * (Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
                     }
@@ -281,7 +315,7 @@ public sealed class SpqrLayer
             for (int c = 0; c < Cols; c++)
             {
                 var (s, z) = Stat(r, c / GroupSize);
-                w[(long)r * Cols + Perm[c]] = s * (Code(r, c) - z);
+                w[(long)r * Cols + Perm[c]] = Decode(Code(r, c), s, z);
             }
             for (int i = OutlierRowOffsets[r]; i < OutlierRowOffsets[r + 1]; i++) w[(long)r * Cols + Perm[OutlierCols[i]]] = (float)OutlierValues[i];
         }
@@ -289,7 +323,7 @@ public sealed class SpqrLayer
     }
 
     /// <summary>A layer with uniformly random codes and statistics and a uniform random outlier set (speed tests).</summary>
-    public static SpqrLayer Random(int rows, int cols, int wbits, double outlierShare, int seed = 1, bool integerValued = false)
+    public static SpqrLayer Random(int rows, int cols, int wbits, double outlierShare, int seed = 1, bool integerValued = false, bool fp16Arithmetic = false)
     {
         var r = new System.Random(seed);
         int groups = (cols + 15) / 16, b2 = 16, rowGroups = (rows + b2 - 1) / b2;
@@ -312,7 +346,7 @@ public sealed class SpqrLayer
         }
         return new SpqrLayer
         {
-            Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, ScaleBits = 3, ZeroBits = 3, Codes = codes, StatCodes = statCodes, Stats2 = stats2,
+            Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, ScaleBits = 3, ZeroBits = 3, Fp16Arithmetic = fp16Arithmetic, Codes = codes, StatCodes = statCodes, Stats2 = stats2,
             Perm = perm, OutlierRowOffsets = offsets, OutlierCols = [.. ocols], OutlierValues = [.. ovals],
         };
     }

@@ -19,7 +19,7 @@ public static class SpqrSerializer
             ($"{linear}.spqr.outlier_row_offsets", Ints(l.OutlierRowOffsets)),
             ($"{linear}.spqr.outlier_cols", Copy(DType.U16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.OutlierCols.AsSpan()), l.OutlierCols.Length)),
             ($"{linear}.spqr.outlier_values", Copy(DType.F16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.OutlierValues.AsSpan()), l.OutlierValues.Length)),
-            ($"{linear}.spqr.shape", Ints([l.Rows, l.Cols, l.WBits, l.QqGroupSize, l.ScaleBits, l.ZeroBits])),
+            ($"{linear}.spqr.shape", Ints([l.Rows, l.Cols, l.WBits, l.QqGroupSize, l.ScaleBits, l.ZeroBits, l.Fp16Arithmetic ? 1 : 0])),
         };
         if (l.QuantizedStats)
         {
@@ -52,10 +52,12 @@ public static class SpqrSerializer
         void Check(bool ok, string part, string expected, object found) { if (!ok) throw new ModelFormatException(file, $"tensor \"{linear}.spqr.{part}\"", expected, $"{found}", "the compressed layer is corrupt"); }
         var shape = Need("shape", DType.I32).AsReadOnlySpan<int>().ToArray();
         if (shape.Length == 4)
-            throw new ModelFormatException(file, $"tensor \"{linear}.spqr.shape\"", $"SpQR format version {FormatVersion} ([rows, cols, wbits, qq_groupsize, qs, qz])",
+            throw new ModelFormatException(file, $"tensor \"{linear}.spqr.shape\"", $"SpQR format version {FormatVersion} ([rows, cols, wbits, qq_groupsize, qs, qz, fp16_arithmetic])",
                                            "format version 1 (byte-aligned stat codes)", "re-quantize the model with this version");
-        Check(shape.Length == 6, "shape", "[rows, cols, wbits, qq_groupsize, qs, qz]", shape.Length);
+        Check(shape.Length == 7, "shape", "[rows, cols, wbits, qq_groupsize, qs, qz, fp16_arithmetic]", shape.Length);
         int rows = shape[0], cols = shape[1], wbits = shape[2], b2 = shape[3], qs = shape[4], qz = shape[5];
+        Check(shape[6] is 0 or 1 && (shape[6] == 0 || qs > 0), "shape", "fp16_arithmetic 0 or 1 (1 only with quantized statistics)", shape[6]);
+        bool fp16 = shape[6] == 1;
         Check(rows > 0 && cols > 0 && cols <= 65536, "shape", "0 < rows, 0 < cols <= 65536", $"{rows}x{cols}");
         Check(wbits is >= 2 and <= 8, "shape", "wbits 2..8", wbits);
         Check(b2 > 0, "shape", "qq_groupsize > 0", b2);
@@ -95,7 +97,7 @@ public static class SpqrSerializer
             foreach (var h in s2v) Check(Half.IsFinite(h), "stats2", "finite statistics", h);
             return new SpqrLayer
             {
-                Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, ScaleBits = qs, ZeroBits = qz, Codes = codes, StatCodes = sc,
+                Rows = rows, Cols = cols, WBits = wbits, QqGroupSize = b2, QuantizedStats = true, ScaleBits = qs, ZeroBits = qz, Fp16Arithmetic = fp16, Codes = codes, StatCodes = sc,
                 Stats2 = s2v, Perm = perm, OutlierRowOffsets = off, OutlierCols = oc, OutlierValues = ov,
             };
         }

@@ -5,6 +5,7 @@ using SpQR.Tensors;
 using SpQR.Tensors.Cpu;
 using SpQR.Tensors.IO;
 using SpQR.Transformer.Config;
+using SpQR.Transformer.Layers;
 
 namespace SpQR.Transformer.Inspect;
 
@@ -45,18 +46,19 @@ public static class ModelInspector
         foreach (var spec in expected)
         {
             string linear = spec.Name.EndsWith(".weight", StringComparison.Ordinal) ? spec.Name[..^7] : spec.Name;
-            if (ck.Contains(linear + ".spqr.shape"))
+            var layer = SpqrLinearFactory.ReadLayer(ck, linear, out string layerFile);
+            if (layer is not null)
             {
-                // a compressed SpQR linear: validate every part, report its stored size and bits per weight
-                var layer = SpQR.Quant.Formats.SpqrSerializer.Read(linear, n => ck.Contains(n) ? ck.Get(n) : null, ck.FileOf(linear + ".spqr.shape"));
+                // a compressed SpQR linear (ours or the authors' export): validate every part, report its stored size and bits per weight
                 if (layer.Rows != spec.Shape[0] || layer.Cols != spec.Shape[1])
-                    throw new ModelFormatException(ck.FileOf(linear + ".spqr.shape"), $"tensor \"{linear}.spqr.shape\"", $"[{spec.Shape[0]}, {spec.Shape[1]}]", $"[{layer.Rows}, {layer.Cols}]");
+                    throw new ModelFormatException(layerFile, $"SpQR linear \"{linear}\"", $"[{spec.Shape[0]}, {spec.Shape[1]}]", $"[{layer.Rows}, {layer.Cols}]");
                 long n = (long)layer.Rows * layer.Cols;
                 double share = (double)layer.OutlierCount / n;
                 double paper = layer.WBits + (layer.QuantizedStats ? (layer.ScaleBits + layer.ZeroBits) / 16.0 + 64.0 / (16 * layer.QqGroupSize) : 32.0 / 16) + 32 * share;
                 bits.Add((linear, n, layer.StoredBytes * 8.0 / n, paper));
                 tensors.Add(new TensorSummary(spec.Name, $"SpQR w{layer.WBits}", spec.Shape, layer.StoredBytes));
-                names.RemoveWhere(x => x.StartsWith(linear + ".spqr.", StringComparison.Ordinal));
+                names.RemoveWhere(x => x.StartsWith(linear + ".spqr.", StringComparison.Ordinal)
+                                       || SpqrAuthorsExportParts.Any(p => x == linear + "." + p));
                 continue;
             }
             var t = ck.Get(spec.Name, new Shape(spec.Shape));
@@ -109,4 +111,6 @@ public static class ModelInspector
         var notes = new Dictionary<string, string> { ["classifier"] = ck.Config.SharedClassifier ? "shared with the token embedding" : "separate (wcls)" };
         return new InspectReport(file, "llama2.c checkpoint (legacy v0)", cfg, tensors, notes);
     }
+
+    private static readonly string[] SpqrAuthorsExportParts = ["dense_weights", "row_offsets", "col_vals", "in_perm"];
 }

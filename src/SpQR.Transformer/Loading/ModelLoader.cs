@@ -32,8 +32,8 @@ public static class ModelLoader
             var source = new SafetensorsWeightSource(checkpoint, options.WidenToF32);
             try
             {
-                // a compressed checkpoint (docs/formats/spqr.md) runs its SpQR layers through the same seam
-                if (options.Linears is DenseLinearFactory && checkpoint.TensorNames.Any(n => n.EndsWith(".spqr.shape", StringComparison.Ordinal)))
+                // a compressed checkpoint (docs/formats/spqr.md, or the SpQR authors' export) runs its SpQR layers through the same seam
+                if (options.Linears is DenseLinearFactory && SpqrLinearFactory.IsCompressed(checkpoint))
                     options = options with { Linears = new SpqrLinearFactory(checkpoint) };
                 return Build(cfg, source, options);
             }
