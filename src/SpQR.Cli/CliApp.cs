@@ -124,7 +124,18 @@ public static class CliApp
             return 0;
         }));
 
-        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize, convert, bench };
+        var demoOut = new Option<string?>("--out") { Description = "where the demo's models go (default: a folder under the temp directory)" };
+        var demoBits = new Option<int>("--wbits") { DefaultValueFactory = _ => 3 };
+        var demo = new Command("demo", "build a small LLaMA-shaped model, quantize it with RTN, GPTQ and SpQR, reload the compressed form and compare (the default command)") { demoOut, demoBits, threads, json };
+        demo.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
+        {
+            SpQR.Tensors.Cpu.CpuThreads.Count = r.GetValue(threads);
+            return DemoCommand.Run(r.GetValue(demoOut) ?? Path.Combine(Path.GetTempPath(), "spqr-demo"), r.GetValue(demoBits), r.GetValue(json), stdout, stderr);
+        }));
+
+        var root = new RootCommand("SpQR.Native: SpQR-compressed LLaMA and Falcon models in pure .NET") { verbose, inspect, generate, ppl, quantize, convert, bench, demo };
+        // no command at all: the demo
+        if (args.Length == 0) args = ["demo"];
         var parse = root.Parse(args);
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }

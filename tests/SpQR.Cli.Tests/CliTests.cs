@@ -26,6 +26,33 @@ public class CliTests
         Assert.True(j.RootElement.GetProperty("parameters").GetInt64() > 0);
     }
 
+    [SharedFact]
+    public void Convert_turns_the_authors_export_into_our_format_with_the_same_perplexity()
+    {
+        string export = Fixtures.Path("fixtures", "spqr-reference-export", "llama-tiny-w3");
+        string dir = Path.Combine(Path.GetTempPath(), $"spqr-cli-convert-{Guid.NewGuid():N}");
+        try
+        {
+            var (code, output, err) = Run("convert", "--model", export, "--out", dir, "--json");
+            Assert.True(code == 0, err);
+            using (var j = JsonDocument.Parse(output.TrimEnd().Split('\n')[^1])) Assert.Equal(14, j.RootElement.GetProperty("linears").GetInt32());
+            string tokens = Path.Combine(export, "reference.safetensors") + ":calibration_ids";
+            double Ppl(string model)
+            {
+                var (c, o, e) = Run("ppl", "--model", model, "--tokens", tokens, "--seqlen", "128", "--json");
+                Assert.True(c == 0, e);
+                using var j = JsonDocument.Parse(o.TrimEnd().Split('\n')[^1]);
+                return j.RootElement.GetProperty("ppl").GetDouble();
+            }
+            Assert.Equal(Ppl(export), Ppl(dir));
+            // converting a folder without the authors' tensors is a one-line error
+            var (bad, _, berr) = Run("convert", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--out", dir + "-x");
+            Assert.Equal(1, bad);
+            Assert.Contains("dense_weights", berr);
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit()
     {

@@ -105,16 +105,17 @@ public sealed class SpqrLayer
         return (v >> (int)(bit % 8)) & ((1 << StatBits) - 1);
     }
 
-    /// <summary>The stat fields of groups g0..g0+7 of one row (rowStats = the row's first byte, g0 a multiple of 8).</summary>
+    /// <summary>The stat fields of 8 consecutive groups starting at byte p (8·F bits): fields 0-3 sit in the low 32 bits,
+    /// fields 4-7 in the next 4F; shifts = (0, F, 2F, 3F, 0, F, 2F, 3F), mask = 2^F − 1 (hoisted by the callers).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<int> StatFields8(byte* rowStats, int g0, int f)
+    private static unsafe Vector256<int> StatFields8(byte* p, int f, Vector256<uint> shifts, Vector256<uint> mask)
     {
-        // 8 fields = 8·F bits = F bytes from byte g0·F/8; fields 0-3 sit in the low 32 bits, fields 4-7 in the next 4F
-        ulong u = *(ulong*)(rowStats + g0 / 8 * f);
+        ulong u = *(ulong*)p;
         var lanes = Vector256.Create(Vector128.Create((uint)u), Vector128.Create((uint)(u >> (4 * f))));
-        var shifts = Vector256.Create(0u, (uint)f, (uint)(2 * f), (uint)(3 * f), 0u, (uint)f, (uint)(2 * f), (uint)(3 * f));
-        return (Avx2.ShiftRightLogicalVariable(lanes, shifts) & Vector256.Create((1u << f) - 1)).AsInt32();
+        return (Avx2.ShiftRightLogicalVariable(lanes, shifts) & mask).AsInt32();
     }
+
+    private Vector256<uint> StatShifts => Vector256.Create(0u, (uint)StatBits, (uint)(2 * StatBits), (uint)(3 * StatBits), 0u, (uint)StatBits, (uint)(2 * StatBits), (uint)(3 * StatBits));
 
     internal float[] StatsF => _statsF ??= Stats!.Select(h => (float)h).ToArray();
 
@@ -157,18 +158,20 @@ public sealed class SpqrLayer
                 fixed (byte* codes = StatCodes) fixed (float* pss = _ss, psz = _sz, pzs = _zs, pzz = _zz) fixed (float* ps = s, pz = z)
                 {
                     byte* c = codes + (long)r * StatRowBytes;
-                    var sm = Vector256.Create((1 << ScaleBits) - 1);
-                    for (; g0 + 8 <= groups; g0 += 8)
+                    int fb = StatBits, qs = ScaleBits;
+                    var sm = Vector256.Create((1 << qs) - 1);
+                    var shifts = StatShifts; var fm = Vector256.Create((1u << fb) - 1);
+                    for (; g0 + 8 <= groups; g0 += 8, c += fb)
                     {
-                        var f = StatFields8(c, g0, StatBits);
+                        var f = StatFields8(c, fb, shifts, fm);
                         if (Fp16Arithmetic)
                         {
                             H(Vector256.Load(pss + b2 + g0) * H(Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
-                            H(Vector256.Load(pzs + b2 + g0) * H(Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
+                            H(Vector256.Load(pzs + b2 + g0) * H(Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
                             continue;
                         }
                         (Vector256.Load(pss + b2 + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
-                        (Vector256.Load(pzs + b2 + g0) * (Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
+                        (Vector256.Load(pzs + b2 + g0) * (Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
                     }
                 }
             }
@@ -204,13 +207,16 @@ public sealed class SpqrLayer
             if (Avx2.IsSupported)
             {
                 // 8 groups at a time: unpack the F-bit fields, split scale and zero codes, dequantize with the row group's planes
-                var sm = Vector256.Create((1 << ScaleBits) - 1);
+                int fb = StatBits, qs = ScaleBits;
+                var sm = Vector256.Create((1 << qs) - 1);
+                var shifts = StatShifts; var fm = Vector256.Create((1u << fb) - 1);
                 var cv = Vector256<float>.Zero;
-                for (; g0 + 8 <= groups; g0 += 8)
+                byte* p = c;
+                for (; g0 + 8 <= groups; g0 += 8, p += fb)
                 {
-                    var f = StatFields8(c, g0, StatBits);
+                    var f = StatFields8(p, fb, shifts, fm);
                     var sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0));
-                    var zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(f >>> ScaleBits) - Vector256.Load(zz + g0));
+                    var zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g0));
                     sv.Store(s + g0);
                     cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g0), cv);
                 }
