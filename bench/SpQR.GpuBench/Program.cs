@@ -1,10 +1,14 @@
-// SpQR.GpuBench: F32/F16 GEMV on the device for the LLaMA-7B shapes. Each measurement queues 200 calls back to back
-// (weights rotate over >= 256 MB so the L2 cannot hold them), synchronizes once, and divides; median of 5 such runs.
-// Also checks each kernel against the CPU kernel (NMSE) before timing. Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto]
+// SpQR.GpuBench: F32/F16 GEMV and SpQR matvec (wbits 3 and 4, 1% outliers) on the device for the LLaMA-7B shapes.
+// Each measurement queues 200 calls back to back (weights rotate over >= 256 MB so the L2 cannot hold them),
+// synchronizes once, and divides; median of 5 such runs. Every kernel is first checked against the CPU kernel
+// (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
+// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto]
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
 using SpQR.Gpu;
+using SpQR.Quant.Decode;
+using SpQR.Quant.Formats;
 using SpQR.Tensors.Cpu;
 
 var choice = args.Length > 0 ? Enum.Parse<DeviceChoice>(args[0], ignoreCase: true) : DeviceChoice.Auto;
@@ -55,4 +59,58 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         Console.WriteLine($"{rows}x{cols},{(f16 ? "f16" : "f32")},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2}");
         foreach (var b in bufs32) b.Dispose();
         foreach (var b in bufs16) b.Dispose();
+    }
+
+// SpQR: correctness sweep on the device, then timings
+static double Nmse(float[] e, float[] a)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
+    return num / Math.Max(den, 1e-30);
+}
+double worst = 0;
+foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, false), (40, 300, 4, false), (17, 129, 2, false), (24, 96, 5, false), (9, 200, 8, false), (48, 160, 3, true), (257, 1000, 3, false), (300, 4096, 4, false) })
+{
+    var l = SpqrLayer.Random(rows, cols, bits, 0.03, rows + cols, fp16Arithmetic: fp16);
+    var xs = Enumerable.Range(0, cols).Select(i => (float)Math.Sin(i)).ToArray();
+    var e = new float[rows];
+    SpqrMatVec.MatVec(l, xs, e);
+    using var g = new GpuSpqrLayer(acc, l);
+    using var dx = acc.Allocate1D(xs); using var dxp = acc.Allocate1D<float>(l.Groups * 16); using var dy = acc.Allocate1D<float>(rows);
+    backend.Kernels.SpqrMatVec(g, dx.View, dxp.View, dy.View);
+    acc.Synchronize();
+    worst = Math.Max(worst, Nmse(e, dy.GetAsArray1D()));
+}
+Console.WriteLine($"spqr correctness sweep (9 shapes, wbits 2..8, fp16-step layers): worst NMSE vs CPU {worst:E2}");
+Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu");
+foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    foreach (int bits in new[] { 3, 4 })
+    {
+        var l = SpqrLayer.Random(rows, cols, bits, 0.01, 1);
+        long bytes = l.StoredBytes;
+        int copies = choice == DeviceChoice.Cpu ? 1 : (int)Math.Max(2, (256L << 20) / bytes + 1);
+        var layers = new List<GpuSpqrLayer>();
+        for (int c = 0; c < copies; c++) layers.Add(new GpuSpqrLayer(acc, l));
+        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
+        using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(l.Groups * 16); using var dy = acc.Allocate1D<float>(rows);
+        backend.Kernels.SpqrMatVec(layers[0], dx.View, dxp.View, dy.View);
+        acc.Synchronize();
+        var e = new float[rows];
+        SpqrMatVec.MatVec(l, x, e);
+        double nmse = Nmse(e, dy.GetAsArray1D());
+        int n = choice == DeviceChoice.Cpu ? 3 : 200;
+        for (int i = 0; i < 20 && choice != DeviceChoice.Cpu; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
+        acc.Synchronize();
+        var times = new List<double>();
+        for (int rep = 0; rep < 5; rep++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
+            acc.Synchronize();
+            times.Add(sw.Elapsed.TotalSeconds / n);
+        }
+        times.Sort();
+        double t = times[times.Count / 2];
+        Console.WriteLine($"{rows}x{cols},spqr_w{bits},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nmse:E2}");
+        foreach (var g in layers) g.Dispose();
     }

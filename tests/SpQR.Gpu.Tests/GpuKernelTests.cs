@@ -67,4 +67,39 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         var e = Assert.Throws<GpuUnavailableException>(() => GpuBackend.Create(DeviceChoice.Gpu));
         Assert.Contains("--device", e.Message);
     }
+
+    [Theory]
+    [InlineData(1, 1, 3, false)] [InlineData(33, 70, 3, false)] [InlineData(40, 300, 4, false)] [InlineData(17, 129, 2, false)]
+    [InlineData(24, 96, 5, false)] [InlineData(9, 200, 8, false)] [InlineData(48, 160, 3, true)] [InlineData(20, 77, 4, true)]
+    public void Spqr_matvec_matches_the_cpu_kernel(int rows, int cols, int wbits, bool fp16)
+    {
+        var acc = fx.Backend.Accelerator;
+        var layer = SpQR.Quant.Formats.SpqrLayer.Random(rows, cols, wbits, 0.03, rows + cols, fp16Arithmetic: fp16);
+        var x = TestData.Uniform(cols, 5, -2, 2);
+        var e = new float[rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+        using var g = new GpuSpqrLayer(acc, layer);
+        using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(layer.Groups * 16); using var dy = acc.Allocate1D<float>(rows);
+        fx.Backend.Kernels.SpqrMatVec(g, dx.View, dxp.View, dy.View);
+        acc.Synchronize();
+        Assert.True(Nmse(e, dy.GetAsArray1D()) <= Tolerances.GpuNmse, $"NMSE {Nmse(e, dy.GetAsArray1D()):E2}");
+    }
+
+    [Fact]
+    public void Every_kernel_compiles_to_ptx_without_a_gpu()
+    {
+        using var ctx = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
+        using var ptx = new ILGPU.Backends.PTX.PTXBackend(ctx, CudaArchitecture.SM_90, new CudaInstructionSet(8, 0), null!);
+        var kernels = typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
+        Assert.True(kernels.Count >= 6, $"found {kernels.Count} kernels");
+        foreach (var k in kernels)
+        {
+            var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k);
+            var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(entry, ILGPU.Runtime.KernelSpecialization.Empty);
+            // ILGPU's own PTX generator (no CUDA toolkit, no driver) emits sm_80 PTX for ISA 8.0, which the driver JIT-compiles for sm_90
+            Assert.Matches(@"\.target sm_[89]\d", compiled.PTXAssembly);
+            Assert.Contains(".entry", compiled.PTXAssembly);
+        }
+    }
 }

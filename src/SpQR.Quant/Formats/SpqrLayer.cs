@@ -121,7 +121,7 @@ public sealed class SpqrLayer
 
     private float[]? _outlierDeltas;
     /// <summary>Per outlier: kept value − what its code decodes to; the fused kernels add delta·x' (computed once).</summary>
-    internal float[] OutlierDeltas
+    public float[] OutlierDeltas
     {
         get
         {
