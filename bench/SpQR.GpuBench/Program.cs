@@ -76,13 +76,13 @@ foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, f
     var e = new float[rows];
     SpqrMatVec.MatVec(l, xs, e);
     using var g = new GpuSpqrLayer(acc, l);
-    using var dx = acc.Allocate1D(xs); using var dxp = acc.Allocate1D<float>(l.Groups * 16); using var dy = acc.Allocate1D<float>(rows);
+    using var dx = acc.Allocate1D(xs); using var dxp = acc.Allocate1D<float>(backend.Kernels.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
     backend.Kernels.SpqrMatVec(g, dx.View, dxp.View, dy.View);
     acc.Synchronize();
     worst = Math.Max(worst, Nmse(e, dy.GetAsArray1D()));
 }
 Console.WriteLine($"spqr correctness sweep (9 shapes, wbits 2..8, fp16-step layers): worst NMSE vs CPU {worst:E2}");
-Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu");
+Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu,us_enqueue_only,us_main_kernel_only");
 foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     foreach (int bits in new[] { 3, 4 })
     {
@@ -92,7 +92,7 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         var layers = new List<GpuSpqrLayer>();
         for (int c = 0; c < copies; c++) layers.Add(new GpuSpqrLayer(acc, l));
         var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
-        using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(l.Groups * 16); using var dy = acc.Allocate1D<float>(rows);
+        using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(backend.Kernels.SpqrScratch(layers[0])); using var dy = acc.Allocate1D<float>(rows);
         backend.Kernels.SpqrMatVec(layers[0], dx.View, dxp.View, dy.View);
         acc.Synchronize();
         var e = new float[rows];
@@ -111,6 +111,20 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         }
         times.Sort();
         double t = times[times.Count / 2];
-        Console.WriteLine($"{rows}x{cols},spqr_w{bits},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nmse:E2}");
+        // diagnostics: host time to enqueue the calls (launch overhead), and the main kernel without the x' preparation
+        var sw2 = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
+        double enq = sw2.Elapsed.TotalSeconds / n;
+        acc.Synchronize();
+        var tm = new List<double>();
+        for (int rep = 0; rep < 5; rep++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false);
+            acc.Synchronize();
+            tm.Add(sw.Elapsed.TotalSeconds / n);
+        }
+        tm.Sort();
+        Console.WriteLine($"{rows}x{cols},spqr_w{bits},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nmse:E2},{enq * 1e6:F1},{tm[2] * 1e6:F1}");
         foreach (var g in layers) g.Dispose();
     }

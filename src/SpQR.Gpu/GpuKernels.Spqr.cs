@@ -1,9 +1,14 @@
 // SpQR matvec y = Ŵ·x on the device, over the same bytes as the CPU format (docs/formats/spqr.md), uploaded once
-// (GpuSpqrLayer). Two launches per call: a gather x' = x[perm] (zero past cols), then one warp per row, each lane
-// taking whole groups of 16 (lane, lane + 32, …): it reads its group's 2·b code bytes and its F-bit stat field,
-// dequantizes (s, z) from the row group's second-order planes (float32 or fp16 steps, as the layer says), adds
-// s·(Σ q·x' − z·Σ x'), the warp adds the row's CSR outlier deltas and reduces with shuffles. Mirrors
-// src/SpQR.Quant/Decode/SpqrMatVec.Cpu.cs (same algebra, float32 accumulation).
+// (GpuSpqrLayer). Mirrors src/SpQR.Quant/Decode/SpqrMatVec.Cpu.cs (same algebra, float32 accumulation).
+// Fast path (wbits ≤ 4, float32 statistics), two launches per call:
+//   1. prepare, one thread per group: x' = x[perm] (zero past cols), xsum_g = Σ x' over the group, and x̃ = x' scaled
+//      by 2^−pos, where pos is the bit position its code will have in the word a lane assembles (exact: a power of 2);
+//   2. one warp per row; a row's codes are one contiguous b-bit stream (a half-group of 8 codes is b whole bytes), so
+//      lane l takes 4 consecutive columns per step (128 per warp step): it assembles their 4·b bits from ≤ 3 byte
+//      loads, masks each code in place (code·2^pos converts to float exactly, x̃ undoes the 2^pos) and loads x̃ as one
+//      coalesced float4. Every 4 steps each lane dequantizes (s, s·z) of one of the next 32 groups; the 4 lanes of a
+//      group get them by shuffles. y_r = Σ s·(q·x̃) − Σ_g s·z·xsum_g + the row's CSR outlier deltas, shuffle-reduced.
+// General path (any wbits, fp16-step layers): one warp per row, a lane per group, one code at a time.
 using ILGPU;
 using ILGPU.Runtime;
 using SpQR.Quant.Formats;
@@ -46,7 +51,10 @@ public sealed class GpuSpqrLayer : IDisposable
             planes[i] = (float)l.Stats2![i * 4]; planes[n + i] = (float)l.Stats2[i * 4 + 1];
             planes[2 * n + i] = (float)l.Stats2[i * 4 + 2]; planes[3 * n + i] = (float)l.Stats2[i * 4 + 3];
         }
-        Codes = acc.Allocate1D(l.Codes);
+        // 16 zero bytes past the end: the last row's last chunk may read past its codes (multiplied by zero x̃)
+        var codes = new byte[(l.Codes.Length + 16 + 3) / 4 * 4];
+        l.Codes.CopyTo(codes, 0);
+        Codes = acc.Allocate1D(codes);
         StatCodes = acc.Allocate1D(l.StatCodes!);
         Planes = acc.Allocate1D(planes);
         Perm = acc.Allocate1D(l.Perm);
@@ -69,18 +77,190 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _gather;
     private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>? _spqrMatVec;
 
-    /// <summary>y (rows,) = Ŵ·x (cols,); xp is a device scratch of ≥ Groups·16 floats (x gathered through the permutation).</summary>
-    public void SpqrMatVec(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> xp, ArrayView<float> y)
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepare;
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrFast = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
+
+    // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
+    private const int LaneCols = 32;
+
+    private long SpqrSwizzled(SpqrDims d) => ((long)d.Groups * 16 + LaneCols * _acc.WarpSize - 1) / (LaneCols * _acc.WarpSize) * (LaneCols * _acc.WarpSize);
+
+    /// <summary>Device floats of the scratch a matvec needs: x' (Groups·16), x̃ swizzled for the lanes (padded to a whole
+    /// warp step) and xsum (Groups).</summary>
+    public long SpqrScratch(GpuSpqrLayer w) => ((long)w.Dims.Groups * 17 + 3) / 4 * 4 + SpqrSwizzled(w.Dims);
+
+    /// <summary>y (rows,) = Ŵ·x (cols,); scratch holds ≥ <see cref="SpqrScratch"/> floats. prepare: false reuses the
+    /// x' / x̃ / xsum already in scratch from a previous call with the same x and layer shape (e.g. q, k, v of one token).</summary>
+    public void SpqrMatVec(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare = true)
     {
         var d = w.Dims;
-        if (xp.Length < (long)d.Groups * 16) throw new ArgumentException($"scratch x' holds {xp.Length} floats, need {d.Groups * 16}");
+        if (scratch.Length < SpqrScratch(w)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrScratch(w)}");
+        int padded = d.Groups * 16;
+        var xp = scratch.SubView(0, padded);
+        if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
+        {
+            _prepare ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(SpqrPrepareKernel);
+            var k = _spqrFast[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
+                d.WBits switch { 2 => SpqrMatVec2Kernel, 3 => SpqrMatVec3Kernel, _ => SpqrMatVec4Kernel });
+            int blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
+            int total = (d.Groups + (d.Groups & 1)) * 16;
+            if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize);
+            k(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
+              w.OutlierDeltas.View, scratch, y, d);
+            return;
+        }
+        int block = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _gather ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(GatherKernel);
         _spqrMatVec ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(SpqrMatVecKernel);
-        int padded = d.Groups * 16;
-        int block = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _gather(new KernelConfig((padded + block - 1) / block, block), x, w.Perm.View, xp, d.Cols, padded);
         _spqrMatVec(RowsConfig(d.Rows, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
                     w.OutlierDeltas.View, xp, y, d);
+    }
+
+    // one thread per column c (of 16·G, plus one zero group when G is odd): x' (scratch[0, P)) for the outliers, xsum
+    // (scratch[P, P + G)) reduced over the 16 threads of a group with shuffles, and x̃ (from P + G rounded up to 4):
+    // x' scaled by 2^−b·(c mod 8) (the bit position of column c's code in its half-group word) and swizzled so that each
+    // load instruction of a warp reads 32 consecutive floats (one L1 wavefront): column c of lane chunk u = c / 32
+    // (step u / W, lane u % W) at ((u / W)·32 + c mod 32)·W + u % W. P = 16·G; zero past cols.
+    private static void SpqrPrepareKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b, int W)
+    {
+        int c = Grid.GlobalIndex.X;
+        int groups = (cols + 15) / 16, padded = groups * 16, xt = (padded + groups + 3) & ~3, total = (groups + (groups & 1)) * 16;
+        float v = c < cols ? x[perm[c]] : 0f;
+        float sum = v;
+        if (Warp.WarpSize >= 16)
+            for (int o = 8; o > 0; o >>= 1) sum += Warp.ShuffleDown(sum, o);
+        else if ((c & 15) == 0)
+        {
+            sum = 0;
+            for (int k = 0; k < 16; k++) sum += c + k < cols ? x[perm[c + k]] : 0f;
+        }
+        if (c >= total) return;
+        if (c < padded) scratch[c] = v;
+        if ((c & 15) == 0 && c < padded) scratch[padded + c / 16] = sum;
+        int u = c / LaneCols;
+        scratch[xt + ((u / W) * LaneCols + c % LaneCols) * W + u % W] = v * Interop.IntAsFloat((uint)((127 - b * (c & 7)) << 23));
+    }
+
+
+    private static void SpqrMatVec2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d)
+        => SpqrMatVecFast(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, 2);
+    private static void SpqrMatVec3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d)
+        => SpqrMatVecFast(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, 3);
+    private static void SpqrMatVec4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d)
+        => SpqrMatVecFast(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, 4);
+
+    // bits [at, at + 32) of the little-endian stream u0 u1 u2 … (at < 64)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint Bits(uint u0, uint u1, uint u2, int at)
+        => at == 0 ? u0 : at < 32 ? (u0 >> at) | (u1 << (32 - at)) : at == 32 ? u1 : (u1 >> (at - 32)) | (u2 << (64 - at));
+
+    // one warp per PAIR of rows (x̃ loaded once per step, used for both); lane l takes 32 columns (two groups, four
+    // half-groups: 4·b bytes per row) per step, W·32 a step: its own two groups' statistics per row, 4·b code bytes per
+    // row and 32 coalesced loads of the swizzled x̃. Each code is masked in place: code·2^(b·k) converts to float exactly
+    // and x̃ carries the 2^−(b·k); with b = 4 code 7 holds the sign bit, so it is shifted down first.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrMatVecFast(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int b)
+    {
+        int r0 = 2 * RowIndex();
+        if (r0 >= d.Rows) return;
+        int r1 = Math.Min(r0 + 1, d.Rows - 1); // an odd last row is computed twice and stored once
+        int groups = d.Groups, lane = Warp.LaneIdx, W = Warp.WarpSize, padded = groups * 16;
+        int n = (d.Rows + d.QqGroupSize - 1) / d.QqGroupSize * groups;
+        int xt = (padded + groups + 3) & ~3, m = (1 << b) - 1;
+        var u32 = codes.Cast<uint>();
+        bool aligned = (d.RowBytes & 3) == 0;
+        float acc0 = 0, acc1 = 0;
+        int chunks = (groups + 1) / 2, steps = (chunks + W - 1) / W;
+        for (int it = 0; it < steps; it++)
+        {
+            int u = it * W + lane;
+            if (u < chunks)
+            {
+                int xi = xt + it * LaneCols * W + lane;
+                float x0 = scratch[xi + 0 * W];
+                float x1 = scratch[xi + 1 * W];
+                float x2 = scratch[xi + 2 * W];
+                float x3 = scratch[xi + 3 * W];
+                float x4 = scratch[xi + 4 * W];
+                float x5 = scratch[xi + 5 * W];
+                float x6 = scratch[xi + 6 * W];
+                float x7 = scratch[xi + 7 * W];
+                float x8 = scratch[xi + 8 * W];
+                float x9 = scratch[xi + 9 * W];
+                float x10 = scratch[xi + 10 * W];
+                float x11 = scratch[xi + 11 * W];
+                float x12 = scratch[xi + 12 * W];
+                float x13 = scratch[xi + 13 * W];
+                float x14 = scratch[xi + 14 * W];
+                float x15 = scratch[xi + 15 * W];
+                float x16 = scratch[xi + 16 * W];
+                float x17 = scratch[xi + 17 * W];
+                float x18 = scratch[xi + 18 * W];
+                float x19 = scratch[xi + 19 * W];
+                float x20 = scratch[xi + 20 * W];
+                float x21 = scratch[xi + 21 * W];
+                float x22 = scratch[xi + 22 * W];
+                float x23 = scratch[xi + 23 * W];
+                float x24 = scratch[xi + 24 * W];
+                float x25 = scratch[xi + 25 * W];
+                float x26 = scratch[xi + 26 * W];
+                float x27 = scratch[xi + 27 * W];
+                float x28 = scratch[xi + 28 * W];
+                float x29 = scratch[xi + 29 * W];
+                float x30 = scratch[xi + 30 * W];
+                float x31 = scratch[xi + 31 * W];
+                for (int h = 0; h < 2; h++)
+                {
+                    int r = h == 0 ? r0 : r1;
+                    // the chunk's 4·b bytes as words (b = 2: 2 words, 3: 3, 4: 4)
+                    int p = r * d.RowBytes + u * 4 * b;
+                    uint w0, w1, w2 = 0, w3 = 0;
+                    if (aligned)
+                    {
+                        int q = p >> 2;
+                        w0 = u32[q]; w1 = u32[q + 1];
+                        if (b > 2) w2 = u32[q + 2];
+                        if (b > 3) w3 = u32[q + 3];
+                    }
+                    else
+                    {
+                        w0 = (uint)(codes[p] | (codes[p + 1] << 8) | (codes[p + 2] << 16) | (codes[p + 3] << 24));
+                        w1 = (uint)(codes[p + 4] | (codes[p + 5] << 8) | (codes[p + 6] << 16) | (codes[p + 7] << 24));
+                        if (b > 2) w2 = (uint)(codes[p + 8] | (codes[p + 9] << 8) | (codes[p + 10] << 16) | (codes[p + 11] << 24));
+                        if (b > 3) w3 = (uint)(codes[p + 12] | (codes[p + 13] << 8) | (codes[p + 14] << 16) | (codes[p + 15] << 24));
+                    }
+                    uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
+                    uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
+                    int h0i = (int)h0, h1i = (int)h1, h2i = (int)h2, h3i = (int)h3;
+                    float dA = ((h0i) & (m << (0 * b))) * x0 + ((h0i) & (m << (1 * b))) * x1 + ((h0i) & (m << (2 * b))) * x2 + ((h0i) & (m << (3 * b))) * x3 + ((h0i) & (m << (4 * b))) * x4 + ((h0i) & (m << (5 * b))) * x5 + ((h0i) & (m << (6 * b))) * x6 + (b == 4 ? (int)(h0 >> 28) * 268435456f : ((h0i) & (m << (7 * b)))) * x7 + ((h1i) & (m << (0 * b))) * x8 + ((h1i) & (m << (1 * b))) * x9 + ((h1i) & (m << (2 * b))) * x10 + ((h1i) & (m << (3 * b))) * x11 + ((h1i) & (m << (4 * b))) * x12 + ((h1i) & (m << (5 * b))) * x13 + ((h1i) & (m << (6 * b))) * x14 + (b == 4 ? (int)(h1 >> 28) * 268435456f : ((h1i) & (m << (7 * b)))) * x15;
+                    float dB = ((h2i) & (m << (0 * b))) * x16 + ((h2i) & (m << (1 * b))) * x17 + ((h2i) & (m << (2 * b))) * x18 + ((h2i) & (m << (3 * b))) * x19 + ((h2i) & (m << (4 * b))) * x20 + ((h2i) & (m << (5 * b))) * x21 + ((h2i) & (m << (6 * b))) * x22 + (b == 4 ? (int)(h2 >> 28) * 268435456f : ((h2i) & (m << (7 * b)))) * x23 + ((h3i) & (m << (0 * b))) * x24 + ((h3i) & (m << (1 * b))) * x25 + ((h3i) & (m << (2 * b))) * x26 + ((h3i) & (m << (3 * b))) * x27 + ((h3i) & (m << (4 * b))) * x28 + ((h3i) & (m << (5 * b))) * x29 + ((h3i) & (m << (6 * b))) * x30 + (b == 4 ? (int)(h3 >> 28) * 268435456f : ((h3i) & (m << (7 * b)))) * x31;
+                    int pg = r / d.QqGroupSize * groups, rowStatBits = r * d.StatRowBytes * 8;
+                    float part = 0;
+                    for (int t = 0; t < 2; t++)
+                    {
+                        int g = 2 * u + t;
+                        if (g >= groups) break;
+                        int bit = rowStatBits + g * d.StatBits;
+                        int f = ((statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8)) >> (bit & 7)) & ((1 << d.StatBits) - 1);
+                        int i = pg + g;
+                        float s = planes[i] * ((f & ((1 << d.ScaleBits) - 1)) - planes[n + i]);
+                        float z = planes[2 * n + i] * ((f >> d.ScaleBits) - planes[3 * n + i]);
+                        part += s * ((t == 0 ? dA : dB) - z * scratch[padded + g]);
+                    }
+                    if (h == 0) acc0 += part; else acc1 += part;
+                }
+            }
+        }
+        for (int i = offsets[r0] + lane; i < offsets[r0 + 1]; i += W) acc0 += deltas[i] * scratch[(int)ocols[i]];
+        for (int i = offsets[r1] + lane; i < offsets[r1 + 1]; i += W) acc1 += deltas[i] * scratch[(int)ocols[i]];
+        acc0 = WarpSum(acc0);
+        acc1 = WarpSum(acc1);
+        if (Warp.IsFirstLane) { y[r0] = acc0; y[r1] = acc1; }
     }
 
     private static void GatherKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> xp, int cols, int padded)

@@ -79,7 +79,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         var e = new float[rows];
         SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
         using var g = new GpuSpqrLayer(acc, layer);
-        using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(layer.Groups * 16); using var dy = acc.Allocate1D<float>(rows);
+        using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(fx.Backend.Kernels.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
         fx.Backend.Kernels.SpqrMatVec(g, dx.View, dxp.View, dy.View);
         acc.Synchronize();
         Assert.True(Nmse(e, dy.GetAsArray1D()) <= Tolerances.GpuNmse, $"NMSE {Nmse(e, dy.GetAsArray1D()):E2}");
