@@ -1,5 +1,6 @@
 // Prefill and decode of a LLaMA-7B-shaped model (hidden 4096, intermediate 11008, 32 heads, vocab 32000) with
-// random weights and 2 decoder layers, in F32 and F16. Decode reads every weight once per token, so its bound is
+// random weights and 2 decoder layers, in F32, F16 and SpQR w3 (random codes, 3-bit statistics, 1% outliers; the
+// embeddings, norms and head stay F16). Decode reads every weight once per token, so its bound is
 // (weight bytes) / (GEMV bandwidth); the Throughput column reports tokens/s directly.
 using BenchmarkDotNet.Attributes;
 using SpQR.Tensors;
@@ -21,7 +22,7 @@ public class ModelBenchmarks : IThroughput
         RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000,
     };
 
-    [Params(DType.F32, DType.F16)] public DType Weights { get; set; }
+    [Params("F32", "F16", "SpQR-w3")] public string Weights { get; set; } = "F16";
 
     private ICausalLM? _model;
     private int[] _prompt = [];
@@ -30,7 +31,9 @@ public class ModelBenchmarks : IThroughput
     public void Setup()
     {
         var cfg = Llama7BShaped(Layers);
-        _model = ModelLoader.Build(cfg, new RandomWeightSource(cfg, Weights), new ModelOptions { MaxContext = 256, MaxBatch = PrefillTokens });
+        var options = new ModelOptions { MaxContext = 256, MaxBatch = PrefillTokens };
+        if (Weights == "SpQR-w3") options = options with { Linears = new RandomSpqrLinears() };
+        _model = ModelLoader.Build(cfg, new RandomWeightSource(cfg, Weights == "F32" ? DType.F32 : DType.F16), options);
         _prompt = Enumerable.Range(0, PrefillTokens).Select(i => (i * 7919) % cfg.VocabSize).ToArray();
         _model.Forward(_prompt, 0, false);
     }
@@ -42,4 +45,14 @@ public class ModelBenchmarks : IThroughput
     [Benchmark] public float DecodeToken() => _model!.Forward(_prompt.AsSpan(0, 1), DecodeAt, false)[0];
 
     public (double, string) Work(string method) => method == nameof(Prefill64) ? (PrefillTokens * 1e9, "tokens/s") : (1e9, "tokens/s");
+}
+
+/// <summary>Every linear a random SpQR w3 layer with 1% outliers (a speed test: the values are not a trained model's).</summary>
+public sealed class RandomSpqrLinears : SpQR.Transformer.Layers.ILinearFactory
+{
+    private int _seed;
+    public SpQR.Transformer.Layers.ILinear Create(IWeightSource source, string weightName, long[] shape, float[]? bias)
+        => weightName == "lm_head.weight" // the head stays dense, as the quantizer leaves it
+            ? new SpQR.Transformer.Layers.DenseLinear(source.Get(weightName, new Shape(shape)), bias)
+            : new SpQR.Transformer.Layers.SpqrLinear(SpQR.Quant.Formats.SpqrLayer.Random((int)shape[0], (int)shape[1], 3, 0.01, ++_seed), bias);
 }
