@@ -143,7 +143,7 @@ public class SpqrFormatFuzzTests
         Assert.Equal(SpqrEncoder.Quantize(W, H, 24, 40, new SpqrOptions { QqGroupSize = 4 }).Dequantized, l.Dequantize());
     }
 
-    [Property(MaxTest = 300)]
+    [Property(MaxTest = 1000)]
     public void Mutated_compressed_layers_give_only_typed_errors(int seed)
     {
         using var s = new SpQR.Tensors.PinnedBytesStorage(Mutations.Mutate(File_.Value, seed));

@@ -84,4 +84,25 @@ public class AuthorsExportTests
         e = Assert.Throws<ModelFormatException>(() => SpqrAuthorsExport.Read(linear, n => n.EndsWith(".in_perm") ? badPerm : ck.Get(n), "model.safetensors"));
         Assert.Contains("in_perm", e.Message);
     }
+
+    private static readonly Lazy<byte[]> ExportBytes = new(() => File.ReadAllBytes(Path.Combine(Folder, "model.safetensors")));
+
+    [FsCheck.Xunit.Property(MaxTest = 1000)]
+    public void Mutated_exports_give_only_typed_errors(int seed)
+    {
+        if (!Fixtures.Available) return; // needs ../shared (the SharedFact tests above report the skip)
+        using var s = new SpQR.Tensors.PinnedBytesStorage(Mutations.Mutate(ExportBytes.Value, seed));
+        try
+        {
+            using var f = SafetensorsFile.Parse(s, "model.safetensors");
+            foreach (var linear in new[] { "model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj" })
+            {
+                var l = SpqrAuthorsExport.Read(linear, n => f.Contains(n) ? f.Get(n) : null, "model.safetensors");
+                var layer = SpqrAuthorsExport.ToSpqrLayer(l);
+                var y = new float[layer.Rows];
+                SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, new float[layer.Cols], y); // whatever passed validation must run
+            }
+        }
+        catch (ModelFormatException) { }
+    }
 }
