@@ -106,11 +106,12 @@ public static class CliApp
         var bBits = new Option<int>("--wbits") { DefaultValueFactory = _ => 3 };
         var bOut = new Option<double>("--outliers") { Description = "outlier share", DefaultValueFactory = _ => 0.01 };
         var bReps = new Option<int>("--repeats") { DefaultValueFactory = _ => 30 };
-        var matvec = new Command("matvec", "F32 GEMV, F16 GEMV and SpQR matvec on random weights, measured in this process") { bRows, bCols, bBits, bOut, bReps, threads, json };
+        var bDevice = new Option<string>("--device") { Description = "cpu, gpu (CUDA through ILGPU; fails without one) or auto (CUDA when present)", DefaultValueFactory = _ => "cpu" };
+        var matvec = new Command("matvec", "F32 GEMV, F16 GEMV and SpQR matvec on random weights, measured in this process") { bRows, bCols, bBits, bOut, bReps, bDevice, threads, json };
         matvec.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
         {
             SpQR.Tensors.Cpu.CpuThreads.Count = r.GetValue(threads);
-            return BenchCommand.MatVec(r.GetValue(bRows), r.GetValue(bCols), r.GetValue(bBits), r.GetValue(bOut), r.GetValue(bReps), r.GetValue(json), stdout);
+            return BenchCommand.MatVec(r.GetValue(bRows), r.GetValue(bCols), r.GetValue(bBits), r.GetValue(bOut), r.GetValue(bReps), r.GetValue(bDevice)!, r.GetValue(json), stdout, stderr);
         }));
         var bench = new Command("bench", "quick in-process benchmarks of this machine") { matvec };
 
@@ -150,7 +151,7 @@ public static class CliApp
     private static int Guard(bool verbose, TextWriter stderr, Func<int> action)
     {
         try { return action(); }
-        catch (Exception e) when (e is ModelFormatException or SpQR.Quant.Encode.NotPositiveDefiniteException or InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ModelFormatException or SpQR.Quant.Encode.NotPositiveDefiniteException or InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException or SpQR.Gpu.GpuUnavailableException)
         {
             stderr.WriteLine($"error: {e.Message}");
             if (verbose) stderr.WriteLine(e);

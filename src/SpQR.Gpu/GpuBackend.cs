@@ -25,6 +25,13 @@ public sealed class GpuBackend : IDisposable
         Kernels = new GpuKernels(accelerator);
     }
 
+    /// <summary>True when ILGPU finds a CUDA device (the driver, libcuda, is loadable and reports a GPU).</summary>
+    public static bool CudaAvailable()
+    {
+        using var context = Context.Create(b => b.Cuda());
+        return context.GetCudaDevices().Count > 0;
+    }
+
     public static GpuBackend Create(DeviceChoice choice)
     {
         var context = Context.Create(b => b.CPU().Cuda().Optimize(OptimizationLevel.O2));

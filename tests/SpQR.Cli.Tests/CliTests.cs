@@ -54,6 +54,26 @@ public class CliTests
     }
 
     [Fact]
+    public void Bench_on_the_gpu_runs_there_or_fails_in_one_line_without_one()
+    {
+        var (code, output, err) = Run("bench", "matvec", "--rows", "256", "--cols", "512", "--device", "gpu", "--repeats", "5", "--json");
+        if (SpQR.Gpu.GpuBackend.CudaAvailable())
+        {
+            Assert.True(code == 0, err);
+            Assert.Contains("spqr_us", output);
+            return;
+        }
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: --device gpu: no CUDA device", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+        // auto says what it picked and still measures
+        (code, output, err) = Run("bench", "matvec", "--rows", "256", "--cols", "512", "--device", "auto", "--repeats", "5");
+        Assert.True(code == 0, err);
+        Assert.Contains("using the CPU kernels", err);
+        Assert.Contains("SpQR w3", output);
+    }
+
+    [Fact]
     public void Bad_input_is_one_line_on_stderr_and_a_nonzero_exit()
     {
         string dir = Directory.CreateTempSubdirectory("spqr-cli-").FullName;
