@@ -1,0 +1,142 @@
+// The per-token kernels of a decoder layer on the device, mirroring the CPU files: rotary (Cpu/CpuKernels.Rope.cs,
+// both layouts), attention of one query over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per
+// head: scores, max, exp, sum and the weighted sum of V with group-wide reductions in shared memory), SwiGLU and the
+// residual add (Cpu/CpuKernels.Activation.cs / Elementwise.cs).
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace SpQR.Gpu;
+
+public sealed partial class GpuKernels
+{
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _rope;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionDims>? _attention;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
+
+    /// <summary>x (nHeads, headDim) rotated in place with this position's cos/sin (half,), half = rotary dim / 2.</summary>
+    public void Rope(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int nHeads, int headDim, bool interleaved)
+    {
+        _rope ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RopeKernel);
+        int half = (int)cos.Length, n = nHeads * half, blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
+        _rope(new KernelConfig((n + blk - 1) / blk, blk), x, cos, sin, nHeads, headDim, half, interleaved ? 1 : 0);
+    }
+
+    /// <summary>out (nHeads, headDim) = softmax(q kᵀ/√d) v over cache positions [0, T) of one layer; keys and values
+    /// (maxCtx, nKv, headDim); scores is a scratch of nHeads·maxCtx floats.</summary>
+    public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, AttentionDims d)
+    {
+        _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionDims>(AttentionKernel);
+        _attention(new KernelConfig(d.Heads, Math.Min(128, _acc.MaxNumThreadsPerGroup)), q, keys, values, output, scores, d);
+    }
+
+    /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
+    public void SwiGlu(ArrayView<float> gate, ArrayView<float> up, int n)
+    {
+        _swiglu ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(SwiGluKernel);
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _swiglu(new KernelConfig((n + blk - 1) / blk, blk), gate, up, n);
+    }
+
+    /// <summary>x += y over n.</summary>
+    public void Add(ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        _add ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(AddKernel);
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _add(new KernelConfig((n + blk - 1) / blk, blk), x, y, n);
+    }
+
+    private static void RopeKernel(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int nHeads, int headDim, int half, int interleaved)
+    {
+        int t = Grid.GlobalIndex.X;
+        if (t >= nHeads * half) return;
+        int h = t / half, i = t % half, b = h * headDim;
+        int ia = interleaved != 0 ? b + 2 * i : b + i, ib = interleaved != 0 ? ia + 1 : b + i + half;
+        float a = x[ia], c = x[ib], co = cos[i], si = sin[i];
+        x[ia] = a * co - c * si;
+        x[ib] = c * co + a * si;
+    }
+
+    // e^x in plain arithmetic (PTX has no exp intrinsic without ILGPU.Algorithms): x = k·ln2 + r with |r| ≤ ln2/2,
+    // e^r by its Taylor series to r^8 (relative error < 1e-8 there, below float rounding), 2^k from the exponent bits
+    private static float Exp(float x)
+    {
+        if (x < -87.3f) return 0f;
+        if (x > 88.7f) return float.PositiveInfinity;
+        float y = x * 1.44269504f;
+        int k = (int)(y + (y >= 0 ? 0.5f : -0.5f));
+        float r = x - k * 0.693145752f - k * 1.42860677e-6f; // ln2 split in two for an exact reduction
+        float p = 1f + r * (1f + r * (0.5f + r * (1f / 6 + r * (1f / 24 + r * (1f / 120 + r * (1f / 720 + r * (1f / 5040 + r * (1f / 40320))))))));
+        // 2^k for k in [-126, 127], split in two factors so that k = -126..127 never leaves the normal range
+        int k1 = k / 2, k2 = k - k1;
+        return p * Interop.IntAsFloat((uint)((k1 + 127) << 23)) * Interop.IntAsFloat((uint)((k2 + 127) << 23));
+    }
+
+    private static float GroupReduce(ArrayView<float> shared, float v, bool max)
+    {
+        int tid = Group.IdxX, n = Group.DimX;
+        shared[tid] = v;
+        Group.Barrier();
+        for (int s = n / 2; s > 0; s /= 2)
+        {
+            if (tid < s) shared[tid] = max ? Math.Max(shared[tid], shared[tid + s]) : shared[tid] + shared[tid + s];
+            Group.Barrier();
+        }
+        float r = shared[0];
+        Group.Barrier();
+        return r;
+    }
+
+    private static void AttentionKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, AttentionDims d)
+    {
+        int h = Grid.IdxX, tid = Group.IdxX, n = Group.DimX;
+        var shared = SharedMemory.Allocate<float>(128);
+        int kvh = h / (d.Heads / d.KvHeads), hd = d.HeadDim, stride = d.KvHeads * hd;
+        int qb = h * hd, sb = h * d.MaxContext;
+        float scale = 1f / MathF.Sqrt(hd);
+        float localMax = float.NegativeInfinity;
+        for (int t = tid; t < d.Positions; t += n)
+        {
+            int kb = t * stride + kvh * hd;
+            float s = 0;
+            for (int i = 0; i < hd; i++) s += q[qb + i] * keys[kb + i];
+            s *= scale;
+            scores[sb + t] = s;
+            localMax = Math.Max(localMax, s);
+        }
+        float mx = GroupReduce(shared, localMax, true);
+        float localSum = 0;
+        for (int t = tid; t < d.Positions; t += n)
+        {
+            float e = Exp(scores[sb + t] - mx);
+            scores[sb + t] = e;
+            localSum += e;
+        }
+        float sum = GroupReduce(shared, localSum, false);
+        for (int i = tid; i < hd; i += n)
+        {
+            float acc = 0;
+            for (int t = 0; t < d.Positions; t++) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
+            output[qb + i] = acc / sum;
+        }
+    }
+
+    private static void SwiGluKernel(ArrayView<float> gate, ArrayView<float> up, int n)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i >= n) return;
+        float g = gate[i];
+        gate[i] = g / (1f + Exp(-g)) * up[i];
+    }
+
+    private static void AddKernel(ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i < n) x[i] += y[i];
+    }
+}
+
+/// <summary>Attention shape for one decode step: Positions = cached positions including this token.</summary>
+public struct AttentionDims
+{
+    public int Heads, KvHeads, HeadDim, MaxContext, Positions;
+}

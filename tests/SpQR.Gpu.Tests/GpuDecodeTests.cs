@@ -1,0 +1,41 @@
+// The whole decode step on the device (GpuLlamaModel, ILGPU's CPU accelerator in CI) against the CPU model, token by
+// token: dense llama-tiny (F32) and the SpQR authors' 3-bit export (SpQR layers with fp16-step decoding, GQA).
+using SpQR.Gpu;
+using SpQR.Tensors.IO;
+using SpQR.TestUtil;
+using SpQR.Transformer.Config;
+using SpQR.Transformer.Layers;
+using SpQR.Transformer.Loading;
+using Xunit;
+
+namespace SpQR.Gpu.Tests;
+
+public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
+{
+    private static double Nmse(float[] e, float[] a)
+    {
+        double num = 0, den = 0;
+        for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
+        return num / Math.Max(den, 1e-30);
+    }
+
+    [SharedTheory]
+    [InlineData("hf/llama-tiny")]
+    [InlineData("spqr-reference-export/llama-tiny-w3")]
+    public void Gpu_decode_matches_the_cpu_model_token_by_token(string folder)
+    {
+        string path = Fixtures.Path(["fixtures", .. folder.Split('/')]);
+        var cfg = TransformerConfig.Load(path);
+        using var cpu = ModelLoader.Load(path, new ModelOptions { MaxContext = 64, MaxBatch = 1 });
+        using var ck = SafetensorsCheckpoint.Open(path);
+        using var source = new SafetensorsWeightSource(ck);
+        using var gpu = new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64);
+        int[] ids = [1, 17, 250, 3, 99, 41, 7, 300];
+        for (int t = 0; t < ids.Length; t++)
+        {
+            var e = cpu.Forward(ids.AsSpan(t, 1), t, allLogits: false).ToArray();
+            var a = gpu.Step(ids[t], t);
+            Assert.True(Nmse(e, a) <= 1e-9, $"{folder} step {t}: NMSE {Nmse(e, a):E2}");
+        }
+    }
+}
