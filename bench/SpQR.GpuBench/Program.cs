@@ -128,3 +128,34 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         Console.WriteLine($"{rows}x{cols},spqr_w{bits},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nmse:E2},{enq * 1e6:F1},{tm[2] * 1e6:F1}");
         foreach (var g in layers) g.Dispose();
     }
+
+// Decode tokens/s of a LLaMA-7B-shaped model (32 layers, random weights) with F16 and SpQR w3 linears, one token at a
+// time through GpuLlamaModel (each step uploads one embedding row and downloads the logits). Skipped on the CPU
+// accelerator (too slow) and when args contain "nodecode".
+if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
+{
+    var cfg = new SpQR.Transformer.Config.TransformerConfig
+    {
+        Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 4096, IntermediateSize = 11008, NumLayers = 32, NumHeads = 32, NumKvHeads = 32,
+        HeadDim = 128, VocabSize = 32000, MaxPositions = 2048, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
+        Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000,
+    };
+    var sw0 = Stopwatch.StartNew();
+    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+    Console.WriteLine($"decode: random 7B-shaped weights built in {sw0.Elapsed.TotalSeconds:F0} s");
+    double Decode(GpuLlamaModel m)
+    {
+        for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        var sw = Stopwatch.StartNew();
+        int n = 48;
+        for (int t = 4; t < 4 + n; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        return n / sw.Elapsed.TotalSeconds;
+    }
+    using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 256))
+        Console.WriteLine($"decode,f16,{Decode(m):F1} tokens/s,{m.WeightBytes / 1e9:F2} GB of weights per token");
+    var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
+    SpqrLayer? Pick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
+        ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
+    using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 256))
+        Console.WriteLine($"decode,spqr_w3,{Decode(m):F1} tokens/s,{m.WeightBytes / 1e9:F2} GB of weights per token");
+}
