@@ -11,9 +11,23 @@ namespace SpQR.Cli;
 
 internal static class Commands
 {
-    public static int Generate(string modelPath, string? tokenizerPath, string prompt, GenerationOptions options, ModelOptions modelOptions, bool json, TextWriter stdout)
+    /// <summary>
+    /// The model on the chosen device: cpu (the CPU kernels), gpu (CUDA through ILGPU; LLaMA folders; fails without a
+    /// CUDA device) or auto (CUDA when present, said on stderr).
+    /// </summary>
+    public static SpQR.Transformer.Models.ICausalLM LoadModel(string modelPath, ModelOptions modelOptions, string device, TextWriter stderr)
     {
-        using var model = ModelLoader.Load(modelPath, modelOptions);
+        if (device is not ("cpu" or "gpu" or "auto")) throw new ArgumentException($"--device must be cpu, gpu or auto, got {device}");
+        bool gpu = device == "gpu" || (device == "auto" && SpQR.Gpu.GpuBackend.CudaAvailable());
+        if (device == "auto") stderr.WriteLine(gpu ? "device: CUDA (auto)" : "device: CPU (auto: no CUDA device found)");
+        if (!gpu) return ModelLoader.Load(modelPath, modelOptions);
+        if (!Directory.Exists(modelPath)) throw new NotSupportedException($"--device gpu runs Hugging Face folders; {modelPath} is not one");
+        return SpQR.Gpu.GpuLlamaModel.Open(modelPath, SpQR.Gpu.DeviceChoice.Gpu, modelOptions.MaxContext);
+    }
+
+    public static int Generate(string modelPath, string? tokenizerPath, string prompt, GenerationOptions options, ModelOptions modelOptions, string device, bool json, TextWriter stdout, TextWriter stderr)
+    {
+        using var model = LoadModel(modelPath, modelOptions, device, stderr);
         var tokenizer = TokenizerLoader.Load(modelPath, tokenizerPath, model.Config.VocabSize);
         var gen = new Generator(model, tokenizer);
         stdout.Write(prompt);
@@ -32,10 +46,10 @@ internal static class Commands
     }
 
     public static int Perplexity(string modelPath, string? tokenizerPath, string? textFile, string? tokensSpec, int seqlen, ModelOptions modelOptions,
-                                 bool json, TextWriter stdout, TextWriter stderr)
+                                 string device, bool json, TextWriter stdout, TextWriter stderr)
     {
         if ((textFile is null) == (tokensSpec is null)) throw new ArgumentException("pass exactly one of --text FILE or --tokens FILE.safetensors:TENSOR");
-        using var model = ModelLoader.Load(modelPath, modelOptions);
+        using var model = LoadModel(modelPath, modelOptions, device, stderr);
         int[] stream;
         if (tokensSpec is not null) stream = ReadTokens(tokensSpec, model.Config.VocabSize, "--tokens").Ids;
         else

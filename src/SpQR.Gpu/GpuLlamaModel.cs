@@ -9,6 +9,7 @@ using ILGPU.Runtime;
 using SpQR.Quant.Formats;
 using SpQR.Tensors;
 using SpQR.Tensors.Cpu;
+using SpQR.Tensors.IO;
 using SpQR.Transformer.Config;
 using SpQR.Transformer.Loading;
 using SpQR.Transformer.Models;
@@ -48,7 +49,7 @@ public sealed class GpuLinear : IDisposable
     public void Dispose() { _f32?.Dispose(); _f16?.Dispose(); Spqr?.Dispose(); }
 }
 
-public sealed class GpuLlamaModel : IDisposable
+public sealed class GpuLlamaModel : ICausalLM
 {
     private sealed record Block(MemoryBuffer1D<float, Stride1D.Dense> InputNorm, GpuLinear Q, GpuLinear K, GpuLinear V, GpuLinear O,
                                 MemoryBuffer1D<float, Stride1D.Dense> PostNorm, GpuLinear Gate, GpuLinear Up, GpuLinear Down);
@@ -116,6 +117,47 @@ public sealed class GpuLlamaModel : IDisposable
         return f.AsReadOnlySpan<float>().ToArray();
     }
 
+    /// <summary>Tokens per Forward call: the device decoder runs them one at a time (prefill is token by token).</summary>
+    public int MaxBatch => 64;
+    private float[] _all = [];
+    private IDisposable[] _owned = [];
+
+    /// <summary>ICausalLM: tokens at positions pos.. one decode step each; logits of the last token, or of all.</summary>
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int pos, bool allLogits)
+    {
+        int V = Config.VocabSize;
+        if (allLogits && _all.Length < tokens.Length * V) _all = new float[Math.Max(tokens.Length, MaxBatch) * V];
+        float[] last = [];
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            last = Step(tokens[t], pos + t);
+            if (allLogits) last.CopyTo(_all, t * V);
+        }
+        return allLogits ? _all.AsSpan(0, tokens.Length * V) : last;
+    }
+
+    /// <summary>
+    /// Opens a Hugging Face LLaMA folder (dense or SpQR-compressed, ours or the authors' export) on the device; the
+    /// returned model owns the backend, checkpoint and weight source. DeviceChoice.Gpu without CUDA throws
+    /// GpuUnavailableException.
+    /// </summary>
+    public static GpuLlamaModel Open(string folder, DeviceChoice device, int maxContext = 2048)
+    {
+        var cfg = TransformerConfig.Load(folder);
+        var gpu = GpuBackend.Create(device);
+        SafetensorsCheckpoint? ck = null; SafetensorsWeightSource? src = null;
+        try
+        {
+            ck = SafetensorsCheckpoint.Open(folder);
+            src = new SafetensorsWeightSource(ck);
+            var local = ck;
+            var m = new GpuLlamaModel(gpu, cfg, src, name => SpQR.Transformer.Layers.SpqrLinearFactory.ReadLayer(local, name, out _), maxContext);
+            m._owned = [src, gpu]; // the source disposes the checkpoint
+            return m;
+        }
+        catch { src?.Dispose(); ck?.Dispose(); gpu.Dispose(); throw; }
+    }
+
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
     public long WeightBytes => _blocks.Sum(b => new[] { b.Q, b.K, b.V, b.O, b.Gate, b.Up, b.Down }.Sum(l => l.Bytes)) + _head.Bytes;
 
@@ -164,8 +206,9 @@ public sealed class GpuLlamaModel : IDisposable
     public void Dispose()
     {
         foreach (var b in _blocks) { b.InputNorm.Dispose(); b.PostNorm.Dispose(); foreach (var lin in new[] { b.Q, b.K, b.V, b.O, b.Gate, b.Up, b.Down }) lin.Dispose(); }
-        if (!Config.TieWordEmbeddings) _head.Dispose(); else _head.Dispose();
+        _head.Dispose();
         foreach (var buf in new[] { _finalNorm, _x, _h, _q, _k, _v, _att, _o, _gate, _up, _logits, _scores, _scratch, _cos, _sin }) buf.Dispose();
         foreach (var buf in _keys.Concat(_values)) buf.Dispose();
+        foreach (var o in _owned) o.Dispose();
     }
 }

@@ -71,6 +71,11 @@ public class CliTests
         Assert.True(code == 0, err);
         Assert.Contains("using the CPU kernels", err);
         Assert.Contains("SpQR w3", output);
+        if (!Fixtures.Available) return;
+        // generate on the GPU without one: the same one-line error
+        (code, _, err) = Run("generate", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--prompt", "x", "--device", "gpu");
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: --device gpu: no CUDA device", err);
     }
 
     [Fact]

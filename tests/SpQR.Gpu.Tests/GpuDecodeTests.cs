@@ -38,4 +38,16 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
             Assert.True(Nmse(e, a) <= 1e-9, $"{folder} step {t}: NMSE {Nmse(e, a):E2}");
         }
     }
+
+    [SharedFact]
+    public void The_device_model_generates_transformers_greedy_ids()
+    {
+        string path = Fixtures.Path("fixtures", "hf", "llama-tiny");
+        using var r = SafetensorsFile.Open(Path.Combine(path, "reference.safetensors"));
+        var ids = r.Get("input_ids").ToInt32Array();
+        var greedy = r.Get("greedy_ids").ToInt32Array();
+        // ILGPU's CPU accelerator here; the same code runs on CUDA with DeviceChoice.Gpu
+        using var model = GpuLlamaModel.Open(path, DeviceChoice.Cpu, maxContext: 64);
+        Assert.Equal(greedy, SpQR.Transformer.Sampling.Generator.GenerateIds(model, ids, greedy.Length));
+    }
 }
