@@ -90,7 +90,7 @@ public static unsafe class SpqrMatVec
         }
         // prefill: per tile of rows, dequantize Ŵ once (exactly the reference values, permuted column order) and multiply
         // it with all T tokens through the packed GEMM; the tile stays in L2 while the GEMM streams the tokens past it
-        int tileRows = Math.Clamp((1 << 17) / Math.Max(cols, 1) / 16 * 16, 16, 256);
+        int tileRows = Math.Clamp((1 << 19) / Math.Max(cols, 1) / 16 * 16, 16, 256); // 2 MB of dequantized tile: L3-resident, enough columns per GEMM call
         int tiles = (rows + tileRows - 1) / tileRows;
         Action<int> tile = t =>
         {
