@@ -12,7 +12,7 @@ namespace SpQR.Cli;
 internal static class Commands
 {
     /// <summary>
-    /// The model on the chosen device: cpu (the CPU kernels), gpu (CUDA through ILGPU; LLaMA folders; fails without a
+    /// The model on the chosen device: cpu (the CPU kernels), gpu (CUDA through ILGPU; LLaMA and Falcon folders; fails without a
     /// CUDA device) or auto (CUDA when present, said on stderr).
     /// </summary>
     public static SpQR.Transformer.Models.ICausalLM LoadModel(string modelPath, ModelOptions modelOptions, string device, TextWriter stderr)
@@ -22,7 +22,7 @@ internal static class Commands
         if (device == "auto") stderr.WriteLine(gpu ? "device: CUDA (auto)" : "device: CPU (auto: no CUDA device found)");
         if (!gpu) return ModelLoader.Load(modelPath, modelOptions);
         if (!Directory.Exists(modelPath)) throw new NotSupportedException($"--device gpu runs Hugging Face folders; {modelPath} is not one");
-        return SpQR.Gpu.GpuLlamaModel.Open(modelPath, SpQR.Gpu.DeviceChoice.Gpu, modelOptions.MaxContext);
+        return SpQR.Gpu.GpuDecoder.Open(modelPath, SpQR.Gpu.DeviceChoice.Gpu, modelOptions.MaxContext);
     }
 
     public static int Generate(string modelPath, string? tokenizerPath, string prompt, GenerationOptions options, ModelOptions modelOptions, string device, bool json, TextWriter stdout, TextWriter stderr)

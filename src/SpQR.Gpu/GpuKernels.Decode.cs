@@ -12,6 +12,64 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _rope;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionDims>? _attention;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
+    private Action<KernelConfig, ArrayView<float>, int>? _gelu;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _splitQkv;
+
+    /// <summary>x (n,) -> dst = (x − mean)/√(var + eps)·w + b (torch LayerNorm, two-pass variance), one warp.</summary>
+    public void LayerNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, float eps)
+    {
+        _layerNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(LayerNormKernel);
+        _layerNorm(new KernelConfig(1, _acc.WarpSize), x, w, b, dst, (int)w.Length, eps);
+    }
+
+    /// <summary>x = GELU(x) in erf form over n (erf as the CPU kernel: Abramowitz &amp; Stegun 7.1.26).</summary>
+    public void Gelu(ArrayView<float> x, int n)
+    {
+        _gelu ??= _acc.LoadStreamKernel<ArrayView<float>, int>(GeluKernel);
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _gelu(new KernelConfig((n + blk - 1) / blk, blk), x, n);
+    }
+
+    /// <summary>Falcon's fused qkv row, grouped per KV head as [q × group, k, v] × kv, into q (heads·hd), k and v (kv·hd).</summary>
+    public void SplitQkv(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int headDim)
+    {
+        _splitQkv ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(SplitQkvKernel);
+        int n = kvHeads * (group + 2) * headDim, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _splitQkv(new KernelConfig((n + blk - 1) / blk, blk), qkv, q, k, v, kvHeads, group, headDim);
+    }
+
+    private static void LayerNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, int n, float eps)
+    {
+        float s = 0;
+        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) s += x[i];
+        float mean = Warp.Shuffle(WarpSum(s), 0) / n;
+        float v = 0;
+        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) { float d = x[i] - mean; v += d * d; }
+        float inv = 1f / MathF.Sqrt(Warp.Shuffle(WarpSum(v), 0) / n + eps);
+        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) dst[i] = (x[i] - mean) * inv * w[i] + b[i];
+    }
+
+    private static void GeluKernel(ArrayView<float> x, int n)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i >= n) return;
+        float v = x[i], z = Math.Abs(v * 0.707106781f);
+        float t = 1f / (1f + 0.3275911f * z);
+        float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+        float erf = 1f - poly * Exp(-z * z);
+        x[i] = 0.5f * v * (1f + (v < 0 ? -erf : erf));
+    }
+
+    private static void SplitQkvKernel(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int hd)
+    {
+        int i = Grid.GlobalIndex.X, block = (group + 2) * hd;
+        if (i >= kvHeads * block) return;
+        int g = i / block, j = i % block;
+        if (j < group * hd) q[g * group * hd + j] = qkv[i];
+        else if (j < (group + 1) * hd) k[g * hd + j - group * hd] = qkv[i];
+        else v[g * hd + j - (group + 1) * hd] = qkv[i];
+    }
 
     /// <summary>x (nHeads, headDim) rotated in place with this position's cos/sin (half,), half = rotary dim / 2.</summary>
     public void Rope(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int nHeads, int headDim, bool interleaved)

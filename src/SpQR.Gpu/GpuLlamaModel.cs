@@ -1,9 +1,12 @@
-// A LLaMA decoder resident on the device, for token-by-token decoding: weights (F32/F16 dense or SpQR layers, the
-// same bytes as on the CPU), KV cache and activations live in device memory; per token the host uploads one
-// embedding row and downloads the logits, nothing per layer. Mirrors Models/Llama/LlamaModel.cs step by step:
-//   h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
-//   h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h);  logits = Whead rmsnorm(x)
-// Linear layers without bias only (LLaMA checkpoints have none).
+// LLaMA and Falcon decoders resident on the device, for token-by-token decoding: weights (F32/F16 dense or SpQR
+// layers, the same bytes as on the CPU), KV cache and activations live in device memory; per token the host uploads
+// one embedding row and downloads the logits, nothing per layer. They mirror Models/Llama/LlamaModel.cs and
+// Models/Falcon/FalconModel.cs step by step:
+//   LLaMA:  h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
+//           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)
+//   Falcon: h = layernorm(x); q,k,v = split(Wqkv h); rope; cache; a = attention; m = ln_mlp(x) or h;
+//           x += Wdense a + W4h→h gelu(Wh→4h m)
+//   logits = Whead norm(x)
 using ILGPU;
 using ILGPU.Runtime;
 using SpQR.Quant.Formats;
@@ -16,17 +19,17 @@ using SpQR.Transformer.Models;
 
 namespace SpQR.Gpu;
 
-/// <summary>A linear layer on the device: dense F32, dense F16 bits or SpQR.</summary>
+/// <summary>A linear layer on the device: dense F32, dense F16 bits or SpQR, with an optional F32 bias.</summary>
 public sealed class GpuLinear : IDisposable
 {
     public int Rows { get; }
     public int Cols { get; }
-    private readonly MemoryBuffer1D<float, Stride1D.Dense>? _f32;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense>? _f32, _bias;
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense>? _f16;
     public GpuSpqrLayer? Spqr { get; }
-    public long Bytes => _f32?.LengthInBytes ?? _f16?.LengthInBytes ?? Spqr!.Bytes;
+    public long Bytes => (_f32?.LengthInBytes ?? _f16?.LengthInBytes ?? Spqr!.Bytes) + (_bias?.LengthInBytes ?? 0);
 
-    public GpuLinear(Accelerator acc, Tensor w)
+    public GpuLinear(Accelerator acc, Tensor w, float[]? bias = null)
     {
         Rows = (int)w.Shape[0]; Cols = (int)w.Shape[1];
         switch (w.DType)
@@ -35,131 +38,134 @@ public sealed class GpuLinear : IDisposable
             case DType.F32: _f32 = acc.Allocate1D(w.AsReadOnlySpan<float>().ToArray()); break;
             default: using (var f = w.ToF32()) _f32 = acc.Allocate1D(f.AsReadOnlySpan<float>().ToArray()); break;
         }
+        if (bias is not null) _bias = acc.Allocate1D(bias);
     }
 
-    public GpuLinear(Accelerator acc, SpqrLayer layer) { Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer); }
+    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null)
+    {
+        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer);
+        if (bias is not null) _bias = acc.Allocate1D(bias);
+    }
 
     public void Forward(GpuKernels k, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch)
     {
         if (Spqr is not null) k.SpqrMatVec(Spqr, x, scratch, y);
         else if (_f16 is not null) k.GemvF16(_f16.View, x, y, Rows, Cols);
         else k.GemvF32(_f32!.View, x, y, Rows, Cols);
+        if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
-    public void Dispose() { _f32?.Dispose(); _f16?.Dispose(); Spqr?.Dispose(); }
+    public void Dispose() { _f32?.Dispose(); _f16?.Dispose(); _bias?.Dispose(); Spqr?.Dispose(); }
 }
 
-public sealed class GpuLlamaModel : ICausalLM
+/// <summary>What the device decoders share: embeddings, rotary tables, KV cache, attention, the head; an ICausalLM.</summary>
+public abstract class GpuDecoder : ICausalLM
 {
-    private sealed record Block(MemoryBuffer1D<float, Stride1D.Dense> InputNorm, GpuLinear Q, GpuLinear K, GpuLinear V, GpuLinear O,
-                                MemoryBuffer1D<float, Stride1D.Dense> PostNorm, GpuLinear Gate, GpuLinear Up, GpuLinear Down);
-
     public TransformerConfig Config { get; }
     public int MaxContext { get; }
-    private readonly GpuBackend _gpu;
-    private readonly Block[] _blocks;
-    private readonly GpuLinear _head;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> _finalNorm, _x, _h, _q, _k, _v, _att, _o, _gate, _up, _logits, _scores, _scratch, _cos, _sin;
+    /// <summary>Tokens per Forward call: the device decoder runs them one at a time (prefill is token by token).</summary>
+    public int MaxBatch => 64;
+    protected GpuBackend Gpu { get; }
+    protected GpuKernels K => Gpu.Kernels;
+    protected readonly MemoryBuffer1D<float, Stride1D.Dense> X, H, Q, Kb, V, Att, Scratch;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _logits, _scores, _cos, _sin, _finalW;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense>? _finalB;
     private readonly MemoryBuffer1D<float, Stride1D.Dense>[] _keys, _values;
+    private readonly List<IDisposable> _buffers = new();
+    private GpuLinear _head = null!;
     private readonly Tensor _embed;
     private readonly float[] _row;
+    private float[] _all = [];
+    internal IDisposable[] Owned = [];
     private readonly IWeightSource _source;
+    private readonly Func<string, SpqrLayer?>? _spqr;
 
-    /// <param name="spqr">the SpQR layer of a linear (its HF name without ".weight"), or null for a dense one</param>
-    public GpuLlamaModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048)
+    protected GpuDecoder(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr, int maxContext,
+                         string embedding, string finalNormW, string? finalNormB)
     {
-        if (c.Architecture != Architecture.Llama) throw new NotSupportedException($"the GPU decoder runs LLaMA models; got {c.Architecture}");
-        if (c.AttentionBias || c.MlpBias) throw new NotSupportedException("the GPU decoder has no linear biases (LLaMA checkpoints have none)");
-        _gpu = gpu; Config = c; _source = source;
+        Gpu = gpu; Config = c; _source = source; _spqr = spqr;
         MaxContext = Math.Min(maxContext, c.MaxPositions);
         var acc = gpu.Accelerator;
-        MemoryBuffer1D<float, Stride1D.Dense> Vec(string name, int n) => acc.Allocate1D(Widen(source.Get(name, new Shape(n))));
-        GpuLinear Lin(string name, int rows, int cols)
-        {
-            var layer = spqr?.Invoke(name);
-            return layer is not null ? new GpuLinear(acc, layer) : new GpuLinear(acc, source.Get(name + ".weight", new Shape(rows, cols)));
-        }
-        _blocks = new Block[c.NumLayers];
-        for (int l = 0; l < c.NumLayers; l++)
-        {
-            string p = $"model.layers.{l}.";
-            _blocks[l] = new Block(Vec(p + "input_layernorm.weight", c.HiddenSize),
-                Lin(p + "self_attn.q_proj", c.QDim, c.HiddenSize), Lin(p + "self_attn.k_proj", c.KvDim, c.HiddenSize),
-                Lin(p + "self_attn.v_proj", c.KvDim, c.HiddenSize), Lin(p + "self_attn.o_proj", c.HiddenSize, c.QDim),
-                Vec(p + "post_attention_layernorm.weight", c.HiddenSize),
-                Lin(p + "mlp.gate_proj", c.IntermediateSize, c.HiddenSize), Lin(p + "mlp.up_proj", c.IntermediateSize, c.HiddenSize),
-                Lin(p + "mlp.down_proj", c.HiddenSize, c.IntermediateSize));
-        }
-        _embed = source.Get("model.embed_tokens.weight", new Shape(c.VocabSize, c.HiddenSize));
-        _head = c.TieWordEmbeddings ? new GpuLinear(acc, _embed) : Lin("lm_head", c.VocabSize, c.HiddenSize);
-        _finalNorm = Vec("model.norm.weight", c.HiddenSize);
-        int ff = c.IntermediateSize;
-        _x = acc.Allocate1D<float>(c.HiddenSize); _h = acc.Allocate1D<float>(Math.Max(c.HiddenSize, c.QDim)); _q = acc.Allocate1D<float>(c.QDim);
-        _k = acc.Allocate1D<float>(c.KvDim); _v = acc.Allocate1D<float>(c.KvDim); _att = acc.Allocate1D<float>(c.QDim); _o = acc.Allocate1D<float>(c.HiddenSize);
-        _gate = acc.Allocate1D<float>(ff); _up = acc.Allocate1D<float>(ff); _logits = acc.Allocate1D<float>(c.VocabSize);
-        _scores = acc.Allocate1D<float>((long)c.NumHeads * MaxContext);
-        long scratch = 16;
-        foreach (var b in _blocks) foreach (var lin in new[] { b.Q, b.K, b.V, b.O, b.Gate, b.Up, b.Down }) if (lin.Spqr is not null) scratch = Math.Max(scratch, gpu.Kernels.SpqrScratch(lin.Spqr));
-        _scratch = acc.Allocate1D<float>(scratch);
+        _embed = source.Get(embedding, new Shape(c.VocabSize, c.HiddenSize));
+        _finalW = Vec(finalNormW, c.HiddenSize);
+        _finalB = finalNormB is null ? null : Vec(finalNormB, c.HiddenSize);
+        int wide = Math.Max(c.HiddenSize, c.QDim);
+        X = Buf(c.HiddenSize); H = Buf(wide); Q = Buf(c.QDim); Kb = Buf(c.KvDim); V = Buf(c.KvDim); Att = Buf(c.QDim);
+        _logits = Buf(c.VocabSize); _scores = Buf((long)c.NumHeads * MaxContext);
         var rope = new RopeFrequencies(c.HeadDim, MaxContext, c.RopeTheta, RopeScaling.InvFreq(c));
-        var cos = new float[(long)MaxContext * (c.HeadDim / 2)]; var sin = new float[cos.Length];
-        for (int pos = 0; pos < MaxContext; pos++) { rope.Cos(pos).CopyTo(cos.AsSpan(pos * (c.HeadDim / 2))); rope.Sin(pos).CopyTo(sin.AsSpan(pos * (c.HeadDim / 2))); }
+        int half = c.HeadDim / 2;
+        var cos = new float[(long)MaxContext * half]; var sin = new float[cos.Length];
+        for (int pos = 0; pos < MaxContext; pos++) { rope.Cos(pos).CopyTo(cos.AsSpan(pos * half)); rope.Sin(pos).CopyTo(sin.AsSpan(pos * half)); }
         _cos = acc.Allocate1D(cos); _sin = acc.Allocate1D(sin);
-        _keys = [.. Enumerable.Range(0, c.NumLayers).Select(_ => acc.Allocate1D<float>((long)MaxContext * c.KvDim))];
-        _values = [.. Enumerable.Range(0, c.NumLayers).Select(_ => acc.Allocate1D<float>((long)MaxContext * c.KvDim))];
+        _buffers.Add(_cos); _buffers.Add(_sin);
+        _keys = [.. Enumerable.Range(0, c.NumLayers).Select(_ => Buf((long)MaxContext * c.KvDim))];
+        _values = [.. Enumerable.Range(0, c.NumLayers).Select(_ => Buf((long)MaxContext * c.KvDim))];
+        Scratch = Buf(1 << 18); // ≥ any layer's SpQR scratch (Groups·17 + a warp step): 65,536 columns need 135,168 floats
         _row = new float[c.HiddenSize];
     }
 
-    private static float[] Widen(Tensor t)
+    /// <summary>Creates the head once the subclass has its layers (the head may be tied to the embeddings).</summary>
+    protected void CreateHead() => _head = Config.TieWordEmbeddings ? new GpuLinear(Gpu.Accelerator, _embed) : Lin("lm_head", Config.VocabSize, Config.HiddenSize, false);
+
+    protected MemoryBuffer1D<float, Stride1D.Dense> Buf(long n)
     {
-        if (t.DType == DType.F32) return t.AsReadOnlySpan<float>().ToArray();
-        using var f = t.ToF32();
-        return f.AsReadOnlySpan<float>().ToArray();
+        var b = Gpu.Accelerator.Allocate1D<float>(Math.Max(1, n));
+        _buffers.Add(b);
+        return b;
     }
 
-    /// <summary>Tokens per Forward call: the device decoder runs them one at a time (prefill is token by token).</summary>
-    public int MaxBatch => 64;
-    private float[] _all = [];
-    private IDisposable[] _owned = [];
-
-    /// <summary>ICausalLM: tokens at positions pos.. one decode step each; logits of the last token, or of all.</summary>
-    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int pos, bool allLogits)
+    protected MemoryBuffer1D<float, Stride1D.Dense> Vec(string name, int n)
     {
-        int V = Config.VocabSize;
-        if (allLogits && _all.Length < tokens.Length * V) _all = new float[Math.Max(tokens.Length, MaxBatch) * V];
-        float[] last = [];
-        for (int t = 0; t < tokens.Length; t++)
+        var t = _source.Get(name, new Shape(n));
+        float[] v;
+        if (t.DType == DType.F32) v = t.AsReadOnlySpan<float>().ToArray();
+        else using (var f = t.ToF32()) v = f.AsReadOnlySpan<float>().ToArray();
+        var b = Gpu.Accelerator.Allocate1D(v);
+        _buffers.Add(b);
+        return b;
+    }
+
+    protected GpuLinear Lin(string name, int rows, int cols, bool bias)
+    {
+        float[]? bv = null;
+        if (bias)
         {
-            last = Step(tokens[t], pos + t);
-            if (allLogits) last.CopyTo(_all, t * V);
+            var t = _source.Get(name + ".bias", new Shape(rows));
+            using var f = t.ToF32();
+            bv = f.AsReadOnlySpan<float>().ToArray();
         }
-        return allLogits ? _all.AsSpan(0, tokens.Length * V) : last;
+        var layer = _spqr?.Invoke(name);
+        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
+        if (lin.Spqr is not null && K.SpqrScratch(lin.Spqr) > Scratch.Length) throw new NotSupportedException($"{name}: {cols} input features is too wide for the device scratch");
+        _buffers.Add(lin);
+        return lin;
     }
 
-    /// <summary>
-    /// Opens a Hugging Face LLaMA folder (dense or SpQR-compressed, ours or the authors' export) on the device; the
-    /// returned model owns the backend, checkpoint and weight source. DeviceChoice.Gpu without CUDA throws
-    /// GpuUnavailableException.
-    /// </summary>
-    public static GpuLlamaModel Open(string folder, DeviceChoice device, int maxContext = 2048)
+    protected void Norm(ArrayView<float> x, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst)
     {
-        var cfg = TransformerConfig.Load(folder);
-        var gpu = GpuBackend.Create(device);
-        SafetensorsCheckpoint? ck = null; SafetensorsWeightSource? src = null;
-        try
-        {
-            ck = SafetensorsCheckpoint.Open(folder);
-            src = new SafetensorsWeightSource(ck);
-            var local = ck;
-            var m = new GpuLlamaModel(gpu, cfg, src, name => SpQR.Transformer.Layers.SpqrLinearFactory.ReadLayer(local, name, out _), maxContext);
-            m._owned = [src, gpu]; // the source disposes the checkpoint
-            return m;
-        }
-        catch { src?.Dispose(); ck?.Dispose(); gpu.Dispose(); throw; }
+        if (Config.Norm == NormKind.RmsNorm) K.RmsNorm(x, w.View, dst, 1, Config.NormEps);
+        else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps);
     }
+
+    /// <summary>Rotary on Q and K (already projected), K/V into layer l's cache at pos, attention into Att.</summary>
+    protected void Attend(int l, int pos)
+    {
+        var c = Config;
+        int half = c.HeadDim / 2;
+        var cos = _cos.View.SubView((long)pos * half, half); var sin = _sin.View.SubView((long)pos * half, half);
+        bool interleaved = c.RopeLayout == RopeLayout.Interleaved;
+        K.Rope(Q.View, cos, sin, c.NumHeads, c.HeadDim, interleaved);
+        K.Rope(Kb.View, cos, sin, c.NumKvHeads, c.HeadDim, interleaved);
+        Kb.View.CopyTo(_keys[l].View.SubView((long)pos * c.KvDim, c.KvDim));
+        V.View.CopyTo(_values[l].View.SubView((long)pos * c.KvDim, c.KvDim));
+        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext, Positions = pos + 1 };
+        K.Attention(Q.View, _keys[l].View, _values[l].View, Att.View, _scores.View, dims);
+    }
+
+    protected abstract void Layer(int l, int pos);
 
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
-    public long WeightBytes => _blocks.Sum(b => new[] { b.Q, b.K, b.V, b.O, b.Gate, b.Up, b.Down }.Sum(l => l.Bytes)) + _head.Bytes;
+    public long WeightBytes => _buffers.OfType<GpuLinear>().Sum(l => l.Bytes) + (Config.TieWordEmbeddings ? _head.Bytes : 0);
 
     /// <summary>Runs one token at position pos (the cache holds 0..pos-1) and returns the logits (vocab,).</summary>
     public float[] Step(int token, int pos)
@@ -167,48 +173,155 @@ public sealed class GpuLlamaModel : ICausalLM
         var c = Config;
         if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.VocabSize}");
         if ((uint)pos >= (uint)MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position past the context of {MaxContext}");
-        var k = _gpu.Kernels;
-        int d = c.HiddenSize, half = c.HeadDim / 2;
         using (var row = _embed.Row(token).ToF32()) row.AsReadOnlySpan<float>().CopyTo(_row);
-        _x.View.CopyFromCPU(_row);
-        var cos = _cos.View.SubView((long)pos * half, half); var sin = _sin.View.SubView((long)pos * half, half);
-        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext, Positions = pos + 1 };
-        bool interleaved = c.RopeLayout == RopeLayout.Interleaved;
-        for (int l = 0; l < c.NumLayers; l++)
-        {
-            var b = _blocks[l];
-            var h = _h.View.SubView(0, d);
-            k.RmsNorm(_x.View, b.InputNorm.View, h, 1, c.NormEps);
-            b.Q.Forward(k, h, _q.View, _scratch.View);
-            b.K.Forward(k, h, _k.View, _scratch.View);
-            b.V.Forward(k, h, _v.View, _scratch.View);
-            k.Rope(_q.View, cos, sin, c.NumHeads, c.HeadDim, interleaved);
-            k.Rope(_k.View, cos, sin, c.NumKvHeads, c.HeadDim, interleaved);
-            _k.View.CopyTo(_keys[l].View.SubView((long)pos * c.KvDim, c.KvDim));
-            _v.View.CopyTo(_values[l].View.SubView((long)pos * c.KvDim, c.KvDim));
-            k.Attention(_q.View, _keys[l].View, _values[l].View, _att.View, _scores.View, dims);
-            b.O.Forward(k, _att.View, _o.View, _scratch.View);
-            k.Add(_x.View, _o.View, d);
-            k.RmsNorm(_x.View, b.PostNorm.View, h, 1, c.NormEps);
-            b.Gate.Forward(k, h, _gate.View, _scratch.View);
-            b.Up.Forward(k, h, _up.View, _scratch.View);
-            k.SwiGlu(_gate.View, _up.View, c.IntermediateSize);
-            b.Down.Forward(k, _gate.View, _o.View, _scratch.View);
-            k.Add(_x.View, _o.View, d);
-        }
-        var hf = _h.View.SubView(0, d);
-        k.RmsNorm(_x.View, _finalNorm.View, hf, 1, c.NormEps);
-        _head.Forward(k, hf, _logits.View, _scratch.View);
-        _gpu.Accelerator.Synchronize();
+        X.View.CopyFromCPU(_row);
+        for (int l = 0; l < c.NumLayers; l++) Layer(l, pos);
+        var hf = H.View.SubView(0, c.HiddenSize);
+        Norm(X.View, _finalW, _finalB, hf);
+        _head.Forward(K, hf, _logits.View, Scratch.View);
+        Gpu.Accelerator.Synchronize();
         return _logits.GetAsArray1D();
+    }
+
+    /// <summary>ICausalLM: tokens at positions pos.. one decode step each; logits of the last token, or of all.</summary>
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int pos, bool allLogits)
+    {
+        int vocab = Config.VocabSize;
+        if (allLogits && _all.Length < tokens.Length * vocab) _all = new float[Math.Max(tokens.Length, MaxBatch) * vocab];
+        float[] last = [];
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            last = Step(tokens[t], pos + t);
+            if (allLogits) last.CopyTo(_all, t * vocab);
+        }
+        return allLogits ? _all.AsSpan(0, tokens.Length * vocab) : last;
+    }
+
+    /// <summary>
+    /// Opens a Hugging Face LLaMA or Falcon folder (dense or SpQR-compressed, ours or the authors' export) on the
+    /// device; the model owns the backend and the weight source. DeviceChoice.Gpu without CUDA throws
+    /// GpuUnavailableException.
+    /// </summary>
+    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048)
+    {
+        var cfg = TransformerConfig.Load(folder);
+        var gpu = GpuBackend.Create(device);
+        SafetensorsWeightSource? src = null;
+        try
+        {
+            var ck = SafetensorsCheckpoint.Open(folder);
+            src = new SafetensorsWeightSource(ck); // owns the checkpoint
+            Func<string, SpqrLayer?> spqr = name => SpQR.Transformer.Layers.SpqrLinearFactory.ReadLayer(ck, name, out _);
+            GpuDecoder m = cfg.Architecture == Architecture.Falcon ? new GpuFalconModel(gpu, cfg, src, spqr, maxContext) : new GpuLlamaModel(gpu, cfg, src, spqr, maxContext);
+            m.Owned = [src, gpu];
+            return m;
+        }
+        catch { src?.Dispose(); gpu.Dispose(); throw; }
     }
 
     public void Dispose()
     {
-        foreach (var b in _blocks) { b.InputNorm.Dispose(); b.PostNorm.Dispose(); foreach (var lin in new[] { b.Q, b.K, b.V, b.O, b.Gate, b.Up, b.Down }) lin.Dispose(); }
-        _head.Dispose();
-        foreach (var buf in new[] { _finalNorm, _x, _h, _q, _k, _v, _att, _o, _gate, _up, _logits, _scores, _scratch, _cos, _sin }) buf.Dispose();
-        foreach (var buf in _keys.Concat(_values)) buf.Dispose();
-        foreach (var o in _owned) o.Dispose();
+        foreach (var b in _buffers) b.Dispose();
+        if (Config.TieWordEmbeddings) _head.Dispose();
+        foreach (var o in Owned) o.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+public sealed class GpuLlamaModel : GpuDecoder
+{
+    private sealed record Block(MemoryBuffer1D<float, Stride1D.Dense> InputNorm, GpuLinear Q, GpuLinear K, GpuLinear V, GpuLinear O,
+                                MemoryBuffer1D<float, Stride1D.Dense> PostNorm, GpuLinear Gate, GpuLinear Up, GpuLinear Down);
+    private readonly Block[] _blocks;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _o, _gate, _up;
+
+    /// <param name="spqr">the SpQR layer of a linear (its HF name without ".weight"), or null for a dense one</param>
+    public GpuLlamaModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048)
+        : base(gpu, c, source, spqr, maxContext, "model.embed_tokens.weight", "model.norm.weight", null)
+    {
+        if (c.Architecture != Architecture.Llama) throw new NotSupportedException($"GpuLlamaModel runs LLaMA models; got {c.Architecture}");
+        _blocks = new Block[c.NumLayers];
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            _blocks[l] = new Block(Vec(p + "input_layernorm.weight", c.HiddenSize),
+                Lin(p + "self_attn.q_proj", c.QDim, c.HiddenSize, c.AttentionBias), Lin(p + "self_attn.k_proj", c.KvDim, c.HiddenSize, c.AttentionBias),
+                Lin(p + "self_attn.v_proj", c.KvDim, c.HiddenSize, c.AttentionBias), Lin(p + "self_attn.o_proj", c.HiddenSize, c.QDim, c.AttentionBias),
+                Vec(p + "post_attention_layernorm.weight", c.HiddenSize),
+                Lin(p + "mlp.gate_proj", c.IntermediateSize, c.HiddenSize, c.MlpBias), Lin(p + "mlp.up_proj", c.IntermediateSize, c.HiddenSize, c.MlpBias),
+                Lin(p + "mlp.down_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias));
+        }
+        _o = Buf(c.HiddenSize); _gate = Buf(c.IntermediateSize); _up = Buf(c.IntermediateSize);
+        CreateHead();
+    }
+
+    protected override void Layer(int l, int pos)
+    {
+        var c = Config; var b = _blocks[l];
+        int d = c.HiddenSize;
+        var h = H.View.SubView(0, d);
+        Norm(X.View, b.InputNorm, null, h);
+        b.Q.Forward(K, h, Q.View, Scratch.View);
+        b.K.Forward(K, h, Kb.View, Scratch.View);
+        b.V.Forward(K, h, V.View, Scratch.View);
+        Attend(l, pos);
+        b.O.Forward(K, Att.View, _o.View, Scratch.View);
+        K.Add(X.View, _o.View, d);
+        Norm(X.View, b.PostNorm, null, h);
+        b.Gate.Forward(K, h, _gate.View, Scratch.View);
+        b.Up.Forward(K, h, _up.View, Scratch.View);
+        K.SwiGlu(_gate.View, _up.View, c.IntermediateSize);
+        b.Down.Forward(K, _gate.View, _o.View, Scratch.View);
+        K.Add(X.View, _o.View, d);
+    }
+}
+
+public sealed class GpuFalconModel : GpuDecoder
+{
+    private sealed record Block(MemoryBuffer1D<float, Stride1D.Dense> AttnNormW, MemoryBuffer1D<float, Stride1D.Dense> AttnNormB,
+                                MemoryBuffer1D<float, Stride1D.Dense>? MlpNormW, MemoryBuffer1D<float, Stride1D.Dense>? MlpNormB,
+                                GpuLinear Qkv, GpuLinear Dense, GpuLinear HTo4H, GpuLinear FourHToH);
+    private readonly Block[] _blocks;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _qkv, _mlpIn, _ff, _attnOut, _mlpOut;
+
+    public GpuFalconModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048)
+        : base(gpu, c, source, spqr, maxContext, "transformer.word_embeddings.weight", "transformer.ln_f.weight", "transformer.ln_f.bias")
+    {
+        if (c.Architecture != Architecture.Falcon) throw new NotSupportedException($"GpuFalconModel runs Falcon models; got {c.Architecture}");
+        int qkvRows = c.QDim + 2 * c.KvDim;
+        _blocks = new Block[c.NumLayers];
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            string p = $"transformer.h.{l}.";
+            string attnNorm = c.SeparateMlpNorm ? "ln_attn" : "input_layernorm";
+            _blocks[l] = new Block(Vec(p + attnNorm + ".weight", c.HiddenSize), Vec(p + attnNorm + ".bias", c.HiddenSize),
+                c.SeparateMlpNorm ? Vec(p + "ln_mlp.weight", c.HiddenSize) : null, c.SeparateMlpNorm ? Vec(p + "ln_mlp.bias", c.HiddenSize) : null,
+                Lin(p + "self_attention.query_key_value", qkvRows, c.HiddenSize, c.AttentionBias),
+                Lin(p + "self_attention.dense", c.HiddenSize, c.QDim, c.AttentionBias),
+                Lin(p + "mlp.dense_h_to_4h", c.IntermediateSize, c.HiddenSize, c.MlpBias),
+                Lin(p + "mlp.dense_4h_to_h", c.HiddenSize, c.IntermediateSize, c.MlpBias));
+        }
+        _qkv = Buf(qkvRows); _mlpIn = Buf(c.HiddenSize); _ff = Buf(c.IntermediateSize); _attnOut = Buf(c.HiddenSize); _mlpOut = Buf(c.HiddenSize);
+        CreateHead();
+    }
+
+    protected override void Layer(int l, int pos)
+    {
+        var c = Config; var b = _blocks[l];
+        int d = c.HiddenSize;
+        var h = H.View.SubView(0, d);
+        Norm(X.View, b.AttnNormW, b.AttnNormB, h);
+        b.Qkv.Forward(K, h, _qkv.View, Scratch.View);
+        K.SplitQkv(_qkv.View, Q.View, Kb.View, V.View, c.NumKvHeads, c.KvGroups, c.HeadDim);
+        Attend(l, pos);
+        b.Dense.Forward(K, Att.View, _attnOut.View, Scratch.View);
+        var mlpIn = h;
+        if (b.MlpNormW is not null) { Norm(X.View, b.MlpNormW, b.MlpNormB, _mlpIn.View); mlpIn = _mlpIn.View; }
+        b.HTo4H.Forward(K, mlpIn, _ff.View, Scratch.View);
+        K.Gelu(_ff.View, c.IntermediateSize);
+        b.FourHToH.Forward(K, _ff.View, _mlpOut.View, Scratch.View);
+        // mlp_output += attention_output; x += mlp_output
+        K.Add(_mlpOut.View, _attnOut.View, d);
+        K.Add(X.View, _mlpOut.View, d);
     }
 }

@@ -1,5 +1,6 @@
 // The whole decode step on the device (GpuLlamaModel, ILGPU's CPU accelerator in CI) against the CPU model, token by
-// token: dense llama-tiny (F32) and the SpQR authors' 3-bit export (SpQR layers with fp16-step decoding, GQA).
+// token: dense llama-tiny (F32), the SpQR authors' 3-bit export (SpQR layers with fp16-step decoding, GQA), Falcon
+// in both layouts (multi-query + parallel attention; grouped qkv with ln_attn/ln_mlp) and a tied-embedding LLaMA.
 using SpQR.Gpu;
 using SpQR.Tensors.IO;
 using SpQR.TestUtil;
@@ -22,6 +23,9 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
     [SharedTheory]
     [InlineData("hf/llama-tiny")]
     [InlineData("spqr-reference-export/llama-tiny-w3")]
+    [InlineData("hf/falcon-7b-style")]
+    [InlineData("hf/falcon-40b-style")]
+    [InlineData("hf/llama-tied-mha")]
     public void Gpu_decode_matches_the_cpu_model_token_by_token(string folder)
     {
         string path = Fixtures.Path(["fixtures", .. folder.Split('/')]);
@@ -29,7 +33,9 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var cpu = ModelLoader.Load(path, new ModelOptions { MaxContext = 64, MaxBatch = 1 });
         using var ck = SafetensorsCheckpoint.Open(path);
         using var source = new SafetensorsWeightSource(ck);
-        using var gpu = new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64);
+        using GpuDecoder gpu = cfg.Architecture == Architecture.Falcon
+            ? new GpuFalconModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64)
+            : new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64);
         int[] ids = [1, 17, 250, 3, 99, 41, 7, 300];
         for (int t = 0; t < ids.Length; t++)
         {
@@ -47,7 +53,7 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
         var ids = r.Get("input_ids").ToInt32Array();
         var greedy = r.Get("greedy_ids").ToInt32Array();
         // ILGPU's CPU accelerator here; the same code runs on CUDA with DeviceChoice.Gpu
-        using var model = GpuLlamaModel.Open(path, DeviceChoice.Cpu, maxContext: 64);
+        using var model = GpuDecoder.Open(path, DeviceChoice.Cpu, maxContext: 64);
         Assert.Equal(greedy, SpQR.Transformer.Sampling.Generator.GenerateIds(model, ids, greedy.Length));
     }
 }
