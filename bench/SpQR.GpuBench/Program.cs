@@ -129,6 +129,35 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         foreach (var g in layers) g.Dispose();
     }
 
+// The device decoders against the CPU model on small random models, 8 tokens each: LLaMA with GQA, Falcon-7B style
+// (multi-query, parallel attention, one norm), Falcon-40B style (grouped qkv, ln_attn + ln_mlp, biases).
+{
+    SpQR.Transformer.Config.TransformerConfig Small(SpQR.Transformer.Config.Architecture a, int kv, bool newArch, bool bias) => new()
+    {
+        Architecture = a, HiddenSize = 256, IntermediateSize = a == SpQR.Transformer.Config.Architecture.Falcon ? 1024 : 688, NumLayers = 2,
+        NumHeads = 8, NumKvHeads = kv, HeadDim = 32, VocabSize = 512, MaxPositions = 64, NormEps = 1e-5f,
+        Norm = a == SpQR.Transformer.Config.Architecture.Falcon ? SpQR.Transformer.Config.NormKind.LayerNorm : SpQR.Transformer.Config.NormKind.RmsNorm,
+        Activation = a == SpQR.Transformer.Config.Architecture.Falcon ? SpQR.Transformer.Config.ActivationKind.Gelu : SpQR.Transformer.Config.ActivationKind.SwiGlu,
+        RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000, TieWordEmbeddings = a == SpQR.Transformer.Config.Architecture.Falcon,
+        AttentionBias = bias, MlpBias = bias, ParallelAttention = a == SpQR.Transformer.Config.Architecture.Falcon, NewDecoderArchitecture = newArch, SeparateMlpNorm = newArch,
+    };
+    foreach (var (name, cfg) in new[] { ("llama-gqa", Small(SpQR.Transformer.Config.Architecture.Llama, 2, false, false)),
+                                        ("falcon-7b-style", Small(SpQR.Transformer.Config.Architecture.Falcon, 1, false, false)),
+                                        ("falcon-40b-style", Small(SpQR.Transformer.Config.Architecture.Falcon, 4, true, true)) })
+    {
+        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F32, 5);
+        var cpu = SpQR.Transformer.Loading.ModelLoader.Build(cfg, src, new SpQR.Transformer.Loading.ModelOptions { MaxContext = 64, MaxBatch = 1 });
+        using GpuDecoder dev = cfg.Architecture == SpQR.Transformer.Config.Architecture.Falcon ? new GpuFalconModel(backend, cfg, src, null, 64) : new GpuLlamaModel(backend, cfg, src, null, 64);
+        double w = 0;
+        for (int t = 0; t < 8; t++)
+        {
+            var e = cpu.Forward([(t * 37 + 3) % cfg.VocabSize], t, false).ToArray();
+            w = Math.Max(w, Nmse(e, dev.Step((t * 37 + 3) % cfg.VocabSize, t)));
+        }
+        Console.WriteLine($"decode check {name}: worst NMSE vs the CPU model over 8 tokens {w:E2}");
+    }
+}
+
 // Decode tokens/s of a LLaMA-7B-shaped model (32 layers, random weights) with F16 and SpQR w3 linears, one token at a
 // time through GpuLlamaModel (each step uploads one embedding row and downloads the logits). Skipped on the CPU
 // accelerator (too slow) and when args contain "nodecode".
