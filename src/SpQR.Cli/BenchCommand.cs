@@ -61,15 +61,20 @@ internal static class BenchCommand
         double tf32 = Median(i => CpuKernels.Gemv(f32[i % f32.Length], x, y, rows, cols));
         double tf16 = Median(i => CpuKernels.GemvF16(f16[i % f16.Length], x, y, rows, cols));
         double tsp = Median(i => SpqrMatVec.MatVec(spqr[i % spqr.Length], x, y));
-        long spBytes = spqr[0].StoredBytes;
-        stdout.WriteLine($"{rows}x{cols}, {CpuThreads.Count} threads, SIMD {Simd.Best}, median of {repeats}");
+        return Report($"{rows}x{cols}, {CpuThreads.Count} threads, SIMD {Simd.Best}, median of {repeats}", n, wbits, outliers, spqr[0].StoredBytes, tf32, tf16, tsp, "", json, stdout);
+    }
+
+    // the same lines and JSON object for both devices (times in seconds)
+    private static int Report(string header, long n, int wbits, double outliers, long spBytes, double tf32, double tf16, double tsp, string note, bool json, TextWriter stdout)
+    {
+        stdout.WriteLine(header);
         stdout.WriteLine($"F32 GEMV     {tf32 * 1e6,10:F1} µs  {4.0 * n / tf32 / 1e9,7:F1} GB/s");
         stdout.WriteLine($"F16 GEMV     {tf16 * 1e6,10:F1} µs  {2.0 * n / tf16 / 1e9,7:F1} GB/s");
-        stdout.WriteLine($"SpQR w{wbits}      {tsp * 1e6,10:F1} µs  {spBytes / tsp / 1e9,7:F1} GB/s  ({spBytes * 8.0 / n:F2} bits/weight stored, {outliers:P1} outliers)  {tf16 / tsp:F2}x F16");
+        stdout.WriteLine($"SpQR w{wbits}      {tsp * 1e6,10:F1} µs  {spBytes / tsp / 1e9,7:F1} GB/s  ({spBytes * 8.0 / n:F2} bits/weight stored, {outliers:P1} outliers)  {tf16 / tsp:F2}x F16{note}");
         if (json)
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double>
             {
-                ["f32_us"] = Math.Round(tf32 * 1e6, 1), ["f16_us"] = Math.Round(tf16 * 1e6, 1), ["spqr_us"] = Math.Round(tsp * 1e6, 1),
+                ["f32_us"] = Math.Round(tf32 * 1e6, 2), ["f16_us"] = Math.Round(tf16 * 1e6, 2), ["spqr_us"] = Math.Round(tsp * 1e6, 2),
                 ["speedup_vs_f16"] = Math.Round(tf16 / tsp, 3), ["spqr_gbps"] = Math.Round(spBytes / tsp / 1e9, 2),
             }));
         return 0;
@@ -122,18 +127,8 @@ internal static class BenchCommand
             SpqrMatVec.MatVec(layer, x, yc);
             double num = 0, den = 0;
             for (int i = 0; i < rows; i++) { num += Math.Pow(yg[i] - yc[i], 2); den += (double)yc[i] * yc[i]; }
-            long spBytes = layer.StoredBytes;
-            stdout.WriteLine($"{rows}x{cols}, {backend.Description}, median of {Math.Max(3, repeats / 5)} batches of 50 queued calls");
-            stdout.WriteLine($"F32 GEMV     {tf32 * 1e6,10:F1} µs  {4.0 * n / tf32 / 1e9,7:F1} GB/s");
-            stdout.WriteLine($"F16 GEMV     {tf16 * 1e6,10:F1} µs  {2.0 * n / tf16 / 1e9,7:F1} GB/s");
-            stdout.WriteLine($"SpQR w{wbits}      {tsp * 1e6,10:F1} µs  {spBytes / tsp / 1e9,7:F1} GB/s  ({spBytes * 8.0 / n:F2} bits/weight stored, {outliers:P1} outliers)  {tf16 / tsp:F2}x F16  (NMSE vs CPU {num / Math.Max(den, 1e-30):E1})");
-            if (json)
-                stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double>
-                {
-                    ["f32_us"] = Math.Round(tf32 * 1e6, 2), ["f16_us"] = Math.Round(tf16 * 1e6, 2), ["spqr_us"] = Math.Round(tsp * 1e6, 2),
-                    ["speedup_vs_f16"] = Math.Round(tf16 / tsp, 3), ["spqr_gbps"] = Math.Round(spBytes / tsp / 1e9, 2),
-                }));
-            return 0;
+            return Report($"{rows}x{cols}, {backend.Description}, median of {Math.Max(3, repeats / 5)} batches of 50 queued calls", n, wbits, outliers,
+                          layer.StoredBytes, tf32, tf16, tsp, $"  (NMSE vs CPU {num / Math.Max(den, 1e-30):E1})", json, stdout);
         }
         finally
         {

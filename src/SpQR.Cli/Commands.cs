@@ -2,6 +2,7 @@
 using System.Text.Json;
 using Spectre.Console;
 using SpQR.Tensors.IO;
+using SpQR.Transformer;
 using SpQR.Transformer.Eval;
 using SpQR.Transformer.Loading;
 using SpQR.Transformer.Sampling;
@@ -18,8 +19,9 @@ internal static class Commands
     public static SpQR.Transformer.Models.ICausalLM LoadModel(string modelPath, ModelOptions modelOptions, string device, TextWriter stderr)
     {
         if (device is not ("cpu" or "gpu" or "auto")) throw new ArgumentException($"--device must be cpu, gpu or auto, got {device}");
-        bool gpu = device == "gpu" || (device == "auto" && SpQR.Gpu.GpuBackend.CudaAvailable());
-        if (device == "auto") stderr.WriteLine(gpu ? "device: CUDA (auto)" : "device: CPU (auto: no CUDA device found)");
+        // auto: CUDA for Hugging Face folders when a device is present; llama2.c files and CUDA-less machines stay on the CPU
+        bool gpu = device == "gpu" || (device == "auto" && Directory.Exists(modelPath) && SpQR.Gpu.GpuBackend.CudaAvailable());
+        if (device == "auto") stderr.WriteLine(gpu ? "device: CUDA (auto)" : "device: CPU (auto)");
         if (!gpu) return ModelLoader.Load(modelPath, modelOptions);
         if (!Directory.Exists(modelPath)) throw new NotSupportedException($"--device gpu runs Hugging Face folders; {modelPath} is not one");
         return SpQR.Gpu.GpuDecoder.Open(modelPath, SpQR.Gpu.DeviceChoice.Gpu, modelOptions.MaxContext);
@@ -135,10 +137,4 @@ internal static class Commands
             if ((uint)ids[i] >= (uint)vocab) throw new ModelFormatException(file, $"tensor \"{name}\" element {i}", $"a token id below {vocab}", $"{ids[i]}");
         return (ids, t.Shape);
     }
-}
-
-/// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; posts to the thread pool).</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

@@ -2,6 +2,7 @@
 // it runs (plain progress lines when the output is not a terminal), then one table.
 using System.Text.Json;
 using Spectre.Console;
+using SpQR.Transformer;
 using SpQR.Transformer.Demo;
 
 namespace SpQR.Cli;

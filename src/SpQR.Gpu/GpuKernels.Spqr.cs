@@ -52,9 +52,9 @@ public sealed class GpuSpqrLayer : IDisposable
             planes[2 * n + i] = (float)l.Stats2[i * 4 + 2]; planes[3 * n + i] = (float)l.Stats2[i * 4 + 3];
         }
         // 16 zero bytes past the end: the last row's last chunk may read past its codes (multiplied by zero x̃)
-        var codes = new byte[(l.Codes.Length + 16 + 3) / 4 * 4];
-        l.Codes.CopyTo(codes, 0);
-        Codes = acc.Allocate1D(codes);
+        Codes = acc.Allocate1D<byte>((l.Codes.Length + 16 + 3) / 4 * 4);
+        Codes.MemSetToZero();
+        Codes.View.SubView(0, l.Codes.Length).CopyFromCPU(l.Codes);
         StatCodes = acc.Allocate1D(l.StatCodes!);
         Planes = acc.Allocate1D(planes);
         Perm = acc.Allocate1D(l.Perm);

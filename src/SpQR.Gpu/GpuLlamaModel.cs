@@ -32,13 +32,22 @@ public sealed class GpuLinear : IDisposable
     public GpuLinear(Accelerator acc, Tensor w, float[]? bias = null)
     {
         Rows = (int)w.Shape[0]; Cols = (int)w.Shape[1];
+        // straight from the (memory-mapped) tensor to the device: no host copy of the matrix
         switch (w.DType)
         {
-            case DType.F16: _f16 = acc.Allocate1D(w.AsReadOnlySpan<ushort>().ToArray()); break;
-            case DType.F32: _f32 = acc.Allocate1D(w.AsReadOnlySpan<float>().ToArray()); break;
-            default: using (var f = w.ToF32()) _f32 = acc.Allocate1D(f.AsReadOnlySpan<float>().ToArray()); break;
+            case DType.F16: _f16 = Upload(acc, w.AsReadOnlySpan<ushort>()); break;
+            case DType.F32: _f32 = Upload(acc, w.AsReadOnlySpan<float>()); break;
+            default: using (var f = w.ToF32()) _f32 = Upload(acc, f.AsReadOnlySpan<float>()); break;
         }
         if (bias is not null) _bias = acc.Allocate1D(bias);
+    }
+
+    /// <summary>A device buffer holding data, copied from host memory directly.</summary>
+    internal static MemoryBuffer1D<T, Stride1D.Dense> Upload<T>(Accelerator acc, ReadOnlySpan<T> data) where T : unmanaged
+    {
+        var b = acc.Allocate1D<T>(Math.Max(1, data.Length));
+        if (data.Length > 0) b.View.SubView(0, data.Length).CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(data), data.Length);
+        return b;
     }
 
     public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null)
@@ -74,7 +83,7 @@ public abstract class GpuDecoder : ICausalLM
     private readonly List<IDisposable> _buffers = new();
     private GpuLinear _head = null!;
     private readonly Tensor _embed;
-    private readonly float[] _row;
+    private readonly float[] _row, _logitsHost;
     private float[] _all = [];
     internal IDisposable[] Owned = [];
     private readonly IWeightSource _source;
@@ -102,6 +111,7 @@ public abstract class GpuDecoder : ICausalLM
         _values = [.. Enumerable.Range(0, c.NumLayers).Select(_ => Buf((long)MaxContext * c.KvDim))];
         Scratch = Buf(1 << 18); // ≥ any layer's SpQR scratch (Groups·17 + a warp step): 65,536 columns need 135,168 floats
         _row = new float[c.HiddenSize];
+        _logitsHost = new float[c.VocabSize];
     }
 
     /// <summary>Creates the head once the subclass has its layers (the head may be tied to the embeddings).</summary>
@@ -117,10 +127,9 @@ public abstract class GpuDecoder : ICausalLM
     protected MemoryBuffer1D<float, Stride1D.Dense> Vec(string name, int n)
     {
         var t = _source.Get(name, new Shape(n));
-        float[] v;
-        if (t.DType == DType.F32) v = t.AsReadOnlySpan<float>().ToArray();
-        else using (var f = t.ToF32()) v = f.AsReadOnlySpan<float>().ToArray();
-        var b = Gpu.Accelerator.Allocate1D(v);
+        MemoryBuffer1D<float, Stride1D.Dense> b;
+        if (t.DType == DType.F32) b = GpuLinear.Upload(Gpu.Accelerator, t.AsReadOnlySpan<float>());
+        else using (var f = t.ToF32()) b = GpuLinear.Upload(Gpu.Accelerator, f.AsReadOnlySpan<float>());
         _buffers.Add(b);
         return b;
     }
@@ -167,20 +176,30 @@ public abstract class GpuDecoder : ICausalLM
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
     public long WeightBytes => _buffers.OfType<GpuLinear>().Sum(l => l.Bytes) + (Config.TieWordEmbeddings ? _head.Bytes : 0);
 
-    /// <summary>Runs one token at position pos (the cache holds 0..pos-1) and returns the logits (vocab,).</summary>
+    /// <summary>Runs one token at position pos (the cache holds 0..pos-1) and returns the logits (vocab,), in a buffer
+    /// the next step overwrites.</summary>
     public float[] Step(int token, int pos)
     {
         var c = Config;
         if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.VocabSize}");
         if ((uint)pos >= (uint)MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position past the context of {MaxContext}");
-        using (var row = _embed.Row(token).ToF32()) row.AsReadOnlySpan<float>().CopyTo(_row);
+        // the token's embedding row, widened into a reused buffer (no allocation per token)
+        var row = _embed.Row(token);
+        switch (row.DType)
+        {
+            case DType.F32: row.AsReadOnlySpan<float>().CopyTo(_row); break;
+            case DType.F16: CpuKernels.F16ToF32(row.AsReadOnlySpan<ushort>(), _row); break;
+            case DType.BF16: CpuKernels.BF16ToF32(row.AsReadOnlySpan<ushort>(), _row); break;
+            default: throw new NotSupportedException($"embedding dtype {row.DType}");
+        }
         X.View.CopyFromCPU(_row);
         for (int l = 0; l < c.NumLayers; l++) Layer(l, pos);
         var hf = H.View.SubView(0, c.HiddenSize);
         Norm(X.View, _finalW, _finalB, hf);
         _head.Forward(K, hf, _logits.View, Scratch.View);
         Gpu.Accelerator.Synchronize();
-        return _logits.GetAsArray1D();
+        _logits.View.CopyToCPU(_logitsHost);
+        return _logitsHost;
     }
 
     /// <summary>ICausalLM: tokens at positions pos.. one decode step each; logits of the last token, or of all.</summary>

@@ -13,13 +13,6 @@ namespace SpQR.Gpu.Tests;
 
 public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
 {
-    private static double Nmse(float[] e, float[] a)
-    {
-        double num = 0, den = 0;
-        for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
-        return num / Math.Max(den, 1e-30);
-    }
-
     [SharedTheory]
     [InlineData("hf/llama-tiny")]
     [InlineData("spqr-reference-export/llama-tiny-w3")]
@@ -41,7 +34,7 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
         {
             var e = cpu.Forward(ids.AsSpan(t, 1), t, allLogits: false).ToArray();
             var a = gpu.Step(ids[t], t);
-            Assert.True(Nmse(e, a) <= 1e-9, $"{folder} step {t}: NMSE {Nmse(e, a):E2}");
+            NumericAssert.Nmse(e, a, 1e-9, $"{folder} step {t}");
         }
     }
 

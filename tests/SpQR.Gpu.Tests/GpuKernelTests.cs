@@ -18,13 +18,6 @@ public sealed class BackendFixture : IDisposable
 
 public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
 {
-    private static double Nmse(float[] e, float[] a)
-    {
-        double num = 0, den = 0;
-        for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
-        return num / Math.Max(den, 1e-30);
-    }
-
     [Theory]
     [InlineData(1, 1)] [InlineData(7, 33)] [InlineData(64, 300)] [InlineData(257, 1024)]
     public void Gemv_f32_and_f16_match_the_cpu(int rows, int cols)
@@ -38,10 +31,10 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var dw = acc.Allocate1D(w); using var dh = acc.Allocate1D(h); using var dx = acc.Allocate1D(x); using var dy = acc.Allocate1D<float>(rows);
         fx.Backend.Kernels.GemvF32(dw.View, dx.View, dy.View, rows, cols);
         acc.Synchronize();
-        Assert.True(Nmse(e32, dy.GetAsArray1D()) <= Tolerances.GpuNmse);
+        NumericAssert.Nmse(e32, dy.GetAsArray1D(), Tolerances.GpuNmse, "GEMV F32");
         fx.Backend.Kernels.GemvF16(dh.View, dx.View, dy.View, rows, cols);
         acc.Synchronize();
-        Assert.True(Nmse(e16, dy.GetAsArray1D()) <= Tolerances.GpuNmse);
+        NumericAssert.Nmse(e16, dy.GetAsArray1D(), Tolerances.GpuNmse, "GEMV F16");
     }
 
     [Fact]
@@ -55,7 +48,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var dx = acc.Allocate1D(x); using var dw = acc.Allocate1D(w); using var dd = acc.Allocate1D<float>(x.Length);
         fx.Backend.Kernels.RmsNorm(dx.View, dw.View, dd.View, rows, 1e-5f);
         acc.Synchronize();
-        Assert.True(Nmse(e, dd.GetAsArray1D()) <= Tolerances.GpuNmse);
+        NumericAssert.Nmse(e, dd.GetAsArray1D(), Tolerances.GpuNmse, "RMSNorm");
     }
 
     [Fact]
@@ -82,7 +75,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(fx.Backend.Kernels.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
         fx.Backend.Kernels.SpqrMatVec(g, dx.View, dxp.View, dy.View);
         acc.Synchronize();
-        Assert.True(Nmse(e, dy.GetAsArray1D()) <= Tolerances.GpuNmse, $"NMSE {Nmse(e, dy.GetAsArray1D()):E2}");
+        NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits}");
     }
 
     [Fact]

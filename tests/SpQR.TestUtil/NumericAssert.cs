@@ -46,6 +46,22 @@ public static class NumericAssert
         }
     }
 
+    /// <summary>Normalised mean squared error ‖actual - expected‖² / ‖expected‖² ≤ tol (ggml's test-backend-ops measure).</summary>
+    public static void Nmse(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double tol, string what = "")
+    {
+        if (expected.Length != actual.Length) throw new XunitException($"{what}: length {actual.Length}, expected {expected.Length}");
+        double num = 0, den = 0;
+        for (int i = 0; i < expected.Length; i++) { double d = actual[i] - expected[i]; num += d * d; den += (double)expected[i] * expected[i]; }
+        double r = num / Math.Max(den, 1e-30);
+        if (!(r <= tol))
+        {
+            var diff = new double[expected.Length];
+            for (int i = 0; i < diff.Length; i++) diff[i] = Math.Abs(actual[i] - expected[i]);
+            var bad = Enumerable.Range(0, diff.Length).OrderByDescending(i => diff[i]).Take(5).ToList();
+            throw new XunitException(Describe(what, expected, actual, bad, $"NMSE {r:G4} ≤ {tol:G3}"));
+        }
+    }
+
     private static string Describe(string what, ReadOnlySpan<float> e, ReadOnlySpan<float> a, List<int> bad, string bound)
     {
         var sb = new StringBuilder($"{what}: {bad.Count} of {e.Length} elements fail {bound}; first:");

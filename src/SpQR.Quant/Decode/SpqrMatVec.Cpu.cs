@@ -241,6 +241,7 @@ public static unsafe class SpqrMatVec
         int groups = w.Groups, bits = w.WBits, gb = w.GroupBytes, rowBytes = w.RowBytes;
         var mask = LaneMasks[bits];
         float* ps = stackalloc float[4 * groups];
+        float* pz = stackalloc float[groups];
         float* corr = stackalloc float[4];
         fixed (byte* codes = w.Codes) fixed (float* pxt = xt) fixed (float* px = xp) fixed (float* pxs = xsum)
         fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
@@ -248,7 +249,7 @@ public static unsafe class SpqrMatVec
             for (int r = r0; r < r1; r += 4)
             {
                 int n = Math.Min(4, r1 - r);
-                for (int k = 0; k < n; k++) corr[k] = w.RowScalesAndCorrection(r + k, ps + k * groups, pxs);
+                for (int k = 0; k < n; k++) corr[k] = w.RowScalesAndCorrection(r + k, ps + k * groups, pz, pxs);
                 // short tail: the missing rows repeat the last one (computed, never stored)
                 byte* a0 = codes + (long)r * rowBytes;
                 byte* a1 = a0 + (n > 1 ? rowBytes : 0), a2 = a0 + (long)Math.Min(2, n - 1) * rowBytes, a3 = a0 + (long)(n - 1) * rowBytes;

@@ -105,30 +105,31 @@ public static class SpqrAuthorsExport
         var w = new Half[(long)l.Rows * l.Cols];
         for (int r = 0; r < l.Rows; r++)
         {
-            for (int g = 0; g < l.Cols / Tile; g++)
-            {
-                var (ss, zs, sz, zz) = l.SecondOrder(r, g * Tile);
-                ulong word = l.Words[l.Word(r, g * Tile)];
-                var s = (Half)((float)ss * (float)(Half)((float)(int)(word & 7) - (float)sz));
-                var z = (Half)((float)zs * (float)(Half)((float)(int)((word >> 3) & 7) - (float)zz));
-                for (int j = 0; j < Tile; j++)
-                    w[(long)r * l.Cols + g * Tile + j] = (Half)((float)s * (float)(Half)((float)(int)((word >> (6 + 3 * j)) & 7) - (float)z));
-            }
-            for (int i = l.RowOffsets[r]; i < l.RowOffsets[r + 1]; i++)
-            {
-                long at = (long)r * l.Cols + (l.ColVals[i] & 0xFFFF);
-                w[at] = (Half)((float)w[at] + (float)BitConverter.UInt16BitsToHalf((ushort)(l.ColVals[i] >> 16)));
-            }
+            for (int c = 0; c < l.Cols; c++) w[(long)r * l.Cols + c] = DecodeDense(l, r, c);
+            for (int i = l.RowOffsets[r]; i < l.RowOffsets[r + 1]; i++) w[(long)r * l.Cols + (l.ColVals[i] & 0xFFFF)] = WithOutlier(l, r, i);
         }
         return w;
     }
+
+    // the dense value at (row r, stored column c), fp16 steps: s = ss ⊗ (s_code ⊖ sz), z = zs ⊗ (z_code ⊖ zz), s ⊗ (q ⊖ z)
+    private static Half DecodeDense(Linear l, int r, int c)
+    {
+        var (ss, zs, sz, zz) = l.SecondOrder(r, c);
+        ulong word = l.Words[l.Word(r, c)];
+        var s = (Half)((float)ss * (float)(Half)((float)(int)(word & 7) - (float)sz));
+        var z = (Half)((float)zs * (float)(Half)((float)(int)((word >> 3) & 7) - (float)zz));
+        return (Half)((float)s * (float)(Half)((float)l.Code(r, c) - (float)z));
+    }
+
+    // outlier i of row r as the authors' decode yields it: fp16(dense value under it + kept value)
+    private static Half WithOutlier(Linear l, int r, int i)
+        => (Half)((float)DecodeDense(l, r, (int)(l.ColVals[i] & 0xFFFF)) + (float)BitConverter.UInt16BitsToHalf((ushort)(l.ColVals[i] >> 16)));
 
     /// <summary>Converts to our format: same codes, permutation and second-order statistics, fp16-step decoding, outliers
     /// as fp16(w + value); it dequantizes to exactly <see cref="DequantizeStored"/> (unpermuted).</summary>
     public static SpqrLayer ToSpqrLayer(Linear l)
     {
         int rows = l.Rows, cols = l.Cols, groups = cols / Tile, rowGroups = rows / Tile;
-        var stored = DequantizeStored(l);
         var codes = new byte[(long)rows * groups * 2 * Bits + 4];
         int statRow = (groups * 2 * Bits + 7) / 8;
         var statCodes = new byte[(long)rows * statRow + 8];
@@ -157,7 +158,7 @@ public static class SpqrAuthorsExport
             for (int i = l.RowOffsets[r]; i < l.RowOffsets[r + 1]; i++)
             {
                 ocols[i] = (ushort)(l.ColVals[i] & 0xFFFF);
-                ovals[i] = stored[(long)r * cols + ocols[i]];
+                ovals[i] = WithOutlier(l, r, i);
             }
         return new SpqrLayer
         {

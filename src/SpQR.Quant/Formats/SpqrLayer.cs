@@ -139,96 +139,72 @@ public sealed class SpqrLayer
     }
 
     /// <summary>Row r's first-order scales and zeros for every group: s (groups,), z (groups,).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    internal void RowStats(int r, Span<float> s, Span<float> z)
+    internal unsafe void RowStats(int r, Span<float> s, Span<float> z)
     {
-        int groups = Groups;
-        if (!QuantizedStats)
-        {
-            var f = StatsF;
-            for (int g = 0; g < groups; g++) { s[g] = f[((long)r * groups + g) * 2]; z[g] = f[((long)r * groups + g) * 2 + 1]; }
-            return;
-        }
-        EnsurePlanes();
-        int b2 = r / QqGroupSize * groups, g0 = 0;
-        if (Avx2.IsSupported)
-        {
-            unsafe
-            {
-                fixed (byte* codes = StatCodes) fixed (float* pss = _ss, psz = _sz, pzs = _zs, pzz = _zz) fixed (float* ps = s, pz = z)
-                {
-                    byte* c = codes + (long)r * StatRowBytes;
-                    int fb = StatBits, qs = ScaleBits;
-                    var sm = Vector256.Create((1 << qs) - 1);
-                    var shifts = StatShifts; var fm = Vector256.Create((1u << fb) - 1);
-                    for (; g0 + 8 <= groups; g0 += 8, c += fb)
-                    {
-                        var f = StatFields8(c, fb, shifts, fm);
-                        if (Fp16Arithmetic)
-                        {
-                            H(Vector256.Load(pss + b2 + g0) * H(Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
-                            H(Vector256.Load(pzs + b2 + g0) * H(Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
-                            continue;
-                        }
-                        (Vector256.Load(pss + b2 + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(psz + b2 + g0))).Store(ps + g0);
-                        (Vector256.Load(pzs + b2 + g0) * (Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(pzz + b2 + g0))).Store(pz + g0);
-                    }
-                }
-            }
-        }
-        for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatField(r, g), b2 + g);
+        if (s.Length < Groups || z.Length < Groups) throw new ArgumentException($"RowStats: need {Groups} scales and zeros");
+        fixed (float* ps = s, pz = z) DecodeRowStats(r, ps, pz, null);
     }
 
     /// <summary>
-    /// Row r's first-order scales s (groups,) and its zero-point correction Σ_g s_g·z_g·xsum_g in one pass (the matvec's
-    /// per-row setup); the same float operations as <see cref="Stat"/>, so s is bit-identical to the reference.
+    /// Row r's scales s and zeros z (groups,) and its zero-point correction Σ_g s_g·z_g·xsum_g in one pass (the
+    /// matvec's per-row setup).
     /// </summary>
+    internal unsafe float RowScalesAndCorrection(int r, float* s, float* z, float* xsum) => DecodeRowStats(r, s, z, xsum);
+
+    // The one decoder of a row's statistics: the same float operations as Stat (fp16 steps when so stored), 8 groups
+    // per step with AVX2 (unpack the F-bit fields, split scale and zero codes, dequantize with the row group's planes);
+    // with xsum it also returns Σ s·z·xsum.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    internal unsafe float RowScalesAndCorrection(int r, float* s, float* xsum)
+    private unsafe float DecodeRowStats(int r, float* s, float* z, float* xsum)
     {
-        int groups = Groups;
+        int groups = Groups, g0 = 0;
         float corr = 0;
-        int g0 = 0;
         if (!QuantizedStats)
         {
             fixed (float* f = StatsF)
             {
                 float* p = f + (long)r * groups * 2;
-                for (int g = 0; g < groups; g++) { s[g] = p[2 * g]; corr += p[2 * g] * p[2 * g + 1] * xsum[g]; }
+                for (int g = 0; g < groups; g++) { s[g] = p[2 * g]; z[g] = p[2 * g + 1]; }
             }
-            return corr;
         }
-        EnsurePlanes();
-        long b2 = (long)(r / QqGroupSize) * groups;
-        fixed (byte* codes = StatCodes) fixed (float* pss = _ss) fixed (float* psz = _sz) fixed (float* pzs = _zs) fixed (float* pzz = _zz)
+        else
         {
-            byte* c = codes + (long)r * StatRowBytes;
-            float* ss = pss + b2, sz = psz + b2, zs = pzs + b2, zz = pzz + b2;
-            if (Avx2.IsSupported)
+            EnsurePlanes();
+            long b2 = (long)(r / QqGroupSize) * groups;
+            fixed (byte* codes = StatCodes) fixed (float* pss = _ss, psz = _sz, pzs = _zs, pzz = _zz)
             {
-                // 8 groups at a time: unpack the F-bit fields, split scale and zero codes, dequantize with the row group's planes
-                int fb = StatBits, qs = ScaleBits;
-                var sm = Vector256.Create((1 << qs) - 1);
-                var shifts = StatShifts; var fm = Vector256.Create((1u << fb) - 1);
-                var cv = Vector256<float>.Zero;
-                byte* p = c;
-                for (; g0 + 8 <= groups; g0 += 8, p += fb)
+                float* ss = pss + b2, sz = psz + b2, zs = pzs + b2, zz = pzz + b2;
+                if (Avx2.IsSupported)
                 {
-                    var f = StatFields8(p, fb, shifts, fm);
-                    var sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0));
-                    var zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g0));
-                    sv.Store(s + g0);
-                    cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g0), cv);
+                    byte* c = codes + (long)r * StatRowBytes;
+                    int fb = StatBits, qs = ScaleBits;
+                    var sm = Vector256.Create((1 << qs) - 1);
+                    var shifts = StatShifts; var fm = Vector256.Create((1u << fb) - 1);
+                    var cv = Vector256<float>.Zero;
+                    for (; g0 + 8 <= groups; g0 += 8, c += fb)
+                    {
+                        var f = StatFields8(c, fb, shifts, fm);
+                        Vector256<float> sv, zv;
+                        if (Fp16Arithmetic)
+                        {
+                            sv = H(Vector256.Load(ss + g0) * H(Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0)));
+                            zv = H(Vector256.Load(zs + g0) * H(Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g0)));
+                        }
+                        else
+                        {
+                            sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0));
+                            zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g0));
+                        }
+                        sv.Store(s + g0);
+                        zv.Store(z + g0);
+                        if (xsum != null) cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g0), cv);
+                    }
+                    corr = Vector256.Sum(cv);
                 }
-                corr = Vector256.Sum(cv);
-            }
-            for (int g = g0; g < groups; g++)
-            {
-                var (sg, zg) = DequantStat(StatField(r, g), b2 + g);
-                s[g] = sg;
-                corr += sg * zg * xsum[g];
+                for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatField(r, g), b2 + g);
             }
         }
+        if (xsum != null) for (int g = g0; g < groups; g++) corr += s[g] * z[g] * xsum[g];
         return corr;
     }
 

@@ -132,7 +132,7 @@ public static class DemoRunner
             ["num_key_value_heads"] = o.KvHeads, ["vocab_size"] = o.Vocab, ["max_position_embeddings"] = Math.Max(512, o.SeqLen),
             ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["tie_word_embeddings"] = false, ["hidden_act"] = "silu", ["torch_dtype"] = "float32",
         };
-        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+        AtomicFile.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
         var cfg = TransformerConfig.Load(dir);
         var rng = new Random(o.Seed);
         double Normal() => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
@@ -163,10 +163,4 @@ public static class DemoRunner
         }
         finally { foreach (var (_, t) in tensors) t.Dispose(); }
     }
-}
-
-/// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool).</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

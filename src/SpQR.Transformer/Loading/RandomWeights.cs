@@ -1,5 +1,5 @@
 // A weight source of deterministic random tensors for a config: speed tests of model-sized layers without a
-// checkpoint (benchmarks, `spqr demo`). Linear weights ~ U(-a, a) with a = 1/sqrt(in_features), norms = 1.
+// checkpoint (benchmarks, GpuBench's decode timing). Linear weights ~ U(-a, a) with a = 1/sqrt(in_features), norms = 1.
 using SpQR.Tensors;
 using SpQR.Tensors.Cpu;
 using SpQR.Transformer.Config;
