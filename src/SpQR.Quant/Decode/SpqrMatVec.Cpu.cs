@@ -68,7 +68,7 @@ public static unsafe class SpqrMatVec
                 if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) lut(b); else CpuThreads.For(blocks, lut);
                 return;
             }
-            if (fast)
+            if (fast && w.WBits >= 2)
             {
                 // the decode hot path: x̃ = x' pre-scaled per lane so that a mask replaces the per-lane shift (see RowsV256)
                 var pool = System.Buffers.ArrayPool<float>.Shared;
@@ -77,8 +77,9 @@ public static unsafe class SpqrMatVec
                 {
                     var scale = LaneScale[w.WBits];
                     for (int c = 0; c < padded; c++) xt[c] = xp[c] * scale[c & 7];
-                    Action<int> body = w.WBits == 4 ? b => RowsV256<TopShift>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
-                                                    : b => RowsV256<NoShift>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
+                    Action<int> body = w.WBits == 4 ? b => RowsV256<W4>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
+                                    : w.WBits == 3 ? b => RowsV256<W3>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
+                                                    : b => RowsV256<W2>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
                     if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) body(b); else CpuThreads.For(blocks, body);
                 }
                 finally { pool.Return(xt); }
@@ -214,14 +215,22 @@ public static unsafe class SpqrMatVec
     // code_i · 2^(b·i), which converts to float exactly; x̃ = x'·2^−(b·i) undoes the factor exactly (powers of two), so
     // code·x is the same float product as without the trick and one vpand replaces a variable shift. wbits 4 puts
     // lane 7's field at bits 28-31 (the sign bit), so that lane alone is shifted right by 4 first.
-    private interface IHalfDecode { static abstract Vector256<float> Decode(byte* p, Vector256<int> mask); }
-    private struct NoShift : IHalfDecode
+    private interface IHalfDecode { static abstract int Bits { get; } static abstract Vector256<float> Decode(byte* p, Vector256<int> mask); }
+    private struct W2 : IHalfDecode
     {
+        public static int Bits => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Decode(byte* p, Vector256<int> mask) => Vector256.ConvertToSingle(Vector256.Create(*(int*)p) & mask);
     }
-    private struct TopShift : IHalfDecode
+    private struct W3 : IHalfDecode
     {
+        public static int Bits => 3;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* p, Vector256<int> mask) => Vector256.ConvertToSingle(Vector256.Create(*(int*)p) & mask);
+    }
+    private struct W4 : IHalfDecode
+    {
+        public static int Bits => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Decode(byte* p, Vector256<int> mask)
             => Vector256.ConvertToSingle(Avx2.ShiftRightLogicalVariable(Vector256.Create(*(uint*)p), Vector256.Create(0u, 0, 0, 0, 0, 0, 0, 4)).AsInt32() & mask);
@@ -233,43 +242,27 @@ public static unsafe class SpqrMatVec
         Enumerable.Range(0, 8).Select(i => MathF.ScaleB(1f, b == 4 && i == 7 ? -24 : -b * i)).ToArray())];
 
     // rows [r0, r1) of y = Ŵ·x, four rows per pass sharing every load of x̃; per row and group
-    // acc += s_g · (lo·x̃0 + hi·x̃1), then y_r = Σ acc − Σ_g s_g·z_g·xsum_g + Σ outlier deltas · x'
+    // acc += s_g · (lo·x̃0 + hi·x̃1), then y_r = Σ acc − Σ_g s_g·z_g·xsum_g + Σ outlier deltas · x'.
+    // wbits is a constant of TDecode (immediate offsets); the four rows are one pointer plus multiples of the row stride
+    // and their scales one pointer plus multiples of the group count, so the loop needs no spills.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void RowsV256<TDecode>(SpqrLayer w, float[] xt, float[] xp, float[] xsum, float[] y, int r0, int r1)
         where TDecode : struct, IHalfDecode
     {
-        int groups = w.Groups, bits = w.WBits, gb = w.GroupBytes, rowBytes = w.RowBytes;
-        var mask = LaneMasks[bits];
+        int groups = w.Groups, rowBytes = w.RowBytes;
         float* ps = stackalloc float[4 * groups];
         float* pz = stackalloc float[groups];
         float* corr = stackalloc float[4];
         fixed (byte* codes = w.Codes) fixed (float* pxt = xt) fixed (float* px = xp) fixed (float* pxs = xsum)
         fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
         {
-            for (int r = r0; r < r1; r += 4)
+            for (int r = r0; r < r1;)
             {
-                int n = Math.Min(4, r1 - r);
+                // four rows at a time; a short tail goes one row at a time (stride 0: the row computed four times, stored once)
+                int n = r1 - r >= 4 ? 4 : 1;
                 for (int k = 0; k < n; k++) corr[k] = w.RowScalesAndCorrection(r + k, ps + k * groups, pz, pxs);
-                // short tail: the missing rows repeat the last one (computed, never stored)
-                byte* a0 = codes + (long)r * rowBytes;
-                byte* a1 = a0 + (n > 1 ? rowBytes : 0), a2 = a0 + (long)Math.Min(2, n - 1) * rowBytes, a3 = a0 + (long)(n - 1) * rowBytes;
-                float* s0 = ps, s1 = ps + Math.Min(1, n - 1) * groups, s2 = ps + Math.Min(2, n - 1) * groups, s3 = ps + (n - 1) * groups;
-                Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-                float* x = pxt;
-                for (int g = 0; g < groups; g++, a0 += gb, a1 += gb, a2 += gb, a3 += gb, x += 16)
-                {
-                    var x0 = Vector256.Load(x); var x1 = Vector256.Load(x + 8);
-                    var t0 = TDecode.Decode(a0, mask) * x0; var t1 = TDecode.Decode(a1, mask) * x0;
-                    var t2 = TDecode.Decode(a2, mask) * x0; var t3 = TDecode.Decode(a3, mask) * x0;
-                    t0 = Vector256.FusedMultiplyAdd(TDecode.Decode(a0 + bits, mask), x1, t0);
-                    t1 = Vector256.FusedMultiplyAdd(TDecode.Decode(a1 + bits, mask), x1, t1);
-                    t2 = Vector256.FusedMultiplyAdd(TDecode.Decode(a2 + bits, mask), x1, t2);
-                    t3 = Vector256.FusedMultiplyAdd(TDecode.Decode(a3 + bits, mask), x1, t3);
-                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(s0[g]), t0, acc0);
-                    acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(s1[g]), t1, acc1);
-                    acc2 = Vector256.FusedMultiplyAdd(Vector256.Create(s2[g]), t2, acc2);
-                    acc3 = Vector256.FusedMultiplyAdd(Vector256.Create(s3[g]), t3, acc3);
-                }
+                nint rb = n == 4 ? rowBytes : 0, sg = n == 4 ? groups : 0;
+                Rows4<TDecode>(codes + (long)r * rowBytes, rb, pxt, ps, sg, groups, LaneMasks[TDecode.Bits], out var acc0, out var acc1, out var acc2, out var acc3);
                 for (int k = 0; k < n; k++)
                 {
                     int row = r + k;
@@ -277,8 +270,35 @@ public static unsafe class SpqrMatVec
                     for (int i = offsets[row], e = offsets[row + 1]; i < e; i++) yr += deltas[i] * px[ocols[i]];
                     y[row] = yr;
                 }
+                r += n;
             }
         }
+    }
+
+    // the inner loop of RowsV256: rows at a, a + rb, a + 2rb, a + 3rb; scales at s, s + sg, s + 2sg, s + 3sg
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Rows4<TDecode>(byte* a, nint rb, float* x, float* s, nint sg, int groups, Vector256<int> mask,
+        out Vector256<float> acc0, out Vector256<float> acc1, out Vector256<float> acc2, out Vector256<float> acc3) where TDecode : struct, IHalfDecode
+    {
+        const int GroupFloats = SpqrLayer.GroupSize;
+        int b = TDecode.Bits;
+        nint rb3 = 3 * rb, sg3 = 3 * sg;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (float* end = s + groups; s < end; s++, a += 2 * b, x += GroupFloats)
+        {
+            var x0 = Vector256.Load(x); var x1 = Vector256.Load(x + 8);
+            var t0 = TDecode.Decode(a, mask) * x0; var t1 = TDecode.Decode(a + rb, mask) * x0;
+            var t2 = TDecode.Decode(a + 2 * rb, mask) * x0; var t3 = TDecode.Decode(a + rb3, mask) * x0;
+            t0 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + b, mask), x1, t0);
+            t1 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + rb + b, mask), x1, t1);
+            t2 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + 2 * rb + b, mask), x1, t2);
+            t3 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + rb3 + b, mask), x1, t3);
+            c0 = Vector256.FusedMultiplyAdd(Vector256.Create(*s), t0, c0);
+            c1 = Vector256.FusedMultiplyAdd(Vector256.Create(s[sg]), t1, c1);
+            c2 = Vector256.FusedMultiplyAdd(Vector256.Create(s[2 * sg]), t2, c2);
+            c3 = Vector256.FusedMultiplyAdd(Vector256.Create(s[sg3]), t3, c3);
+        }
+        acc0 = c0; acc1 = c1; acc2 = c2; acc3 = c3;
     }
 
     private static readonly Vector256<uint>[] Shifts =

@@ -177,35 +177,41 @@ public sealed class SpqrLayer
                 if (Avx2.IsSupported)
                 {
                     byte* c = codes + (long)r * StatRowBytes;
-                    int fb = StatBits, qs = ScaleBits;
-                    var sm = Vector256.Create((1 << qs) - 1);
-                    var shifts = StatShifts; var fm = Vector256.Create((1u << fb) - 1);
-                    var cv = Vector256<float>.Zero;
-                    for (; g0 + 8 <= groups; g0 += 8, c += fb)
-                    {
-                        var f = StatFields8(c, fb, shifts, fm);
-                        Vector256<float> sv, zv;
-                        if (Fp16Arithmetic)
-                        {
-                            sv = H(Vector256.Load(ss + g0) * H(Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0)));
-                            zv = H(Vector256.Load(zs + g0) * H(Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g0)));
-                        }
-                        else
-                        {
-                            sv = Vector256.Load(ss + g0) * (Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g0));
-                            zv = Vector256.Load(zs + g0) * (Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g0));
-                        }
-                        sv.Store(s + g0);
-                        zv.Store(z + g0);
-                        if (xsum != null) cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g0), cv);
-                    }
-                    corr = Vector256.Sum(cv);
+                    var shifts = StatShifts;
+                    g0 = groups & ~7;
+                    corr = Fp16Arithmetic ? StatsRowV256<Fp16Round>(c, g0, StatBits, ScaleBits, ss, sz, zs, zz, s, z, xsum, shifts)
+                                          : StatsRowV256<NoRound>(c, g0, StatBits, ScaleBits, ss, sz, zs, zz, s, z, xsum, shifts);
                 }
                 for (int g = g0; g < groups; g++) (s[g], z[g]) = DequantStat(StatField(r, g), b2 + g);
             }
         }
         if (xsum != null) for (int g = g0; g < groups; g++) corr += s[g] * z[g] * xsum[g];
         return corr;
+    }
+
+    private interface IRound { static abstract Vector256<float> R(Vector256<float> v); }
+    private struct NoRound : IRound { public static Vector256<float> R(Vector256<float> v) => v; }
+    private struct Fp16Round : IRound { public static Vector256<float> R(Vector256<float> v) => H(v); }
+
+    // groups [0, n) (n a multiple of 8) of one row: s = R(ss·R(sc − sz)), z = R(zs·R(zc − zz)); returns Σ s·z·xsum when
+    // xsum is given. A static loop with every pointer a parameter, so the JIT keeps them all in registers.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float StatsRowV256<TR>(byte* c, int n, int fb, int qs, float* ss, float* sz, float* zs, float* zz,
+                                                 float* s, float* z, float* xsum, Vector256<uint> shifts) where TR : struct, IRound
+    {
+        var sm = Vector256.Create((1 << qs) - 1);
+        var fm = Vector256.Create((1u << fb) - 1);
+        var cv = Vector256<float>.Zero;
+        for (int g = 0; g < n; g += 8, c += fb)
+        {
+            var f = StatFields8(c, fb, shifts, fm);
+            var sv = TR.R(Vector256.Load(ss + g) * TR.R(Vector256.ConvertToSingle(f & sm) - Vector256.Load(sz + g)));
+            var zv = TR.R(Vector256.Load(zs + g) * TR.R(Vector256.ConvertToSingle(f >>> qs) - Vector256.Load(zz + g)));
+            sv.Store(s + g);
+            zv.Store(z + g);
+            if (xsum != null) cv = Vector256.FusedMultiplyAdd(sv * zv, Vector256.Load(xsum + g), cv);
+        }
+        return Vector256.Sum(cv);
     }
 
     /// <summary>Bytes of the stored form (codes, statistics, outliers, permutation).</summary>
