@@ -1,13 +1,16 @@
 // SpQR matvec y = Ŵ·x on the device, over the same bytes as the CPU format (docs/formats/spqr.md), uploaded once
 // (GpuSpqrLayer). Mirrors src/SpQR.Quant/Decode/SpqrMatVec.Cpu.cs (same algebra, float32 accumulation).
-// Fast path (wbits ≤ 4, float32 statistics), two launches per call:
-//   1. prepare, one thread per group: x' = x[perm] (zero past cols), xsum_g = Σ x' over the group, and x̃ = x' scaled
-//      by 2^−pos, where pos is the bit position its code will have in the word a lane assembles (exact: a power of 2);
-//   2. one warp per row; a row's codes are one contiguous b-bit stream (a half-group of 8 codes is b whole bytes), so
-//      lane l takes 4 consecutive columns per step (128 per warp step): it assembles their 4·b bits from ≤ 3 byte
-//      loads, masks each code in place (code·2^pos converts to float exactly, x̃ undoes the 2^pos) and loads x̃ as one
-//      coalesced float4. Every 4 steps each lane dequantizes (s, s·z) of one of the next 32 groups; the 4 lanes of a
-//      group get them by shuffles. y_r = Σ s·(q·x̃) − Σ_g s·z·xsum_g + the row's CSR outlier deltas, shuffle-reduced.
+// Fast path (wbits 2-4, float32 statistics), two launches per call:
+//   1. prepare, one thread per column: x' = x[perm] (zero past cols), xsum_g = Σ x' over each group, and x̃ = x' scaled
+//      by 2^−pos, pos = the bit position its code has in its half-group word (exact: a power of 2), swizzled so that a
+//      warp's load of "column j of every lane's chunk" is 32 consecutive floats;
+//   2. four rows per warp (SpqrMatVecRows4): lane l takes a chunk of 32 columns (two groups) per warp step and loads its
+//      32 x̃, the two groups' second-order planes and xsums once for the four rows (they share a β2 row group); per row
+//      it reads the chunk's 4·b code bytes as b words and the two stat fields (≤ 3 bytes), masks each code in place
+//      (code·2^pos converts to float exactly; x̃ undoes the 2^pos) and adds s·(Σ q·x̃ − z·xsum). K warps of a block split
+//      a row tile's warp steps (K chosen so about 16 warps per multiprocessor have work); their partial sums meet in
+//      shared memory. Then the rows' CSR outlier deltas · x', shuffle reduction. Shapes this path does not take
+//      (β2 % 4 ≠ 0, a row's code bytes not a multiple of 4, F > 8) use the earlier two-rows-per-warp kernel.
 // General path (any wbits, fp16-step layers): one warp per row, a lane per group, one code at a time.
 using ILGPU;
 using ILGPU.Runtime;
@@ -78,6 +81,10 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>? _spqrMatVec;
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepare;
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _spqrRows = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
+    /// <summary>Kernel choice for benchmarks: column splits K of the four-row kernel (0 = chosen by shape), or −1 for the
+    /// earlier two-row kernel.</summary>
+    public int SpqrColumnSplits { get; set; }
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrFast = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
 
     // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
@@ -100,11 +107,32 @@ public sealed partial class GpuKernels
         if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
         {
             _prepare ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(SpqrPrepareKernel);
-            var k = _spqrFast[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
-                d.WBits switch { 2 => SpqrMatVec2Kernel, 3 => SpqrMatVec3Kernel, _ => SpqrMatVec4Kernel });
             int blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
             int total = (d.Groups + (d.Groups & 1)) * 16;
+            bool rowsPath = SpqrColumnSplits >= 0 && d.QqGroupSize % SpqrRowsPerWarp == 0 && (d.RowBytes & 3) == 0 && d.StatBits <= 8;
             if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize);
+            if (rowsPath)
+            {
+                var kr = _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                    d.WBits switch { 2 => SpqrMatVecQ2Kernel, 3 => SpqrMatVecQ3Kernel, _ => SpqrMatVecQ4Kernel });
+                // K column splits: about 16 warps per multiprocessor (measured best on the H200: more warps of less work lose), each split ≥ 1 warp step
+                int wpb = Math.Max(1, Math.Min(8, _acc.MaxNumThreadsPerGroup / _acc.WarpSize));
+                int tiles = (d.Rows + SpqrRowsPerWarp - 1) / SpqrRowsPerWarp, steps = ((d.Groups + 1) / 2 + _acc.WarpSize - 1) / _acc.WarpSize;
+                int K = SpqrColumnSplits;
+                if (K == 0)
+                {
+                    K = 1;
+                    while (K * 2 <= wpb && K * 2 <= steps && (long)tiles * K * 2 <= 16L * Math.Max(1, _acc.NumMultiprocessors)) K *= 2;
+                }
+                K = Math.Clamp(K, 1, wpb);
+                while (wpb % K != 0) K--;
+                int tilesPerBlock = wpb / K;
+                kr(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * _acc.WarpSize), w.Codes.View, w.StatCodes.View, w.Planes.View,
+                   w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
+                return;
+            }
+            var k = _spqrFast[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
+                d.WBits switch { 2 => SpqrMatVec2Kernel, 3 => SpqrMatVec3Kernel, _ => SpqrMatVec4Kernel });
             k(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
               w.OutlierDeltas.View, scratch, y, d);
             return;
@@ -261,6 +289,150 @@ public sealed partial class GpuKernels
         acc0 = WarpSum(acc0);
         acc1 = WarpSum(acc1);
         if (Warp.IsFirstLane) { y[r0] = acc0; y[r1] = acc1; }
+    }
+
+    // Fast path, four rows per warp (see the file header). Eight rows per warp was measured too (H200, 2026-11-28):
+    // 45-105 µs against 27-57 µs for four, as fewer warps leave the device latency-bound.
+    private const int SpqrRowsPerWarp = 4;
+
+    private static void SpqrMatVecQ2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2);
+    private static void SpqrMatVecQ3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3);
+    private static void SpqrMatVecQ4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
+
+    // code k of a half-group word, left in place (code·2^(b·k), exact in float); b = 4 shifts code 7 out of the sign bit
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float Code(uint h, int k, int b, int m)
+        => b == 4 && k == 7 ? (int)(h >> 28) * 268435456f : (int)(h & (uint)(m << (b * k)));
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrMatVecRows4(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                        ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b)
+    {
+        // block = warpsPerBlock warps = (warpsPerBlock / K) tiles of 4 rows × K column splits; split j takes the warp steps
+        // j, j + K, j + 2K, …; the K partial sums of a row meet in shared memory
+        var red = SharedMemory.Allocate<float>(4 * 32);
+        int W = Warp.WarpSize, lane = Warp.LaneIdx, wpb = Group.DimX / W, wi = Warp.WarpIdx, split = wi % K;
+        int r0 = SpqrRowsPerWarp * (Grid.IdxX * (wpb / K) + wi / K);
+        bool live = r0 < d.Rows;
+        int rb = live ? r0 : 0;
+        int groups = d.Groups, padded = groups * 16;
+        int n = (d.Rows + d.QqGroupSize - 1) / d.QqGroupSize * groups, pg = rb / d.QqGroupSize * groups;
+        int xt = (padded + groups + 3) & ~3;
+        var u32 = codes.Cast<uint>();
+        float acc0 = 0; float acc1 = 0; float acc2 = 0; float acc3 = 0; 
+        int chunks = (groups + 1) / 2, steps = (chunks + W - 1) / W, last = d.Rows - 1;
+        for (int st = split; live && st < steps; st += K)
+        {
+            int u = st * W + lane;
+            if (u >= chunks) continue;
+            int xi = xt + st * LaneCols * W + lane;
+            float x0 = scratch[xi + 0 * W];
+            float x1 = scratch[xi + 1 * W];
+            float x2 = scratch[xi + 2 * W];
+            float x3 = scratch[xi + 3 * W];
+            float x4 = scratch[xi + 4 * W];
+            float x5 = scratch[xi + 5 * W];
+            float x6 = scratch[xi + 6 * W];
+            float x7 = scratch[xi + 7 * W];
+            float x8 = scratch[xi + 8 * W];
+            float x9 = scratch[xi + 9 * W];
+            float x10 = scratch[xi + 10 * W];
+            float x11 = scratch[xi + 11 * W];
+            float x12 = scratch[xi + 12 * W];
+            float x13 = scratch[xi + 13 * W];
+            float x14 = scratch[xi + 14 * W];
+            float x15 = scratch[xi + 15 * W];
+            float x16 = scratch[xi + 16 * W];
+            float x17 = scratch[xi + 17 * W];
+            float x18 = scratch[xi + 18 * W];
+            float x19 = scratch[xi + 19 * W];
+            float x20 = scratch[xi + 20 * W];
+            float x21 = scratch[xi + 21 * W];
+            float x22 = scratch[xi + 22 * W];
+            float x23 = scratch[xi + 23 * W];
+            float x24 = scratch[xi + 24 * W];
+            float x25 = scratch[xi + 25 * W];
+            float x26 = scratch[xi + 26 * W];
+            float x27 = scratch[xi + 27 * W];
+            float x28 = scratch[xi + 28 * W];
+            float x29 = scratch[xi + 29 * W];
+            float x30 = scratch[xi + 30 * W];
+            float x31 = scratch[xi + 31 * W];
+            int g0 = 2 * u, g1 = g0 + 1;
+            bool has1 = g1 < groups;
+            int i0 = pg + g0, i1 = has1 ? i0 + 1 : i0;
+            float ss0 = planes[i0], sz0 = planes[n + i0], zs0 = planes[2 * n + i0], zz0 = planes[3 * n + i0];
+            float ss1 = planes[i1], sz1 = planes[n + i1], zs1 = planes[2 * n + i1], zz1 = planes[3 * n + i1];
+            float xs0 = scratch[padded + g0], xs1 = has1 ? scratch[padded + g1] : 0f;
+            acc0 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 0, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
+            acc1 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 1, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
+            acc2 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 2, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
+            acc3 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 3, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
+        }
+        if (live && split == 0)
+        {
+            acc0 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 0, last));
+            acc1 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 1, last));
+            acc2 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 2, last));
+            acc3 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 3, last));
+        }
+        acc0 = WarpSum(acc0);
+        acc1 = WarpSum(acc1);
+        acc2 = WarpSum(acc2);
+        acc3 = WarpSum(acc3);
+        if (K > 1)
+        {
+            if (Warp.IsFirstLane) { red[4 * wi + 0] = acc0; red[4 * wi + 1] = acc1; red[4 * wi + 2] = acc2; red[4 * wi + 3] = acc3; }
+            Group.Barrier();
+            if (split == 0 && Warp.IsFirstLane)
+                for (int j = 1; j < K; j++) { acc0 += red[4 * (wi + j) + 0]; acc1 += red[4 * (wi + j) + 1]; acc2 += red[4 * (wi + j) + 2]; acc3 += red[4 * (wi + j) + 3]; }
+        }
+        if (live && split == 0 && Warp.IsFirstLane)
+        {
+            if (rb + 0 <= last) y[rb + 0] = acc0;
+            if (rb + 1 <= last) y[rb + 1] = acc1;
+            if (rb + 2 <= last) y[rb + 2] = acc2;
+            if (rb + 3 <= last) y[rb + 3] = acc3;
+        }
+    }
+
+    // this lane's share of row r's outlier deltas · x'
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float OutlierPart(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, int r)
+    {
+        float acc = 0;
+        for (int i = offsets[r] + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * scratch[(int)ocols[i]];
+        return acc;
+    }
+
+    // row r, chunk u (groups 2u, 2u + 1): s0·(dot0 − z0·xsum0) + s1·(dot1 − z1·xsum1) with this row's stat codes and the
+    // shared planes; RowBytes % 4 == 0 (the caller checks), so the chunk's 4·b bytes are b whole words
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float SpqrRowPart(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r, int u, int b, bool has1,
+                                     float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1,
+                                     float x0, float x1, float x2, float x3, float x4, float x5, float x6, float x7, float x8, float x9, float x10, float x11, float x12, float x13, float x14, float x15, float x16, float x17, float x18, float x19, float x20, float x21, float x22, float x23, float x24, float x25, float x26, float x27, float x28, float x29, float x30, float x31)
+    {
+        int q = (r * d.RowBytes + u * 4 * b) >> 2, m = (1 << b) - 1;
+        uint w0 = u32[q], w1 = u32[q + 1], w2 = b > 2 ? u32[q + 2] : 0u, w3 = b > 3 ? u32[q + 3] : 0u;
+        uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
+        uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
+        float dot0 = Code(h0, 0, b, m) * x0 + Code(h0, 1, b, m) * x1 + Code(h0, 2, b, m) * x2 + Code(h0, 3, b, m) * x3 + Code(h0, 4, b, m) * x4 + Code(h0, 5, b, m) * x5 + Code(h0, 6, b, m) * x6 + Code(h0, 7, b, m) * x7
+                   + Code(h1, 0, b, m) * x8 + Code(h1, 1, b, m) * x9 + Code(h1, 2, b, m) * x10 + Code(h1, 3, b, m) * x11 + Code(h1, 4, b, m) * x12 + Code(h1, 5, b, m) * x13 + Code(h1, 6, b, m) * x14 + Code(h1, 7, b, m) * x15;
+        float dot1 = Code(h2, 0, b, m) * x16 + Code(h2, 1, b, m) * x17 + Code(h2, 2, b, m) * x18 + Code(h2, 3, b, m) * x19 + Code(h2, 4, b, m) * x20 + Code(h2, 5, b, m) * x21 + Code(h2, 6, b, m) * x22 + Code(h2, 7, b, m) * x23
+                   + Code(h3, 0, b, m) * x24 + Code(h3, 1, b, m) * x25 + Code(h3, 2, b, m) * x26 + Code(h3, 3, b, m) * x27 + Code(h3, 4, b, m) * x28 + Code(h3, 5, b, m) * x29 + Code(h3, 6, b, m) * x30 + Code(h3, 7, b, m) * x31;
+        // both groups' F-bit fields: 2F ≤ 16 bits from bit 2uF of the row, within 3 bytes
+        int bit = r * d.StatRowBytes * 8 + u * 2 * d.StatBits, at = bit >> 3, sh = bit & 7, F = d.StatBits, qs = d.ScaleBits;
+        int v = (statCodes[at] | (statCodes[at + 1] << 8) | (statCodes[at + 2] << 16)) >> sh;
+        int f0 = v & ((1 << F) - 1), f1 = (v >> F) & ((1 << F) - 1);
+        float s0 = ss0 * ((f0 & ((1 << qs) - 1)) - sz0), z0 = zs0 * ((f0 >> qs) - zz0);
+        float s1 = ss1 * ((f1 & ((1 << qs) - 1)) - sz1), z1 = zs1 * ((f1 >> qs) - zz1);
+        return s0 * (dot0 - z0 * xs0) + (has1 ? s1 * (dot1 - z1 * xs1) : 0f);
     }
 
     private static void GatherKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> xp, int cols, int padded)

@@ -64,6 +64,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     [Theory]
     [InlineData(1, 1, 3, false)] [InlineData(33, 70, 3, false)] [InlineData(40, 300, 4, false)] [InlineData(17, 129, 2, false)]
     [InlineData(24, 96, 5, false)] [InlineData(9, 200, 8, false)] [InlineData(48, 160, 3, true)] [InlineData(20, 77, 4, true)]
+    [InlineData(50, 320, 3, false)] [InlineData(64, 512, 3, false)] [InlineData(23, 48, 2, false)]
     public void Spqr_matvec_matches_the_cpu_kernel(int rows, int cols, int wbits, bool fp16)
     {
         var acc = fx.Backend.Accelerator;
