@@ -122,9 +122,9 @@ public static class SpqrEncoder
     }
 
     /// <summary>Steps 1-4: permuted W (rows, cols) and U (cols, cols), d = diag U, and mean_j var(W[:, j]) / d_j².</summary>
-    private sealed record Prepared(float[] W, float[] U, float[] D, int[] Perm, double OutlierScale);
+    internal sealed record Prepared(float[] W, float[] U, float[] D, int[] Perm, double OutlierScale);
 
-    private static Prepared Prepare(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer)
+    internal static Prepared Prepare(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer)
     {
         o.Validate();
         if (W.Length != (long)rows * cols) throw new ArgumentException($"{layer}: W has {W.Length} values, expected {rows}x{cols}");
@@ -181,7 +181,7 @@ public static class SpqrEncoder
         return new Prepared(w, U, d, perm, acc / cols);
     }
 
-    private sealed class Stats(int groups, int rows, int rowGroups, bool qqScale, bool qqZero)
+    internal sealed class Stats(int groups, int rows, int rowGroups, bool qqScale, bool qqZero)
     {
         public readonly float[] Scale = new float[(long)groups * rows], Zero = new float[(long)groups * rows];
         public readonly byte[]? ScaleCodes = qqScale ? new byte[(long)groups * rows] : null, ZeroCodes = qqZero ? new byte[(long)groups * rows] : null;
@@ -194,7 +194,7 @@ public static class SpqrEncoder
     {
         int b1 = o.GroupSize, maxq = (1 << o.WBits) - 1;
         int groups = (cols + b1 - 1) / b1, rowGroups = (rows + o.QqGroupSize - 1) / o.QqGroupSize;
-        bool qqZero = o.QqZeroBits is { } qzb && (!o.RoundZero || qzb < o.WBits);
+        bool qqZero = QuantizesZeros(o);
         var st = new Stats(groups, rows, rowGroups, o.QqScaleBits is not null, qqZero);
         var codes = new byte[(long)rows * cols];
         var outlier = new bool[(long)rows * cols];
@@ -257,7 +257,18 @@ public static class SpqrEncoder
             }
         }
 
-        // outliers in (row, permuted column) order; Ŵ back in the original column order
+        return Assemble(w, codes, outlier, st, rows, cols, perm, o, threshold, sw);
+    }
+
+    /// <summary>Whether the zero points get second-order (qq) statistics under these options.</summary>
+    internal static bool QuantizesZeros(SpqrOptions o) => o.QqZeroBits is { } qzb && (!o.RoundZero || qzb < o.WBits);
+
+    /// <summary>The result record from the column loop's outputs: w = Ŵ (rows, cols) in permuted column order, codes and
+    /// the outlier mask (rows, cols), statistics; outliers listed in (row, permuted column) order, Ŵ returned in the
+    /// original column order.</summary>
+    internal static SpqrLayerResult Assemble(float[] w, byte[] codes, bool[] outlier, Stats st, int rows, int cols, int[] perm, SpqrOptions o,
+                                             double threshold, System.Diagnostics.Stopwatch sw)
+    {
         var oRows = new List<int>(); var oCols = new List<int>(); var oVals = new List<float>();
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++)
@@ -347,7 +358,7 @@ public static class SpqrEncoder
         int b2 = o.QqGroupSize, rowGroups = (rows + b2 - 1) / b2;
         if (o.QqScaleBits is { } qsb) QuantizeStat(scale, rows, b2, qsb, g, rowGroups, st.ScaleCodes!, st.SS!, st.SZ!, o.StorageExact);
         else if (o.StorageExact) for (int r = 0; r < rows; r++) scale[r] = (float)(Half)scale[r];
-        bool qqZero = o.QqZeroBits is { } qzb0 && (!o.RoundZero || qzb0 < o.WBits);
+        bool qqZero = QuantizesZeros(o);
         if (qqZero) QuantizeStat(zero, rows, b2, o.QqZeroBits!.Value, g, rowGroups, st.ZeroCodes!, st.ZS!, st.ZZ!, o.StorageExact);
         else if (o.StorageExact) for (int r = 0; r < rows; r++) zero[r] = (float)(Half)zero[r];
         Array.Copy(scale, 0, st.Scale, (long)g * rows, rows);

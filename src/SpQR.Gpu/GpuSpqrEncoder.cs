@@ -1,0 +1,70 @@
+// SpQR encoding of one linear layer with the column loop and the lazy block updates on the device (kernels in
+// GpuKernels.Encode.cs). The permutation, damping and the float64 Cholesky factor of H⁻¹ are the CPU encoder's own
+// (SpqrEncoder.Prepare: one O(cols³) factorization per layer); W and U are uploaded once, and per block of β1-aligned
+// columns the device runs the column loop and then the GEMM that feeds the block's errors into the later columns. The
+// result is the CPU encoder's record (SpqrEncoder.Assemble), so packing, files and decoding are shared.
+using System.Diagnostics;
+using ILGPU;
+using ILGPU.Runtime;
+using SpQR.Quant.Encode;
+
+namespace SpQR.Gpu;
+
+public static class GpuSpqrEncoder
+{
+    /// <summary>Whether the device encoder handles these options (β1 ≤ 32, β2 within a block; a fixed τ, no budget search).</summary>
+    public static bool Supports(GpuBackend gpu, SpqrOptions o)
+        => o.GroupSize <= GpuKernels.EncodeMaxGroupSize && gpu.Kernels.EncodeThreads(o.QqGroupSize) > 0 && o.OutlierBudget is null;
+
+    /// <summary>Quantizes W (rows, cols) with H (cols, cols) on the device; same result record as <see cref="SpqrEncoder.Quantize(ReadOnlySpan{float}, ReadOnlySpan{double}, int, int, SpqrOptions, string)"/>.</summary>
+    public static SpqrLayerResult Quantize(GpuBackend gpu, ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer = "layer")
+    {
+        var sw = Stopwatch.StartNew();
+        o.Validate();
+        if (!Supports(gpu, o))
+            throw new NotSupportedException($"{layer}: the device encoder needs groupsize ≤ {GpuKernels.EncodeMaxGroupSize}, qq_groupsize ≤ " +
+                                            $"{gpu.Kernels.EncodeThreads(1)} and a fixed outlier threshold (no budget); got groupsize {o.GroupSize}, " +
+                                            $"qq_groupsize {o.QqGroupSize}, budget {o.OutlierBudget}");
+        var p = SpqrEncoder.Prepare(W, H, rows, cols, o, layer);
+        double threshold = o.OutlierThreshold is { } tau ? tau * p.OutlierScale : double.PositiveInfinity;
+
+        int b1 = o.GroupSize, groups = (cols + b1 - 1) / b1, rowGroups = (rows + o.QqGroupSize - 1) / o.QqGroupSize;
+        bool qqScale = o.QqScaleBits is not null, qqZero = SpqrEncoder.QuantizesZeros(o);
+        int bs = b1 >= o.BlockSize ? b1 : o.BlockSize / b1 * b1;
+        var acc = gpu.Accelerator;
+        var k = gpu.Kernels;
+        using var dW = acc.Allocate1D(p.W);
+        using var dU = acc.Allocate1D(p.U);
+        using var dD = acc.Allocate1D(p.D);
+        using var dErr = acc.Allocate1D<float>((long)bs * rows);
+        using var dCodes = acc.Allocate1D<byte>((long)rows * cols);
+        using var dOut = acc.Allocate1D<byte>((long)rows * cols);
+        using var dStats = acc.Allocate1D<float>(2L * groups * rows);
+        using var dQ = acc.Allocate1D<byte>(2L * groups * rows);
+        using var dPlanes = acc.Allocate1D<float>(4L * groups * rowGroups);
+        var a = new EncodeArgs
+        {
+            Rows = rows, Cols = cols, GroupSize = b1, MaxQ = (1 << o.WBits) - 1, ScaleBits = o.QqScaleBits ?? 0, ZeroBits = qqZero ? o.QqZeroBits!.Value : 0,
+            QqGroupSize = o.QqGroupSize, RowGroups = rowGroups, Groups = groups, RoundZero = o.RoundZero ? 1 : 0, StorageExact = o.StorageExact ? 1 : 0,
+            Loo = !o.SimplifiedOutliers && !double.IsPositiveInfinity(threshold) ? 1 : 0, Threshold = threshold,
+        };
+        for (int b0 = 0; b0 < cols; b0 += bs)
+        {
+            a.B0 = b0; a.Nb = Math.Min(bs, cols - b0);
+            k.EncodeBlock(dW.View, dU.View, dD.View, dErr.View, dCodes.View, dOut.View, dStats.View, dQ.View, dPlanes.View, a);
+            k.LazyUpdate(dW.View, dU.View, dErr.View, rows, cols, b0, a.Nb);
+        }
+        acc.Synchronize();
+
+        var w = dW.GetAsArray1D();
+        var codes = dCodes.GetAsArray1D();
+        var outlier = Array.ConvertAll(dOut.GetAsArray1D(), b => b != 0);
+        var st = new SpqrEncoder.Stats(groups, rows, rowGroups, qqScale, qqZero);
+        var stats = dStats.GetAsArray1D(); var q = dQ.GetAsArray1D(); var planes = dPlanes.GetAsArray1D();
+        long nG = (long)groups * rows, nP = (long)groups * rowGroups;
+        Array.Copy(stats, 0, st.Scale, 0, nG); Array.Copy(stats, nG, st.Zero, 0, nG);
+        if (qqScale) { Array.Copy(q, 0, st.ScaleCodes!, 0, nG); Array.Copy(planes, 0, st.SS!, 0, nP); Array.Copy(planes, nP, st.SZ!, 0, nP); }
+        if (qqZero) { Array.Copy(q, nG, st.ZeroCodes!, 0, nG); Array.Copy(planes, 2 * nP, st.ZS!, 0, nP); Array.Copy(planes, 3 * nP, st.ZZ!, 0, nP); }
+        return SpqrEncoder.Assemble(w, codes, outlier, st, rows, cols, p.Perm, o, threshold, sw);
+    }
+}

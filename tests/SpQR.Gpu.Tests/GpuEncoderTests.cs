@@ -1,0 +1,98 @@
+// The device SpQR encoder (GpuSpqrEncoder) against the CPU encoder and against the authors' reference on the layer
+// fixtures, with the tolerances the CPU encoder meets there; on ILGPU's CPU accelerator in CI (SPQR_DEVICE=gpu: CUDA).
+using SpQR.Quant.Encode;
+using SpQR.Tensors.IO;
+using SpQR.TestUtil;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace SpQR.Gpu.Tests;
+
+public class GpuEncoderTests(BackendFixture fx, ITestOutputHelper output) : IClassFixture<BackendFixture>
+{
+    private static readonly SpqrOptions FixtureOptions = new()
+    {
+        WBits = 3, GroupSize = 16, QqScaleBits = 3, QqZeroBits = 3, QqGroupSize = 4, OutlierThreshold = 0.2,
+        PermutationOrder = PermutationOrder.ActOrder, PercDamp = 1.0, BlockSize = 128, StorageExact = false,
+    };
+
+    [SharedTheory]
+    [InlineData("layer1.self_attn.q_proj")]
+    [InlineData("layer1.mlp.down_proj")]
+    public void Matches_the_reference_implementation(string layer)
+    {
+        using var f = SafetensorsFile.Open(Fixtures.Path("fixtures", "spqr-layer", layer + ".safetensors"));
+        var W = f.Get("W").AsReadOnlySpan<float>().ToArray();
+        int rows = (int)f.Entry("W").Shape[0], cols = (int)f.Entry("W").Shape[1];
+        var H = f.Get("H").AsReadOnlySpan<float>().ToArray().Select(x => (double)x).ToArray();
+        var refHat = f.Get("W_hat").AsReadOnlySpan<float>().ToArray();
+        var refMask = f.Get("outlier_mask_permuted").AsReadOnlySpan<byte>().ToArray();
+
+        var r = GpuSpqrEncoder.Quantize(fx.Backend, W, H, rows, cols, FixtureOptions, layer);
+        Assert.Equal(f.Get("perm").ToInt32Array(), r.Permutation);
+        var mask = new bool[rows * cols];
+        for (int i = 0; i < r.OutlierRows.Length; i++) mask[r.OutlierRows[i] * cols + r.OutlierCols[i]] = true;
+        int refCount = refMask.Count(m => m != 0), both = 0, either = 0;
+        for (int i = 0; i < mask.Length; i++) { both += mask[i] && refMask[i] != 0 ? 1 : 0; either += mask[i] || refMask[i] != 0 ? 1 : 0; }
+        double jaccard = either == 0 ? 1 : (double)both / either;
+        double num = 0, den = 0;
+        for (int i = 0; i < W.Length; i++) { num += Math.Pow(r.Dequantized[i] - refHat[i], 2); den += (double)W[i] * W[i]; }
+        double relDiff = Math.Sqrt(num / den);
+        double err = LayerError.HWeighted(W, r.Dequantized, H, rows, cols), refErr = LayerError.HWeighted(W, refHat, H, rows, cols);
+        output.WriteLine($"{layer} (device): outliers {r.OutlierRows.Length} vs {refCount}, Jaccard {jaccard:F4}, |Ŵ-Ŵref|/|W| {relDiff:E2}, H-error {err:G6} vs {refErr:G6}");
+        Assert.InRange(r.OutlierRows.Length, refCount * 0.98, refCount * 1.02);
+        Assert.True(jaccard >= 0.95, $"outlier mask Jaccard {jaccard}");
+        Assert.True(relDiff <= 1e-3, $"relative difference of Ŵ {relDiff}");
+        Assert.InRange(err, refErr * 0.99, refErr * 1.01);
+    }
+
+    public static TheoryData<string> Recipes => ["spqr", "spqr-fp16-storage", "simplified", "round-zero", "gptq", "w4-beta2-16"];
+
+    private static SpqrOptions Recipe(string name) => name switch
+    {
+        "spqr" => new SpqrOptions { StorageExact = false },
+        "spqr-fp16-storage" => new SpqrOptions(),
+        "simplified" => new SpqrOptions { SimplifiedOutliers = true, OutlierThreshold = 0.1 },
+        "round-zero" => new SpqrOptions { RoundZero = true, QqZeroBits = 3 },
+        "gptq" => SpqrOptions.Gptq(3),
+        "w4-beta2-16" => new SpqrOptions { WBits = 4, QqGroupSize = 16, BlockSize = 32 },
+        _ => throw new ArgumentException(name),
+    };
+
+    // Same float operations in the same order as the CPU encoder: the results agree to the last code except where a
+    // value sits on a rounding boundary (ptxas may fuse a multiply-add the CPU rounds twice); the errors agree to 0.5%.
+    [Theory]
+    [MemberData(nameof(Recipes))]
+    public void Matches_the_cpu_encoder(string recipe)
+    {
+        int rows = 72, cols = 200; // ragged: 200 = 12.5 groups, 72 rows = 4.5 row groups of 16
+        var o = Recipe(recipe);
+        var W = TestData.Uniform(rows * cols, 3);
+        for (int i = 0; i < W.Length; i += 97) W[i] *= 8; // scattered large weights
+        var X = TestData.Uniform(4 * cols * cols / 8, 4);
+        int n = X.Length / cols;
+        var H = new double[cols * cols];
+        for (int s = 0; s < n; s++)
+            for (int i = 0; i < cols; i++)
+                for (int j = 0; j < cols; j++) H[i * cols + j] += 2.0 / n * (X[s * cols + i] + 0.5 * X[s * cols + (i + 1) % cols]) * (X[s * cols + j] + 0.5 * X[s * cols + (j + 1) % cols]);
+        var cpu = SpqrEncoder.Quantize(W, H, rows, cols, o, recipe);
+        var gpu = GpuSpqrEncoder.Quantize(fx.Backend, W, H, rows, cols, o, recipe);
+        int same = 0;
+        for (int i = 0; i < cpu.Codes.Length; i++) same += cpu.Codes[i] == gpu.Codes[i] ? 1 : 0;
+        double eCpu = LayerError.HWeighted(W, cpu.Dequantized, H, rows, cols), eGpu = LayerError.HWeighted(W, gpu.Dequantized, H, rows, cols);
+        output.WriteLine($"{recipe}: codes equal {same}/{cpu.Codes.Length}, outliers {gpu.OutlierRows.Length} vs {cpu.OutlierRows.Length}, H-error {eGpu:G6} vs {eCpu:G6}");
+        Assert.True(same >= 0.99 * cpu.Codes.Length, $"{recipe}: only {same} of {cpu.Codes.Length} codes equal the CPU encoder's");
+        Assert.InRange(eGpu, eCpu * 0.995, eCpu * 1.005);
+        Assert.InRange(gpu.OutlierRows.Length, cpu.OutlierRows.Length * 0.95 - 2, cpu.OutlierRows.Length * 1.05 + 2);
+        Assert.Equal(cpu.ScaleCodes is null, gpu.ScaleCodes is null);
+        Assert.Equal(cpu.ZeroCodes is null, gpu.ZeroCodes is null);
+    }
+
+    [Fact]
+    public void Budget_search_and_wide_groups_are_refused_with_a_message()
+    {
+        var e = Assert.Throws<NotSupportedException>(() => GpuSpqrEncoder.Quantize(fx.Backend, new float[64], new double[64], 1, 8, new SpqrOptions { OutlierBudget = 0.01 }, "q_proj"));
+        Assert.Contains("q_proj", e.Message);
+        Assert.Contains("budget", e.Message);
+    }
+}
