@@ -149,6 +149,43 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         foreach (var g in layers) g.Dispose();
     }
 
+// The encoder: one layer at the paper's recipe (w3, β1 = β2 = 16, 3-bit statistics, τ 0.2, act_order), H = 2/N XᵀX of
+// 8192 correlated samples accumulated on the device; the device encoder against the CPU encoder on this host (same W, H).
+if (choice != DeviceChoice.Cpu && !args.Contains("noencode"))
+{
+    var opts = new SpQR.Quant.Encode.SpqrOptions();
+    { var wq = Enumerable.Range(0, 64 * 64).Select(i => (float)Math.Sin(i)).ToArray(); var hq = new double[64 * 64]; for (int i = 0; i < 64; i++) hq[i * 65] = 1; SpQR.Gpu.GpuSpqrEncoder.Quantize(backend, wq, hq, 64, 64, opts); } // kernels compiled
+    Console.WriteLine("encode,shape,hessian_s,gpu_total_s,gpu_prepare_cpu_s,gpu_device_s,gpu_assemble_s,cpu_encoder_s,codes_equal,outliers_gpu,outliers_cpu,rel_diff_w_hat");
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096) })
+    {
+        var rng = new Random(rows + cols);
+        int samples = 8192;
+        var X = new float[(long)samples * cols];
+        var colScale = Enumerable.Range(0, cols).Select(c => c % 7 == 0 ? 4f : 1f).ToArray();
+        for (int t = 0; t < samples; t++)
+        {
+            float prev = 0;
+            for (int c = 0; c < cols; c++) { float v = (float)(rng.NextDouble() * 2 - 1) * colScale[c] + 0.5f * prev; X[(long)t * cols + c] = v; prev = v; }
+        }
+        var swH = Stopwatch.StartNew();
+        double[] H;
+        using (var hacc = new SpQR.Gpu.GpuHessianAccumulator(backend, cols))
+        {
+            for (int s0 = 0; s0 < samples; s0 += 2048) hacc.AddSequence(X.AsSpan(s0 * cols, 2048 * cols), 2048);
+            H = hacc.Hessian();
+        }
+        double tH = swH.Elapsed.TotalSeconds;
+        var W = new float[(long)rows * cols];
+        for (long i = 0; i < W.Length; i++) W[i] = (float)(rng.NextDouble() - 0.5) * (i % 131 == 0 ? 10f : 1f);
+        var g = SpQR.Gpu.GpuSpqrEncoder.Quantize(backend, W, H, rows, cols, opts, "layer", out var tm);
+        var cq = SpQR.Quant.Encode.SpqrEncoder.Quantize(W, H, rows, cols, opts, "layer");
+        long same = 0; double num = 0, den = 0;
+        for (long i = 0; i < cq.Codes.Length; i++) same += cq.Codes[i] == g.Codes[i] ? 1 : 0;
+        for (long i = 0; i < W.Length; i++) { num += Math.Pow(g.Dequantized[i] - cq.Dequantized[i], 2); den += (double)W[i] * W[i]; }
+        Console.WriteLine($"encode,{rows}x{cols},{tH:F2},{g.Seconds:F2},{tm.PrepareSeconds:F2},{tm.DeviceSeconds:F2},{tm.AssembleSeconds:F2},{cq.Seconds:F2},{(double)same / cq.Codes.Length:F6},{g.OutlierRows.Length},{cq.OutlierRows.Length},{Math.Sqrt(num / den):E2}");
+    }
+}
+
 // The device decoders against the CPU model on small random models, 8 tokens each: LLaMA with GQA, Falcon-7B style
 // (multi-query, parallel attention, one norm), Falcon-40B style (grouped qkv, ln_attn + ln_mlp, biases).
 {

@@ -7,6 +7,8 @@
 //     the same order, as the CPU encoder (round half to even, fused multiply-add in the update).
 //   LazyUpdate — W[:, b0+nb :] += (−E) · U[b0 : b0+nb, b0+nb :], E = the block's errors (nb, rows) column-major: each
 //     thread sums its 4×4 tile over k in order from zero with FMAs, then adds the sum to W (the CPU GEMM's order).
+//   HessianAccumulate — Σ += Xᵀ·X for T tokens X (T, cols): float32 sums of a 4×4 tile over the tokens, added to the
+//     float64 Σ (HessianAccumulator's precision: float32 GEMM blocks, float64 running sum).
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -27,6 +29,50 @@ public sealed partial class GpuKernels
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, EncodeArgs>? _encodeBlock;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _lazyUpdate;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<double>, int, int>? _hessian;
+
+    /// <summary>sum (cols, cols) += Xᵀ·X, X (T, cols) row-major.</summary>
+    public void HessianAccumulate(ArrayView<float> X, int T, int cols, ArrayView<double> sum)
+    {
+        if (X.Length < (long)T * cols) throw new ArgumentException($"X holds {X.Length} values, expected {T}x{cols}");
+        if (sum.Length < (long)cols * cols) throw new ArgumentException($"the Hessian sum holds {sum.Length} values, expected {cols}x{cols}");
+        _hessian ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<double>, int, int>(HessianKernel);
+        int tiles = ((cols + 3) / 4) * ((cols + 3) / 4), blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _hessian(new KernelConfig((tiles + blk - 1) / blk, blk), X, sum, T, cols);
+    }
+
+    private static void HessianKernel(ArrayView<float> X, ArrayView<double> sum, int T, int cols)
+    {
+        int ct = (cols + 3) / 4, t = Grid.GlobalIndex.X;
+        int i0 = t / ct * 4, j0 = t % ct * 4;
+        if (i0 >= cols) return;
+        int iA = Math.Min(cols - 1, i0 + 1), iB = Math.Min(cols - 1, i0 + 2), iC = Math.Min(cols - 1, i0 + 3);
+        int jA = Math.Min(cols - 1, j0), jB = Math.Min(cols - 1, j0 + 1), jC = Math.Min(cols - 1, j0 + 2), jD = Math.Min(cols - 1, j0 + 3);
+        float a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+        float a20 = 0, a21 = 0, a22 = 0, a23 = 0, a30 = 0, a31 = 0, a32 = 0, a33 = 0;
+        for (int k = 0; k < T; k++)
+        {
+            long xk = (long)k * cols;
+            float e0 = X[xk + i0], e1 = X[xk + iA], e2 = X[xk + iB], e3 = X[xk + iC];
+            float u0 = X[xk + jA], u1 = X[xk + jB], u2 = X[xk + jC], u3 = X[xk + jD];
+            a00 = Fma(e0, u0, a00); a01 = Fma(e0, u1, a01); a02 = Fma(e0, u2, a02); a03 = Fma(e0, u3, a03);
+            a10 = Fma(e1, u0, a10); a11 = Fma(e1, u1, a11); a12 = Fma(e1, u2, a12); a13 = Fma(e1, u3, a13);
+            a20 = Fma(e2, u0, a20); a21 = Fma(e2, u1, a21); a22 = Fma(e2, u2, a22); a23 = Fma(e2, u3, a23);
+            a30 = Fma(e3, u0, a30); a31 = Fma(e3, u1, a31); a32 = Fma(e3, u2, a32); a33 = Fma(e3, u3, a33);
+        }
+        AddRowD(sum, (long)i0 * cols, j0, cols, a00, a01, a02, a03);
+        if (i0 + 1 < cols) AddRowD(sum, (long)(i0 + 1) * cols, j0, cols, a10, a11, a12, a13);
+        if (i0 + 2 < cols) AddRowD(sum, (long)(i0 + 2) * cols, j0, cols, a20, a21, a22, a23);
+        if (i0 + 3 < cols) AddRowD(sum, (long)(i0 + 3) * cols, j0, cols, a30, a31, a32, a33);
+    }
+
+    private static void AddRowD(ArrayView<double> s, long row, int j0, int n, float v0, float v1, float v2, float v3)
+    {
+        s[row + j0] += v0;
+        if (j0 + 1 < n) s[row + j0 + 1] += v1;
+        if (j0 + 2 < n) s[row + j0 + 2] += v2;
+        if (j0 + 3 < n) s[row + j0 + 3] += v3;
+    }
 
     /// <summary>Threads per block of the encoder: whole row groups (β2 | threads), at most 128.</summary>
     public int EncodeThreads(int qqGroupSize)
@@ -55,6 +101,17 @@ public sealed partial class GpuKernels
         _lazyUpdate ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(LazyUpdateKernel);
         int tiles = ((rows + 3) / 4) * ((n + 3) / 4), blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _lazyUpdate(new KernelConfig((tiles + blk - 1) / blk, blk), w, u, err, rows, cols, b0, nb);
+    }
+
+    // a·b + c rounded once. MathF.FusedMultiplyAdd has no ILGPU intrinsic (even an unused call leaves an extern the
+    // driver's JIT rejects), so CUDA gets fma.rn.f32 inline and other accelerators the exact float product in double
+    // plus c (rounded twice, double then float: differs from a true FMA only in rare ties)
+    private static float Fma(float a, float b, float c)
+    {
+        if (!ILGPU.Runtime.Cuda.CudaAsm.IsSupported) return (float)((double)a * b + c);
+        float r = 0;
+        ILGPU.Runtime.Cuda.CudaAsm.Emit("fma.rn.f32 %0, %1, %2, %3;", out r, a, b, c);
+        return r;
     }
 
     // torch.round: nearest, half to even (x − floor x is exact for |x| < 2^23; larger values are clamped by the callers)
@@ -199,7 +256,7 @@ public sealed partial class GpuKernels
             w[row + c] = xh;
             err[(long)k * a.Rows + r] = ei;
             long ur = (long)c * a.Cols;
-            for (int j = c + 1; j < a.B0 + a.Nb; j++) w[row + j] = MathF.FusedMultiplyAdd(-u[ur + j], ei, w[row + j]);
+            for (int j = c + 1; j < a.B0 + a.Nb; j++) w[row + j] = Fma(-u[ur + j], ei, w[row + j]);
         }
     }
 
@@ -220,10 +277,10 @@ public sealed partial class GpuKernels
             long ek = (long)k * rows, uk = (long)(b0 + k) * cols;
             float e0 = -err[ek + r0], e1 = -err[ek + rA], e2 = -err[ek + rB], e3 = -err[ek + rC];
             float u0 = u[uk + jA], u1 = u[uk + jB], u2 = u[uk + jC], u3 = u[uk + jD];
-            a00 = MathF.FusedMultiplyAdd(e0, u0, a00); a01 = MathF.FusedMultiplyAdd(e0, u1, a01); a02 = MathF.FusedMultiplyAdd(e0, u2, a02); a03 = MathF.FusedMultiplyAdd(e0, u3, a03);
-            a10 = MathF.FusedMultiplyAdd(e1, u0, a10); a11 = MathF.FusedMultiplyAdd(e1, u1, a11); a12 = MathF.FusedMultiplyAdd(e1, u2, a12); a13 = MathF.FusedMultiplyAdd(e1, u3, a13);
-            a20 = MathF.FusedMultiplyAdd(e2, u0, a20); a21 = MathF.FusedMultiplyAdd(e2, u1, a21); a22 = MathF.FusedMultiplyAdd(e2, u2, a22); a23 = MathF.FusedMultiplyAdd(e2, u3, a23);
-            a30 = MathF.FusedMultiplyAdd(e3, u0, a30); a31 = MathF.FusedMultiplyAdd(e3, u1, a31); a32 = MathF.FusedMultiplyAdd(e3, u2, a32); a33 = MathF.FusedMultiplyAdd(e3, u3, a33);
+            a00 = Fma(e0, u0, a00); a01 = Fma(e0, u1, a01); a02 = Fma(e0, u2, a02); a03 = Fma(e0, u3, a03);
+            a10 = Fma(e1, u0, a10); a11 = Fma(e1, u1, a11); a12 = Fma(e1, u2, a12); a13 = Fma(e1, u3, a13);
+            a20 = Fma(e2, u0, a20); a21 = Fma(e2, u1, a21); a22 = Fma(e2, u2, a22); a23 = Fma(e2, u3, a23);
+            a30 = Fma(e3, u0, a30); a31 = Fma(e3, u1, a31); a32 = Fma(e3, u2, a32); a33 = Fma(e3, u3, a33);
         }
         AddRow(w, (long)r0 * cols, j0, n, c0, a00, a01, a02, a03);
         if (r0 + 1 < rows) AddRow(w, (long)(r0 + 1) * cols, j0, n, c0, a10, a11, a12, a13);

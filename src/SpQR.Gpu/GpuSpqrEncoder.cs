@@ -10,6 +10,54 @@ using SpQR.Quant.Encode;
 
 namespace SpQR.Gpu;
 
+/// <summary>Where a device encode spent its time: permutation, damping and Cholesky on the CPU; the device loop (upload,
+/// column loops, GEMMs, download); building the result record.</summary>
+public readonly record struct GpuEncodeTimings(double PrepareSeconds, double DeviceSeconds, double AssembleSeconds);
+
+/// <summary>H = 2/N Σ x xᵀ accumulated on the device (HessianAccumulator's contract and precision).</summary>
+public sealed class GpuHessianAccumulator : IDisposable
+{
+    private readonly GpuBackend _gpu;
+    private readonly MemoryBuffer1D<double, Stride1D.Dense> _sum;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _x;
+    public int Columns { get; }
+    public int Sequences { get; private set; }
+
+    public GpuHessianAccumulator(GpuBackend gpu, int columns)
+    {
+        _gpu = gpu; Columns = columns;
+        _sum = gpu.Accelerator.Allocate1D<double>((long)columns * columns);
+        _sum.MemSetToZero();
+    }
+
+    /// <summary>X (T, cols): inputs of T tokens (one sequence, or a chunk of one).</summary>
+    public void AddTokens(ReadOnlySpan<float> X, int T)
+    {
+        long n = (long)T * Columns;
+        if (X.Length < n) throw new ArgumentException($"X holds {X.Length} values, expected {T}x{Columns}");
+        if (_x is null || _x.Length < n) { _x?.Dispose(); _x = _gpu.Accelerator.Allocate1D<float>(n); }
+        _x.View.SubView(0, n).CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(X), n);
+        _gpu.Kernels.HessianAccumulate(_x.View, T, Columns, _sum.View);
+    }
+
+    public void CountSequence() => Sequences++;
+
+    public void AddSequence(ReadOnlySpan<float> X, int T) { AddTokens(X, T); CountSequence(); }
+
+    /// <summary>H (cols, cols) = 2/N Σ x xᵀ.</summary>
+    public double[] Hessian()
+    {
+        if (Sequences == 0) throw new InvalidOperationException("no calibration data reached this layer");
+        _gpu.Accelerator.Synchronize();
+        var h = _sum.GetAsArray1D();
+        double f = 2.0 / Sequences;
+        for (long i = 0; i < h.Length; i++) h[i] *= f;
+        return h;
+    }
+
+    public void Dispose() { _sum.Dispose(); _x?.Dispose(); }
+}
+
 public static class GpuSpqrEncoder
 {
     /// <summary>Whether the device encoder handles these options (β1 ≤ 32, β2 within a block; a fixed τ, no budget search).</summary>
@@ -18,6 +66,10 @@ public static class GpuSpqrEncoder
 
     /// <summary>Quantizes W (rows, cols) with H (cols, cols) on the device; same result record as <see cref="SpqrEncoder.Quantize(ReadOnlySpan{float}, ReadOnlySpan{double}, int, int, SpqrOptions, string)"/>.</summary>
     public static SpqrLayerResult Quantize(GpuBackend gpu, ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer = "layer")
+        => Quantize(gpu, W, H, rows, cols, o, layer, out _);
+
+    public static SpqrLayerResult Quantize(GpuBackend gpu, ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer,
+                                           out GpuEncodeTimings timings)
     {
         var sw = Stopwatch.StartNew();
         o.Validate();
@@ -27,6 +79,7 @@ public static class GpuSpqrEncoder
                                             $"qq_groupsize {o.QqGroupSize}, budget {o.OutlierBudget}");
         var p = SpqrEncoder.Prepare(W, H, rows, cols, o, layer);
         double threshold = o.OutlierThreshold is { } tau ? tau * p.OutlierScale : double.PositiveInfinity;
+        double tPrepare = sw.Elapsed.TotalSeconds;
 
         int b1 = o.GroupSize, groups = (cols + b1 - 1) / b1, rowGroups = (rows + o.QqGroupSize - 1) / o.QqGroupSize;
         bool qqScale = o.QqScaleBits is not null, qqZero = SpqrEncoder.QuantizesZeros(o);
@@ -65,6 +118,9 @@ public static class GpuSpqrEncoder
         Array.Copy(stats, 0, st.Scale, 0, nG); Array.Copy(stats, nG, st.Zero, 0, nG);
         if (qqScale) { Array.Copy(q, 0, st.ScaleCodes!, 0, nG); Array.Copy(planes, 0, st.SS!, 0, nP); Array.Copy(planes, nP, st.SZ!, 0, nP); }
         if (qqZero) { Array.Copy(q, nG, st.ZeroCodes!, 0, nG); Array.Copy(planes, 2 * nP, st.ZS!, 0, nP); Array.Copy(planes, 3 * nP, st.ZZ!, 0, nP); }
-        return SpqrEncoder.Assemble(w, codes, outlier, st, rows, cols, p.Perm, o, threshold, sw);
+        double tDevice = sw.Elapsed.TotalSeconds - tPrepare;
+        var result = SpqrEncoder.Assemble(w, codes, outlier, st, rows, cols, p.Perm, o, threshold, sw);
+        timings = new GpuEncodeTimings(tPrepare, tDevice, sw.Elapsed.TotalSeconds - tPrepare - tDevice);
+        return result;
     }
 }

@@ -89,6 +89,26 @@ public class GpuEncoderTests(BackendFixture fx, ITestOutputHelper output) : ICla
     }
 
     [Fact]
+    public void Hessian_accumulates_like_the_cpu()
+    {
+        int cols = 50;
+        var cpu = new HessianAccumulator(cols);
+        using var gpu = new GpuHessianAccumulator(fx.Backend, cols);
+        foreach (var (T, seed) in new[] { (37, 1), (5, 2), (64, 3) })
+        {
+            var X = TestData.Uniform(T * cols, seed);
+            cpu.AddSequence(X, T);
+            gpu.AddSequence(X, T);
+        }
+        var e = cpu.Hessian(); var a = gpu.Hessian();
+        double worst = 0, scale = e.Max(Math.Abs);
+        for (int i = 0; i < e.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - e[i]));
+        Assert.True(worst <= 1e-6 * scale, $"device Hessian differs by {worst} (scale {scale})");
+        using var empty = new GpuHessianAccumulator(fx.Backend, 3);
+        Assert.Throws<InvalidOperationException>(() => empty.Hessian());
+    }
+
+    [Fact]
     public void Budget_search_and_wide_groups_are_refused_with_a_message()
     {
         var e = Assert.Throws<NotSupportedException>(() => GpuSpqrEncoder.Quantize(fx.Backend, new float[64], new double[64], 1, 8, new SpqrOptions { OutlierBudget = 0.01 }, "q_proj"));
