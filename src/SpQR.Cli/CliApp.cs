@@ -71,9 +71,10 @@ public static class CliApp
         var blocksize = new Option<int>("--blocksize") { DefaultValueFactory = _ => 128 };
         var trueSeq = new Option<bool>("--true-sequential") { Description = "quantize q/k/v, o, gate/up, down in turn (default on)", DefaultValueFactory = _ => true };
         var simplified = new Option<bool>("--simplified-outliers");
+        var encodeDevice = new Option<string>("--device") { Description = "where each linear is encoded: cpu, gpu (CUDA through ILGPU: column loop and block updates on the device; fails without one) or auto", DefaultValueFactory = _ => "cpu" };
         var format = new Option<string?>("--format") { Description = "spqr (compressed, docs/formats/spqr.md; the default for spqr and gptq) or dequantized (F32 Ŵ + codes beside; the default and only choice for rtn)" };
         var quantize = new Command("quantize", "quantize a model layer by layer (SpQR, GPTQ or RTN)")
-        { model, tokenizer, outPath, calib, calibText, nsamples, qseqlen, seed, method, wbits, groupsize, qqScale, qqZero, qqGroup, tau, budget, order, percdamp, blocksize, trueSeq, simplified, format, threads, json };
+        { model, tokenizer, outPath, calib, calibText, nsamples, qseqlen, seed, method, wbits, groupsize, qqScale, qqZero, qqGroup, tau, budget, order, percdamp, blocksize, trueSeq, simplified, format, threads, json, encodeDevice };
         quantize.SetAction(r => Guard(r.GetValue(verbose), stderr, () =>
         {
             SpQR.Tensors.Cpu.CpuThreads.Count = r.GetValue(threads);
@@ -99,7 +100,7 @@ public static class CliApp
                     Method = m switch { "gptq" => SpQR.Transformer.Quantization.QuantMethod.Gptq, "rtn" => SpQR.Transformer.Quantization.QuantMethod.Rtn, _ => SpQR.Transformer.Quantization.QuantMethod.Spqr },
                     Spqr = opts, TrueSequential = r.GetValue(trueSeq),
                     Compressed = (r.GetValue(format) ?? (m == "rtn" ? "dequantized" : "spqr")) switch { "spqr" => true, "dequantized" => false, var f => throw new ArgumentException($"--format must be dequantized or spqr, got {f}") },
-                }, r.GetValue(json), stdout, stderr);
+                }, r.GetValue(encodeDevice)!, r.GetValue(json), stdout, stderr);
         }));
 
         var bRows = new Option<int>("--rows") { DefaultValueFactory = _ => 4096 };

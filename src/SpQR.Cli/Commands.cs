@@ -74,8 +74,9 @@ internal static class Commands
     }
 
     public static int Quantize(string modelPath, string? tokenizerPath, string outDir, string? calib, string? calibText, int nsamples, int seqlen, int seed,
-                               SpQR.Transformer.Quantization.QuantizeOptions options, bool json, TextWriter stdout, TextWriter stderr)
+                               SpQR.Transformer.Quantization.QuantizeOptions options, string device, bool json, TextWriter stdout, TextWriter stderr)
     {
+        if (device is not ("cpu" or "gpu" or "auto")) throw new ArgumentException($"--device must be cpu, gpu or auto, got {device}");
         if ((calib is null) == (calibText is null)) throw new ArgumentException("pass exactly one of --calibration FILE.safetensors:TENSOR or --calibration-text FILE");
         var cfg = SpQR.Transformer.Config.TransformerConfig.Load(modelPath);
         int[][] windows;
@@ -102,6 +103,16 @@ internal static class Commands
             else if (p.Done is { } d)
                 stderr.WriteLine($"block {p.Block + 1}/{p.Blocks} {d.Name}: {d.Rows}x{d.Cols}, outliers {d.OutlierShare:P2}, {d.AverageBits:F2} bits, H-error {d.HError:G4} (RTN {d.RtnHError:G4}), {d.Seconds:F1} s");
         });
+        // the device encoder: gpu insists on CUDA (GpuUnavailableException otherwise), auto takes it when present
+        bool gpu = device == "gpu" || (device == "auto" && SpQR.Gpu.GpuBackend.CudaAvailable());
+        if (device == "auto") stderr.WriteLine(gpu ? "encoder: CUDA (auto)" : "encoder: CPU (auto)");
+        using var backend = gpu ? SpQR.Gpu.GpuBackend.Create(SpQR.Gpu.DeviceChoice.Gpu) : null;
+        if (backend is not null)
+        {
+            if (!SpQR.Gpu.GpuSpqrEncoder.Supports(backend, options.Spqr))
+                throw new ArgumentException($"--device {device}: the device encoder needs --groupsize ≤ {SpQR.Gpu.GpuKernels.EncodeMaxGroupSize}, --qq-groupsize ≤ {backend.Kernels.EncodeThreads(1)} and no --outlier-budget");
+            options = options with { Encoder = (W, H, rows, cols, o, layer) => SpQR.Gpu.GpuSpqrEncoder.Quantize(backend, W, H, rows, cols, o, layer) };
+        }
         var report = SpQR.Transformer.Quantization.SequentialQuantizer.Run(modelPath, windows, outDir, options, progress);
         if (!json)
         {

@@ -76,6 +76,13 @@ public class CliTests
         (code, _, err) = Run("generate", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--prompt", "x", "--device", "gpu");
         Assert.Equal(1, code);
         Assert.StartsWith("error: --device gpu: no CUDA device", err);
+        // quantize with the device encoder without one: the same
+        string fx = Fixtures.Path("fixtures", "stories260K");
+        (code, _, err) = Run("quantize", "--model", Path.Combine(fx, "hf"), "--calibration", Path.Combine(fx, "stories260K-calibration.safetensors") + ":calibration",
+            "--out", Path.Combine(Path.GetTempPath(), "spqr-never-written"), "--device", "gpu");
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: --device gpu: no CUDA device", err);
+        Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "spqr-never-written")));
     }
 
     [Fact]

@@ -116,3 +116,34 @@ public class GpuEncoderTests(BackendFixture fx, ITestOutputHelper output) : ICla
         Assert.Contains("budget", e.Message);
     }
 }
+
+public class GpuQuantizePipelineTests(BackendFixture fx) : IClassFixture<BackendFixture>
+{
+    // the whole layer-by-layer pipeline on stories260K with the device encoder behind the LayerEncoder seam: the same
+    // layers, bits and errors as with the CPU encoder
+    [SharedFact]
+    public void Stories260K_quantizes_the_same_with_the_device_encoder()
+    {
+        string f = Fixtures.Path("fixtures", "stories260K");
+        using var calib = SafetensorsFile.Open(Path.Combine(f, "stories260K-calibration.safetensors"));
+        var ids = calib.Get("calibration").ToInt32Array();
+        int len = (int)calib.Entry("calibration").Shape[1];
+        var windows = Enumerable.Range(0, 4).Select(i => ids.AsSpan(i * len, len).ToArray()).ToArray();
+        string dir = Directory.CreateTempSubdirectory("spqr-gpu-q-").FullName;
+        try
+        {
+            var o = new SpQR.Transformer.Quantization.QuantizeOptions { Spqr = new SpqrOptions { QqGroupSize = 4 }, Compressed = true };
+            var cpu = SpQR.Transformer.Quantization.SequentialQuantizer.Run(Path.Combine(f, "hf"), windows, Path.Combine(dir, "cpu"), o);
+            var gpu = SpQR.Transformer.Quantization.SequentialQuantizer.Run(Path.Combine(f, "hf"), windows, Path.Combine(dir, "gpu"),
+                o with { Encoder = (W, H, rows, cols, so, layer) => GpuSpqrEncoder.Quantize(fx.Backend, W, H, rows, cols, so, layer) });
+            Assert.Equal(cpu.Layers.Count, gpu.Layers.Count);
+            for (int i = 0; i < cpu.Layers.Count; i++)
+            {
+                Assert.Equal(cpu.Layers[i].Name, gpu.Layers[i].Name);
+                Assert.Equal(cpu.Layers[i].AverageBits, gpu.Layers[i].AverageBits, 3);
+                Assert.InRange(gpu.Layers[i].HError, cpu.Layers[i].HError * 0.99, cpu.Layers[i].HError * 1.01);
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

@@ -18,6 +18,10 @@ namespace SpQR.Transformer.Quantization;
 
 public enum QuantMethod { Spqr, Gptq, Rtn }
 
+/// <summary>Quantizes one linear, W (rows, cols) with its Hessian H (cols, cols), into the encoder's result record: the
+/// CPU encoder by default; the CLI passes the device encoder for --device gpu.</summary>
+public delegate SpqrLayerResult LayerEncoder(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer);
+
 public sealed record QuantizeOptions
 {
     public QuantMethod Method { get; init; } = QuantMethod.Spqr;
@@ -25,6 +29,8 @@ public sealed record QuantizeOptions
     public bool TrueSequential { get; init; } = true;
     /// <summary>Write the compressed format (docs/formats/spqr.md) instead of dequantized F32 weights.</summary>
     public bool Compressed { get; init; }
+    /// <summary>The per-linear encoder (SpQR and GPTQ); null = SpqrEncoder.Quantize on the CPU.</summary>
+    public LayerEncoder? Encoder { get; init; }
 }
 
 public sealed record LayerReport(string Name, int Rows, int Cols, double OutlierShare, double AverageBits, double HError, double RtnHError, double Seconds);
@@ -135,7 +141,7 @@ public static class SequentialQuantizer
                     var H = accs[inputKey(name)].Hessian();
                     float[] what; SpqrLayerResult? q = null;
                     if (options.Method == QuantMethod.Rtn) what = Rtn.Dequantized(W, rows, cols, spqr.WBits, spqr.GroupSize);
-                    else { q = SpqrEncoder.Quantize(W, H, rows, cols, spqr, lin.Name); what = q.Dequantized; }
+                    else { q = (options.Encoder ?? SpqrEncoder.Quantize)(W, H, rows, cols, spqr, lin.Name); what = q.Dequantized; }
                     double err = LayerError.HWeighted(W, what, H, rows, cols);
                     double rtnErr = options.Method == QuantMethod.Rtn ? err : LayerError.HWeighted(W, Rtn.Dequantized(W, rows, cols, spqr.WBits, spqr.GroupSize), H, rows, cols);
                     double bits = q?.AverageBitsCounted ?? spqr.WBits + 32.0 * ((cols + spqr.GroupSize - 1) / spqr.GroupSize) / cols; // RTN: FP16 scale + zero per group, ragged groups counted
