@@ -1,6 +1,6 @@
-// SpQR encoding of one linear layer with the column loop and the lazy block updates on the device (kernels in
-// GpuKernels.Encode.cs). The permutation, damping and the float64 Cholesky factor of H⁻¹ are the CPU encoder's own
-// (SpqrEncoder.Prepare: one O(cols³) factorization per layer); W and U are uploaded once, and per block of β1-aligned
+// SpQR encoding of one linear layer on the device: the float64 factor U of H⁻¹ (GpuCholesky), the column loop and the
+// lazy block updates (kernels in GpuKernels.Encode.cs). Permutation, damping and the outlier scale are the CPU
+// encoder's own code (SpqrEncoder.Prepare, with the device factorization plugged in); W and U are uploaded once, and per block of β1-aligned
 // columns the device runs the column loop and then the GEMM that feeds the block's errors into the later columns. The
 // result is the CPU encoder's record (SpqrEncoder.Assemble), so packing, files and decoding are shared.
 using System.Diagnostics;
@@ -10,7 +10,7 @@ using SpQR.Quant.Encode;
 
 namespace SpQR.Gpu;
 
-/// <summary>Where a device encode spent its time: permutation, damping and Cholesky on the CPU; the device loop (upload,
+/// <summary>Where a device encode spent its time: permutation and damping on the CPU with the factorization on the device; the device loop (upload,
 /// column loops, GEMMs, download); building the result record.</summary>
 public readonly record struct GpuEncodeTimings(double PrepareSeconds, double DeviceSeconds, double AssembleSeconds);
 
@@ -77,7 +77,7 @@ public static class GpuSpqrEncoder
             throw new NotSupportedException($"{layer}: the device encoder needs groupsize ≤ {GpuKernels.EncodeMaxGroupSize}, qq_groupsize ≤ " +
                                             $"{gpu.Kernels.EncodeThreads(1)} and a fixed outlier threshold (no budget); got groupsize {o.GroupSize}, " +
                                             $"qq_groupsize {o.QqGroupSize}, budget {o.OutlierBudget}");
-        var p = SpqrEncoder.Prepare(W, H, rows, cols, o, layer);
+        var p = SpqrEncoder.Prepare(W, H, rows, cols, o, layer, (h, n, what) => GpuCholesky.UpperFactorOfInverse(gpu, h, n, what));
         double threshold = o.OutlierThreshold is { } tau ? tau * p.OutlierScale : double.PositiveInfinity;
         double tPrepare = sw.Elapsed.TotalSeconds;
 

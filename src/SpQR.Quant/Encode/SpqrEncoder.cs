@@ -124,7 +124,9 @@ public static class SpqrEncoder
     /// <summary>Steps 1-4: permuted W (rows, cols) and U (cols, cols), d = diag U, and mean_j var(W[:, j]) / d_j².</summary>
     internal sealed record Prepared(float[] W, float[] U, float[] D, int[] Perm, double OutlierScale);
 
-    internal static Prepared Prepare(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer)
+    /// <param name="upperFactorOfInverse">the factorization of step 3 (H, n, what) → U; null = Cholesky.UpperFactorOfInverse on the CPU</param>
+    internal static Prepared Prepare(ReadOnlySpan<float> W, ReadOnlySpan<double> H, int rows, int cols, SpqrOptions o, string layer,
+                                     Func<double[], int, string, double[]>? upperFactorOfInverse = null)
     {
         o.Validate();
         if (W.Length != (long)rows * cols) throw new ArgumentException($"{layer}: W has {W.Length} values, expected {rows}x{cols}");
@@ -158,7 +160,11 @@ public static class SpqrEncoder
 
         // 3. U = upper Cholesky factor of H⁻¹ (float64), used in float32 like the reference
         double[] u64;
-        try { u64 = Cholesky.UpperFactorOfInverse(h, cols, $"the damped Hessian of {layer}"); }
+        try
+        {
+            string what = $"the damped Hessian of {layer}";
+            u64 = upperFactorOfInverse is null ? Cholesky.UpperFactorOfInverse(h, cols, what) : upperFactorOfInverse(h, cols, what);
+        }
         catch (NotPositiveDefiniteException e)
         {
             throw new NotPositiveDefiniteException($"{e.Message}; raise percdamp (now {o.PercDamp}) or add calibration data");
