@@ -14,25 +14,22 @@ public static class GpuCholesky
     {
         if (h.Length < (long)n * n) throw new ArgumentException($"{what}: expected {n}x{n}");
         var acc = gpu.Accelerator;
-        var l = new double[(long)n * n];
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j <= i; j++) l[(long)i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)];
-        var id = new double[(long)n * n];
-        for (int i = 0; i < n; i++) id[(long)i * n + i] = 1;
-        using var dL = acc.Allocate1D(l);
-        using var dX = acc.Allocate1D(id);
+        var k = gpu.Kernels;
+        using var dH = acc.Allocate1D<double>((long)n * n);
+        dH.View.CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(h), (long)n * n);
+        using var dL = acc.Allocate1D<double>((long)n * n);
         using var dInfo = acc.Allocate1D(new double[] { -1, 0 });
-        gpu.Kernels.Cholesky(dL.View, n, dInfo.View);
-        gpu.Kernels.TriangularInverse(dL.View, dX.View, n);
+        k.ReverseTriangle(dH.View, dL.View, n, upper: 0);  // L ← lower(J·H·J)
+        k.ReverseTriangle(dH.View, dH.View, n, upper: 2);  // H's buffer becomes X = I
+        k.Cholesky(dL.View, n, dInfo.View);               // L' = chol(J·H·J)
+        k.TriangularInverse(dL.View, dH.View, n);          // X = L'⁻¹
+        k.ReverseTriangle(dH.View, dL.View, n, upper: 1);  // U = J·X·J (upper)
         acc.Synchronize();
         var info = dInfo.GetAsArray1D();
         if (info[0] >= 0)
             throw new NotPositiveDefiniteException($"{what} is not positive definite (pivot {(int)info[0]} of {n} is {info[1]:G4})");
-        dX.View.CopyToCPU(id); // X = L'⁻¹
-        var u = l; // reuse: U[p, q] = X[n−1−p, n−1−q] for q ≥ p, zero below
-        Array.Clear(u);
-        for (int p = 0; p < n; p++)
-            for (int q = p; q < n; q++) u[(long)p * n + q] = id[(long)(n - 1 - p) * n + (n - 1 - q)];
+        var u = new double[(long)n * n];
+        dL.View.CopyToCPU(u);
         return u;
     }
 }

@@ -20,6 +20,27 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<double>, int, int, int>? _cholTrail;
     private Action<KernelConfig, ArrayView<double>, ArrayView<double>, int, int, int>? _triSolve;
     private Action<KernelConfig, ArrayView<double>, ArrayView<double>, int, int, int>? _triUpdate;
+    private Action<KernelConfig, ArrayView<double>, ArrayView<double>, int, int>? _reverse;
+
+    /// <summary>dst (n, n) = J·src·J restricted to one triangle (J the reversal): lower (upper = 0) → dst[i, j] =
+    /// src[n−1−i, n−1−j] for j ≤ i, else 0; upper (upper = 1) → for j ≥ i, else 0. identity (upper = 2): dst = I.</summary>
+    public void ReverseTriangle(ArrayView<double> src, ArrayView<double> dst, int n, int upper)
+    {
+        _reverse ??= _acc.LoadStreamKernel<ArrayView<double>, ArrayView<double>, int, int>(ReverseKernel);
+        long total = (long)n * n;
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _reverse(new KernelConfig((int)((total + blk - 1) / blk), blk), src, dst, n, upper);
+    }
+
+    private static void ReverseKernel(ArrayView<double> src, ArrayView<double> dst, int n, int upper)
+    {
+        long t = Grid.GlobalIndex.X;
+        if (t >= (long)n * n) return;
+        int i = (int)(t / n), j = (int)(t % n);
+        if (upper == 2) { dst[t] = i == j ? 1.0 : 0.0; return; }
+        bool keep = upper == 0 ? j <= i : j >= i;
+        dst[t] = keep ? src[(long)(n - 1 - i) * n + (n - 1 - j)] : 0.0;
+    }
 
     /// <summary>Rows per block of the device Cholesky (≤ 32, whole thread group).</summary>
     public int CholeskyBlock => Math.Min(CholBlock, _acc.MaxNumThreadsPerGroup);

@@ -10,9 +10,10 @@ using SpQR.Quant.Encode;
 
 namespace SpQR.Gpu;
 
-/// <summary>Where a device encode spent its time: permutation and damping on the CPU with the factorization on the device; the device loop (upload,
+/// <summary>Where a device encode spent its time: preparation (permutation, damping, outlier scale on the CPU, including
+/// FactorSeconds for the device factorization of H⁻¹); the device loop (upload,
 /// column loops, GEMMs, download); building the result record.</summary>
-public readonly record struct GpuEncodeTimings(double PrepareSeconds, double DeviceSeconds, double AssembleSeconds);
+public readonly record struct GpuEncodeTimings(double PrepareSeconds, double FactorSeconds, double DeviceSeconds, double AssembleSeconds);
 
 /// <summary>H = 2/N Σ x xᵀ accumulated on the device (HessianAccumulator's contract and precision).</summary>
 public sealed class GpuHessianAccumulator : IDisposable
@@ -77,7 +78,12 @@ public static class GpuSpqrEncoder
             throw new NotSupportedException($"{layer}: the device encoder needs groupsize ≤ {GpuKernels.EncodeMaxGroupSize}, qq_groupsize ≤ " +
                                             $"{gpu.Kernels.EncodeThreads(1)} and a fixed outlier threshold (no budget); got groupsize {o.GroupSize}, " +
                                             $"qq_groupsize {o.QqGroupSize}, budget {o.OutlierBudget}");
-        var p = SpqrEncoder.Prepare(W, H, rows, cols, o, layer, (h, n, what) => GpuCholesky.UpperFactorOfInverse(gpu, h, n, what));
+        double tFactor = 0;
+        var p = SpqrEncoder.Prepare(W, H, rows, cols, o, layer, (h, n, what) =>
+        {
+            var t0 = Stopwatch.StartNew();
+            try { return GpuCholesky.UpperFactorOfInverse(gpu, h, n, what); } finally { tFactor = t0.Elapsed.TotalSeconds; }
+        });
         double threshold = o.OutlierThreshold is { } tau ? tau * p.OutlierScale : double.PositiveInfinity;
         double tPrepare = sw.Elapsed.TotalSeconds;
 
@@ -120,7 +126,7 @@ public static class GpuSpqrEncoder
         if (qqZero) { Array.Copy(q, nG, st.ZeroCodes!, 0, nG); Array.Copy(planes, 2 * nP, st.ZS!, 0, nP); Array.Copy(planes, 3 * nP, st.ZZ!, 0, nP); }
         double tDevice = sw.Elapsed.TotalSeconds - tPrepare;
         var result = SpqrEncoder.Assemble(w, codes, outlier, st, rows, cols, p.Perm, o, threshold, sw);
-        timings = new GpuEncodeTimings(tPrepare, tDevice, sw.Elapsed.TotalSeconds - tPrepare - tDevice);
+        timings = new GpuEncodeTimings(tPrepare, tFactor, tDevice, sw.Elapsed.TotalSeconds - tPrepare - tDevice);
         return result;
     }
 }

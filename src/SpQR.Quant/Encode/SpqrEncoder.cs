@@ -174,16 +174,14 @@ public static class SpqrEncoder
         var d = new float[cols];
         for (int j = 0; j < cols; j++) d[j] = U[(long)j * cols + j];
 
-        // 4. outlier scale: the threshold is τ · mean_j var_rows(W[:, j]) / d_j²  (unbiased variance)
+        // 4. outlier scale: the threshold is τ · mean_j var_rows(W[:, j]) / d_j²  (unbiased variance); the rows are
+        // streamed in order (each column's sums still run over r ascending)
+        var mean = new double[cols]; var m2 = new double[cols];
+        for (int r = 0; r < rows; r++) { var wr = w.AsSpan(r * cols, cols); for (int j = 0; j < cols; j++) mean[j] += wr[j]; }
+        for (int j = 0; j < cols; j++) mean[j] /= rows;
+        for (int r = 0; r < rows; r++) { var wr = w.AsSpan(r * cols, cols); for (int j = 0; j < cols; j++) { double x = wr[j] - mean[j]; m2[j] += x * x; } }
         double acc = 0;
-        for (int j = 0; j < cols; j++)
-        {
-            double mean = 0, m2 = 0;
-            for (int r = 0; r < rows; r++) mean += w[(long)r * cols + j];
-            mean /= rows;
-            for (int r = 0; r < rows; r++) { double x = w[(long)r * cols + j] - mean; m2 += x * x; }
-            acc += (rows > 1 ? m2 / (rows - 1) : 0) / ((double)d[j] * d[j]);
-        }
+        for (int j = 0; j < cols; j++) acc += (rows > 1 ? m2[j] / (rows - 1) : 0) / ((double)d[j] * d[j]);
         return new Prepared(w, U, d, perm, acc / cols);
     }
 
