@@ -2,8 +2,9 @@
 //   x' = x gathered through the permutation once per call (zero-padded to whole groups), xsum_g = Σ x' over group g;
 //   per row r and group g: y_r += s·(Σ_k code_k·x'_k) − s·z·xsum_g, then the CSR outliers add (v − ŵ_code)·x'_c.
 // Codes decode 8 at a time from one broadcast 32-bit load and a per-lane mask (no shift: x' is pre-scaled per lane
-// by 2^−(b·i), exact), four rows per pass sharing the loads of x'. Vector256 path for wbits 2..4, scalar path for
-// any wbits. Threaded over 64-row blocks (fixed partition: results do not depend on the thread count).
+// by 2^−(b·i), exact), four rows per pass sharing the loads of x'. Vector512 path (a whole group of 16 codes per
+// vector) and Vector256 path (two half-groups) for wbits 2..4, scalar path for any wbits. Threaded over 64-row
+// blocks (fixed partition: results do not depend on the thread count).
 // Batched Y = Ŵ·X (prefill, T > 1): each tile of rows is dequantized once into L2 and multiplied with all T tokens
 // by the packed GEMM, so decoding costs 1/T per token.
 using System.Runtime.CompilerServices;
@@ -18,11 +19,16 @@ public static unsafe class SpqrMatVec
 {
     private const int RowBlock = 64;
 
+    // The default matvec path: Vector256 wherever AVX2 exists (prefill keeps the widest GEMM). The Vector512 kernel (one group per vector) was measured no faster
+    // on the only AVX-512 machine at hand (16-core Xeon VM, 11008x4096 w3: 7.3-7.6 ms against 6.8-7.7 ms at 1 thread,
+    // 1.36-1.47 against 1.35-1.38 ms at 16; bench/README.md), so it runs only when asked for (tests run every path).
+    internal static SimdPath Preferred { get; } = Avx2.IsSupported && Simd.Best == SimdPath.V512 ? SimdPath.V256 : Simd.Best;
+
     // W (rows, cols) in SpQR form @ x (cols,) -> y (rows,)
-    public static void MatVec(SpqrLayer w, ReadOnlySpan<float> x, Span<float> y) => MatMul(w, x, y, 1, Simd.Best);
+    public static void MatVec(SpqrLayer w, ReadOnlySpan<float> x, Span<float> y) => MatMul(w, x, y, 1, Preferred);
 
     // W @ X (T, cols) -> Y (T, rows)
-    public static void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T) => MatMul(w, X, Y, T, Simd.Best);
+    public static void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T) => MatMul(w, X, Y, T, T == 1 ? Preferred : Simd.Best);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void MatMul(SpqrLayer w, ReadOnlySpan<float> X, Span<float> Y, int T, SimdPath path)
@@ -68,18 +74,25 @@ public static unsafe class SpqrMatVec
                 if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) lut(b); else CpuThreads.For(blocks, lut);
                 return;
             }
-            if (fast && w.WBits >= 2)
+            bool v512 = path == SimdPath.V512 && w.WBits is >= 2 and <= 4;
+            if (v512 || (fast && w.WBits >= 2))
             {
-                // the decode hot path: x̃ = x' pre-scaled per lane so that a mask replaces the per-lane shift (see RowsV256)
+                // the decode hot path: x̃ = x' pre-scaled per lane so that a mask replaces the per-lane shift (see IHalfDecode)
                 var pool = System.Buffers.ArrayPool<float>.Shared;
                 var xt = pool.Rent(padded);
                 try
                 {
-                    var scale = LaneScale[w.WBits];
+                    var scale = v512 ? LaneScale512[w.WBits] : LaneScale[w.WBits];
                     for (int c = 0; c < padded; c++) xt[c] = xp[c] * scale[c & 7];
-                    Action<int> body = w.WBits == 4 ? b => RowsV256<W4>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
-                                    : w.WBits == 3 ? b => RowsV256<W3>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock))
-                                                    : b => RowsV256<W2>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock));
+                    Action<int> body = (v512, w.WBits) switch
+                    {
+                        (true, 4) => b => RowsSimd<Rows4V512<W4>>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)),
+                        (true, 3) => b => RowsSimd<Rows4V512<W3>>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)),
+                        (true, _) => b => RowsSimd<Rows4V512<W2>>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)),
+                        (_, 4) => b => RowsSimd<Rows4V256<W4>>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)),
+                        (_, 3) => b => RowsSimd<Rows4V256<W3>>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)),
+                        _ => b => RowsSimd<Rows4V256<W2>>(w, xt, xp, xsum, ys, b * RowBlock, Math.Min(rows, b * RowBlock + RowBlock)),
+                    };
                     if ((long)rows * cols < 1 << 16) for (int b = 0; b < blocks; b++) body(b); else CpuThreads.For(blocks, body);
                 }
                 finally { pool.Return(xt); }
@@ -241,18 +254,88 @@ public static unsafe class SpqrMatVec
     private static readonly float[][] LaneScale = [.. Enumerable.Range(0, 5).Select(b =>
         Enumerable.Range(0, 8).Select(i => MathF.ScaleB(1f, b == 4 && i == 7 ? -24 : -b * i)).ToArray())];
 
-    // rows [r0, r1) of y = Ŵ·x, four rows per pass sharing every load of x̃; per row and group
-    // acc += s_g · (lo·x̃0 + hi·x̃1), then y_r = Σ acc − Σ_g s_g·z_g·xsum_g + Σ outlier deltas · x'.
-    // wbits is a constant of TDecode (immediate offsets); the four rows are one pointer plus multiples of the row stride
-    // and their scales one pointer plus multiples of the group count, so the loop needs no spills.
+    // The inner loop over a row's groups for four rows (rows at a, a + rb, a + 2rb, a + 3rb; scales at s, s + sg, s + 2sg,
+    // s + 3sg), returning the four dot products Σ_g s_g·(Σ_k code_k·x̃_k). wbits is a constant of the implementation
+    // (immediate offsets), so the loop needs no spills.
+    private interface IRows4
+    {
+        static abstract void Run(byte* a, nint rb, float* x, float* s, nint sg, int groups, out float y0, out float y1, out float y2, out float y3);
+    }
+
+    // AVX2: a group is two half-groups of 8 codes, each one broadcast 32-bit load masked per lane (TDecode)
+    private struct Rows4V256<TDecode> : IRows4 where TDecode : struct, IHalfDecode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Run(byte* a, nint rb, float* x, float* s, nint sg, int groups, out float y0, out float y1, out float y2, out float y3)
+        {
+            const int GroupFloats = SpqrLayer.GroupSize;
+            int b = TDecode.Bits;
+            var mask = LaneMasks[b];
+            nint rb3 = 3 * rb, sg3 = 3 * sg;
+            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            for (float* end = s + groups; s < end; s++, a += 2 * b, x += GroupFloats)
+            {
+                var x0 = Vector256.Load(x); var x1 = Vector256.Load(x + 8);
+                var t0 = TDecode.Decode(a, mask) * x0; var t1 = TDecode.Decode(a + rb, mask) * x0;
+                var t2 = TDecode.Decode(a + 2 * rb, mask) * x0; var t3 = TDecode.Decode(a + rb3, mask) * x0;
+                t0 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + b, mask), x1, t0);
+                t1 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + rb + b, mask), x1, t1);
+                t2 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + 2 * rb + b, mask), x1, t2);
+                t3 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + rb3 + b, mask), x1, t3);
+                c0 = Vector256.FusedMultiplyAdd(Vector256.Create(*s), t0, c0);
+                c1 = Vector256.FusedMultiplyAdd(Vector256.Create(s[sg]), t1, c1);
+                c2 = Vector256.FusedMultiplyAdd(Vector256.Create(s[2 * sg]), t2, c2);
+                c3 = Vector256.FusedMultiplyAdd(Vector256.Create(s[sg3]), t3, c3);
+            }
+            y0 = Vector256.Sum(c0); y1 = Vector256.Sum(c1); y2 = Vector256.Sum(c2); y3 = Vector256.Sum(c3);
+        }
+    }
+
+    // Vector512: a whole group (β1 = 16 codes) per vector — the two half-group words broadcast into the two 256-bit
+    // halves, masked per lane and converted as unsigned (so the top field of wbits 4 needs no shift: x̃ carries
+    // 2^−(b·(k mod 8)) for every lane); cross-platform Vector512 operations only, so the path runs (emulated) anywhere
+    private struct Rows4V512<TDecode> : IRows4 where TDecode : struct, IHalfDecode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<float> Group(byte* p, int b, Vector512<uint> mask)
+            => Vector512.ConvertToSingle(Vector512.Create(Vector256.Create(*(uint*)p), Vector256.Create(*(uint*)(p + b))) & mask);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Run(byte* a, nint rb, float* x, float* s, nint sg, int groups, out float y0, out float y1, out float y2, out float y3)
+        {
+            const int GroupFloats = SpqrLayer.GroupSize;
+            int b = TDecode.Bits;
+            var mask = LaneMasks512[b];
+            nint rb3 = 3 * rb, sg3 = 3 * sg;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            for (float* end = s + groups; s < end; s++, a += 2 * b, x += GroupFloats)
+            {
+                var xv = Vector512.Load(x);
+                c0 = Vector512.FusedMultiplyAdd(Vector512.Create(*s), Group(a, b, mask) * xv, c0);
+                c1 = Vector512.FusedMultiplyAdd(Vector512.Create(s[sg]), Group(a + rb, b, mask) * xv, c1);
+                c2 = Vector512.FusedMultiplyAdd(Vector512.Create(s[2 * sg]), Group(a + 2 * rb, b, mask) * xv, c2);
+                c3 = Vector512.FusedMultiplyAdd(Vector512.Create(s[sg3]), Group(a + rb3, b, mask) * xv, c3);
+            }
+            y0 = Vector512.Sum(c0); y1 = Vector512.Sum(c1); y2 = Vector512.Sum(c2); y3 = Vector512.Sum(c3);
+        }
+    }
+
+    private static readonly Vector512<uint>[] LaneMasks512 = [.. Enumerable.Range(0, 5).Select(b => Vector512.Create(
+        [.. Enumerable.Range(0, 16).Select(i => b == 0 ? 0u : (uint)((1L << b) - 1) << (b * (i & 7)))]))];
+    private static readonly float[][] LaneScale512 = [.. Enumerable.Range(0, 5).Select(b =>
+        Enumerable.Range(0, 8).Select(i => MathF.ScaleB(1f, -b * i)).ToArray())];
+
+    // rows [r0, r1) of y = Ŵ·x, four rows per pass sharing every load of x̃ (TRows: the SIMD inner loop); per row
+    // y_r = Σ_g s_g·(Σ_k code_k·x̃_k) − Σ_g s_g·z_g·xsum_g + Σ outlier deltas · x'
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void RowsV256<TDecode>(SpqrLayer w, float[] xt, float[] xp, float[] xsum, float[] y, int r0, int r1)
-        where TDecode : struct, IHalfDecode
+    private static unsafe void RowsSimd<TRows>(SpqrLayer w, float[] xt, float[] xp, float[] xsum, float[] y, int r0, int r1)
+        where TRows : struct, IRows4
     {
         int groups = w.Groups, rowBytes = w.RowBytes;
         float* ps = stackalloc float[4 * groups];
         float* pz = stackalloc float[groups];
         float* corr = stackalloc float[4];
+        float* dots = stackalloc float[4];
         fixed (byte* codes = w.Codes) fixed (float* pxt = xt) fixed (float* px = xp) fixed (float* pxs = xsum)
         fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
         {
@@ -262,43 +345,17 @@ public static unsafe class SpqrMatVec
                 int n = r1 - r >= 4 ? 4 : 1;
                 for (int k = 0; k < n; k++) corr[k] = w.RowScalesAndCorrection(r + k, ps + k * groups, pz, pxs);
                 nint rb = n == 4 ? rowBytes : 0, sg = n == 4 ? groups : 0;
-                Rows4<TDecode>(codes + (long)r * rowBytes, rb, pxt, ps, sg, groups, LaneMasks[TDecode.Bits], out var acc0, out var acc1, out var acc2, out var acc3);
+                TRows.Run(codes + (long)r * rowBytes, rb, pxt, ps, sg, groups, out dots[0], out dots[1], out dots[2], out dots[3]);
                 for (int k = 0; k < n; k++)
                 {
                     int row = r + k;
-                    float yr = Vector256.Sum(k switch { 0 => acc0, 1 => acc1, 2 => acc2, _ => acc3 }) - corr[k];
+                    float yr = dots[k] - corr[k];
                     for (int i = offsets[row], e = offsets[row + 1]; i < e; i++) yr += deltas[i] * px[ocols[i]];
                     y[row] = yr;
                 }
                 r += n;
             }
         }
-    }
-
-    // the inner loop of RowsV256: rows at a, a + rb, a + 2rb, a + 3rb; scales at s, s + sg, s + 2sg, s + 3sg
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Rows4<TDecode>(byte* a, nint rb, float* x, float* s, nint sg, int groups, Vector256<int> mask,
-        out Vector256<float> acc0, out Vector256<float> acc1, out Vector256<float> acc2, out Vector256<float> acc3) where TDecode : struct, IHalfDecode
-    {
-        const int GroupFloats = SpqrLayer.GroupSize;
-        int b = TDecode.Bits;
-        nint rb3 = 3 * rb, sg3 = 3 * sg;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (float* end = s + groups; s < end; s++, a += 2 * b, x += GroupFloats)
-        {
-            var x0 = Vector256.Load(x); var x1 = Vector256.Load(x + 8);
-            var t0 = TDecode.Decode(a, mask) * x0; var t1 = TDecode.Decode(a + rb, mask) * x0;
-            var t2 = TDecode.Decode(a + 2 * rb, mask) * x0; var t3 = TDecode.Decode(a + rb3, mask) * x0;
-            t0 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + b, mask), x1, t0);
-            t1 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + rb + b, mask), x1, t1);
-            t2 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + 2 * rb + b, mask), x1, t2);
-            t3 = Vector256.FusedMultiplyAdd(TDecode.Decode(a + rb3 + b, mask), x1, t3);
-            c0 = Vector256.FusedMultiplyAdd(Vector256.Create(*s), t0, c0);
-            c1 = Vector256.FusedMultiplyAdd(Vector256.Create(s[sg]), t1, c1);
-            c2 = Vector256.FusedMultiplyAdd(Vector256.Create(s[2 * sg]), t2, c2);
-            c3 = Vector256.FusedMultiplyAdd(Vector256.Create(s[sg3]), t3, c3);
-        }
-        acc0 = c0; acc1 = c1; acc2 = c2; acc3 = c3;
     }
 
     private static readonly Vector256<uint>[] Shifts =
