@@ -57,8 +57,10 @@ public sealed class GpuSpqrLayer : IDisposable
         // 16 zero bytes past the end: the last row's last chunk may read past its codes (multiplied by zero x̃)
         Codes = acc.Allocate1D<byte>((l.Codes.Length + 16 + 3) / 4 * 4);
         Codes.MemSetToZero();
-        Codes.View.SubView(0, l.Codes.Length).CopyFromCPU(l.Codes);
-        StatCodes = acc.Allocate1D(l.StatCodes!);
+        Codes.View.SubView(0, l.Codes.Length).CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(l.Codes.Span), l.Codes.Length);
+        StatCodes = acc.Allocate1D<byte>(l.StatCodes!.Length);
+        StatCodes.View.CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(l.StatCodes.Span), l.StatCodes.Length);
+        GC.KeepAlive(l);
         Planes = acc.Allocate1D(planes);
         Perm = acc.Allocate1D(l.Perm);
         OutlierRowOffsets = acc.Allocate1D(l.OutlierRowOffsets);

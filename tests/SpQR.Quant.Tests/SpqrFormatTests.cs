@@ -143,6 +143,41 @@ public class SpqrFormatFuzzTests
         Assert.Equal(SpqrEncoder.Quantize(W, H, 24, 40, new SpqrOptions { QqGroupSize = 4 }).Dequantized, l.Dequantize());
     }
 
+    [Fact]
+    public void A_mapped_layer_is_used_in_place_unless_its_codes_end_the_file()
+    {
+        var expected = SpqrPropertyTests.RandomLayer(11, 24, 40);
+        var q = SpqrEncoder.Quantize(expected.W, expected.H, 24, 40, new SpqrOptions { QqGroupSize = 4 });
+        var x = TestData.Uniform(40, 7);
+        var yCopy = new float[24];
+        using (var s = new SpQR.Tensors.PinnedBytesStorage(File_.Value))
+        using (var f = SpQR.Tensors.IO.SafetensorsFile.Parse(s, "layer.safetensors"))
+        {
+            var l = SpqrSerializer.Read("layer", n => f.Contains(n) ? f.Get(n) : null, "layer.safetensors");
+            Assert.False(l.Codes.IsMapped);
+            SpqrMatVec.MatVec(l, x, yCopy);
+        }
+        foreach (bool codesLast in new[] { false, true })
+        {
+            string path = Path.Combine(Path.GetTempPath(), $"spqr-inplace-{Environment.ProcessId}-{codesLast}.safetensors");
+            var tensors = SpqrSerializer.ToTensors("layer", SpqrLayer.Pack(q));
+            if (codesLast) tensors = [.. tensors.Where(t => !t.Name.EndsWith(".codes", StringComparison.Ordinal)), .. tensors.Where(t => t.Name.EndsWith(".codes", StringComparison.Ordinal))];
+            SpQR.Tensors.IO.SafetensorsWriter.Write(path, tensors);
+            foreach (var (_, t) in tensors) t.Dispose();
+            try
+            {
+                using var f = SpQR.Tensors.IO.SafetensorsFile.Open(path);
+                var l = SpqrSerializer.Read("layer", n => f.Contains(n) ? f.Get(n) : null, path);
+                var y = new float[24];
+                SpqrMatVec.MatVec(l, x, y);
+                Assert.Equal(yCopy, y);
+                Assert.Equal(q.Dequantized, l.Dequantize());
+                if (!codesLast) Assert.True(l.Codes.IsMapped && l.StatCodes!.IsMapped, "codes and stat codes read in place from the mapped file");
+            }
+            finally { File.Delete(path); }
+        }
+    }
+
     [Property(MaxTest = 1000)]
     public void Mutated_compressed_layers_give_only_typed_errors(int seed)
     {

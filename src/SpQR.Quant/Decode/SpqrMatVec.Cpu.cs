@@ -132,7 +132,8 @@ public static unsafe class SpqrMatVec
         var shift = Shifts[Math.Min(bits, 4)];
         var mask = Vector256.Create((uint)((1 << bits) - 1));
         var tmp = stackalloc float[16];
-        fixed (byte* codes = w.Codes) fixed (float* pd = dst)
+        byte* codes = w.Codes.Pointer;
+        fixed (float* pd = dst)
         {
             for (int r = r0; r < r1; r++)
             {
@@ -201,7 +202,8 @@ public static unsafe class SpqrMatVec
         var iota = Vector256.Create(0f, 1, 2, 3, 4, 5, 6, 7);
         Span<float> s = stackalloc float[groups];
         Span<float> z = stackalloc float[groups];
-        fixed (byte* codes = w.Codes) fixed (float* px = xp) fixed (float* ps = s) fixed (float* pz = z)
+        byte* codes = w.Codes.Pointer;
+        fixed (float* px = xp) fixed (float* ps = s) fixed (float* pz = z)
         fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
         {
             for (int r = r0; r < r1; r++)
@@ -336,7 +338,8 @@ public static unsafe class SpqrMatVec
         float* pz = stackalloc float[groups];
         float* corr = stackalloc float[4];
         float* dots = stackalloc float[4];
-        fixed (byte* codes = w.Codes) fixed (float* pxt = xt) fixed (float* px = xp) fixed (float* pxs = xsum)
+        byte* codes = w.Codes.Pointer;
+        fixed (float* pxt = xt) fixed (float* px = xp) fixed (float* pxs = xsum)
         fixed (float* deltas = w.OutlierDeltas) fixed (int* offsets = w.OutlierRowOffsets) fixed (ushort* ocols = w.OutlierCols)
         {
             for (int r = r0; r < r1;)

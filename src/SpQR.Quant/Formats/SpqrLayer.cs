@@ -49,8 +49,8 @@ public sealed class SpqrLayer
     public int GroupBytes => 2 * WBits;
     public int RowBytes => Groups * GroupBytes;
 
-    public required byte[] Codes { get; init; }          // (rows, RowBytes) + 4 bytes of padding for unaligned loads
-    public byte[]? StatCodes { get; init; }              // (rows, StatRowBytes) + 8 bytes of padding for 64-bit loads
+    public required SpqrBytes Codes { get; init; }       // (rows, RowBytes) + padding for unaligned loads (in place when mapped)
+    public SpqrBytes? StatCodes { get; init; }           // (rows, StatRowBytes) + padding for 64-bit loads (in place when mapped)
     public Half[]? Stats2 { get; init; }                 // (rowGroups, groups, 4)
     public Half[]? Stats { get; init; }                  // (rows, groups, 2)
     public required int[] Perm { get; init; }            // (cols,)
@@ -171,7 +171,8 @@ public sealed class SpqrLayer
         {
             EnsurePlanes();
             long b2 = (long)(r / QqGroupSize) * groups;
-            fixed (byte* codes = StatCodes) fixed (float* pss = _ss, psz = _sz, pzs = _zs, pzz = _zz)
+            byte* codes = StatCodes!.Pointer;
+            fixed (float* pss = _ss, psz = _sz, pzs = _zs, pzz = _zz)
             {
                 float* ss = pss + b2, sz = psz + b2, zs = pzs + b2, zz = pzz + b2;
                 if (Avx2.IsSupported)
@@ -249,8 +250,8 @@ public sealed class SpqrLayer
         var layer = new SpqrLayer
         {
             Rows = rows, Cols = cols, WBits = o.WBits, QqGroupSize = o.QqGroupSize, QuantizedStats = qq, ScaleBits = o.QqScaleBits ?? 0, ZeroBits = o.QqZeroBits ?? 0,
-            Codes = new byte[(long)rows * groups * 2 * o.WBits + 4],
-            StatCodes = qq ? new byte[(long)rows * ((groups * (o.QqScaleBits!.Value + o.QqZeroBits!.Value) + 7) / 8) + 8] : null,
+            Codes = new byte[(long)rows * groups * 2 * o.WBits + SpqrBytes.Padding],
+            StatCodes = qq ? new SpqrBytes(new byte[(long)rows * ((groups * (o.QqScaleBits!.Value + o.QqZeroBits!.Value) + 7) / 8) + SpqrBytes.Padding]) : null,
             Stats2 = qq ? new Half[(long)q.RowGroups * groups * 4] : null,
             Stats = qq ? null : new Half[(long)rows * groups * 2],
             Perm = (int[])q.Permutation.Clone(),

@@ -14,7 +14,7 @@ public static class SpqrSerializer
     {
         var list = new List<(string, Tensor)>
         {
-            ($"{linear}.spqr.codes", Bytes(l.Codes.AsSpan(0, l.Rows * l.RowBytes), l.Rows, l.RowBytes)),
+            ($"{linear}.spqr.codes", Bytes(l.Codes.Span[..(l.Rows * l.RowBytes)], l.Rows, l.RowBytes)),
             ($"{linear}.spqr.perm", Ints(l.Perm)),
             ($"{linear}.spqr.outlier_row_offsets", Ints(l.OutlierRowOffsets)),
             ($"{linear}.spqr.outlier_cols", Copy(DType.U16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.OutlierCols.AsSpan()), l.OutlierCols.Length)),
@@ -23,7 +23,7 @@ public static class SpqrSerializer
         };
         if (l.QuantizedStats)
         {
-            list.Add(($"{linear}.spqr.stat_codes", Bytes(l.StatCodes.AsSpan(0, l.Rows * l.StatRowBytes), l.Rows, l.StatRowBytes)));
+            list.Add(($"{linear}.spqr.stat_codes", Bytes(l.StatCodes!.Span[..(l.Rows * l.StatRowBytes)], l.Rows, l.StatRowBytes)));
             list.Add(($"{linear}.spqr.stats2", Copy(DType.F16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.Stats2!.AsSpan()), l.RowGroups, l.Groups, 4)));
         }
         else list.Add(($"{linear}.spqr.stats", Copy(DType.F16, System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.Stats!.AsSpan()), l.Rows, l.Groups, 2)));
@@ -65,8 +65,7 @@ public static class SpqrSerializer
         int groups = (cols + SpqrLayer.GroupSize - 1) / SpqrLayer.GroupSize, rowGroups = (rows + b2 - 1) / b2;
         var codesT = Need("codes", DType.U8);
         Check(codesT.Shape == new Shape(rows, (long)groups * 2 * wbits), "codes", $"shape [{rows}, {groups * 2 * wbits}]", codesT.Shape);
-        var codes = new byte[codesT.ByteLength + 4];
-        codesT.Bytes.CopyTo(codes);
+        var codes = SpqrBytes.InPlaceOrCopy(codesT); // used in place from the mapped file (every bit pattern is a valid code)
         var perm = Need("perm", DType.I32).AsReadOnlySpan<int>().ToArray();
         Check(perm.Length == cols, "perm", $"{cols} entries", perm.Length);
         var seen = new bool[cols];
@@ -89,8 +88,7 @@ public static class SpqrSerializer
             int statRow = (groups * (qs + qz) + 7) / 8;
             Check(statCodes is not null, "stat_codes", "the SpQR part to be present (qs, qz > 0)", "none");
             Check(statCodes!.DType == DType.U8 && statCodes.Shape == new Shape(rows, statRow), "stat_codes", $"U8 [{rows}, {statRow}]", $"{statCodes.DType} {statCodes.Shape}");
-            var sc = new byte[statCodes.ByteLength + 8];
-            statCodes.Bytes.CopyTo(sc);
+            var sc = SpqrBytes.InPlaceOrCopy(statCodes); // in place too: every F-bit field is a valid (scale, zero) code pair
             var s2 = Need("stats2", DType.F16);
             Check(s2.Shape == new Shape(rowGroups, groups, 4), "stats2", $"shape [{rowGroups}, {groups}, 4]", s2.Shape);
             var s2v = s2.AsReadOnlySpan<Half>().ToArray();
