@@ -1,6 +1,8 @@
-// GEMV y = W·x on the device, W row-major [rows, cols] in F32 or F16 (raw bits, converted in the kernel with the
-// same exact-for-finite trick as the CPU: sign-extend, shift 13, mask, ×2^112). One warp per row: lanes stride the
-// row, then a shuffle reduction. Mirrors Cpu/CpuKernels.Gemv.cs.
+// GEMV y = W·x on the device, W row-major [rows, cols] in F32, F16 or BF16 (raw bits, converted in the kernel: F16
+// with the same exact-for-finite trick as the CPU: sign-extend, shift 13, mask, ×2^112; BF16 is the top half of a
+// float32, bits << 16). One warp per row: lanes stride the row, then a shuffle reduction; 64-bit loads of four
+// halves when cols % 4 == 0. Argmax: one thread group, strided maxima, then a shared-memory tree (first index on ties).
+// Mirrors Cpu/CpuKernels.Gemv.cs.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -13,6 +15,9 @@ public sealed partial class GpuKernels
     private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int> _gemvF16;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int> _gemvF16x4;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
+    private Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int>? _gemvBF16;
+    private Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int>? _gemvBF16x4;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, int>? _argmax;
 
     public GpuKernels(Accelerator acc)
     {
@@ -41,6 +46,87 @@ public sealed partial class GpuKernels
         // 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0), else one half per load
         if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4);
         else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols);
+    }
+
+    // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,)
+    public void GemvBF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        if (cols % 4 == 0)
+        {
+            _gemvBF16x4 ??= _acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int>(GemvBF16x4Kernel);
+            _gemvBF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4);
+        }
+        else
+        {
+            _gemvBF16 ??= _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int>(GemvBF16Kernel);
+            _gemvBF16(RowsConfig(rows, out _), W, x, y, rows, cols);
+        }
+    }
+
+    /// <summary>index (1,) = the first index of the largest value of x (n,), NaN-free input (CpuKernels.Argmax).</summary>
+    public void Argmax(ArrayView<float> x, ArrayView<int> index, int n)
+    {
+        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n), n, "argmax of an empty vector");
+        _argmax ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int>(ArgmaxKernel);
+        int t = 1;
+        while (t * 2 <= Math.Min(256, _acc.MaxNumThreadsPerGroup)) t *= 2;
+        _argmax(new KernelConfig(1, t), x, index, n);
+    }
+
+    private static void ArgmaxKernel(ArrayView<float> x, ArrayView<int> index, int n)
+    {
+        var bv = SharedMemory.Allocate<float>(256);
+        var bi = SharedMemory.Allocate<int>(256);
+        int t = Group.IdxX, T = Group.DimX;
+        float best = float.NegativeInfinity; int at = int.MaxValue;
+        for (int i = t; i < n; i += T)
+        {
+            float v = x[i];
+            if (v > best || (v == best && i < at)) { best = v; at = i; }
+        }
+        bv[t] = best; bi[t] = at;
+        Group.Barrier();
+        for (int s = T / 2; s > 0; s /= 2)
+        {
+            if (t < s)
+            {
+                float v = bv[t + s]; int i = bi[t + s];
+                if (v > bv[t] || (v == bv[t] && i < bi[t])) { bv[t] = v; bi[t] = i; }
+            }
+            Group.Barrier();
+        }
+        if (t == 0) index[0] = bi[0] == int.MaxValue ? 0 : bi[0];
+    }
+
+    private static float BF16BitsToF32(uint bits) => Interop.IntAsFloat(bits << 16);
+
+    private static void GemvBF16Kernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        int r = RowIndex();
+        if (r >= rows) return;
+        float s = 0;
+        long baseIdx = (long)r * cols;
+        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += BF16BitsToF32(W[baseIdx + c]) * x[c];
+        s = WarpSum(s);
+        if (Warp.IsFirstLane) y[r] = s;
+    }
+
+    private static void GemvBF16x4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4)
+    {
+        int r = RowIndex();
+        if (r >= rows) return;
+        float s = 0;
+        long baseIdx = (long)r * cols4;
+        for (int c = Warp.LaneIdx; c < cols4; c += Warp.WarpSize)
+        {
+            ulong q = W[baseIdx + c];
+            uint lo = (uint)(q & 0xFFFFFFFFul), hi = (uint)(q >> 32);
+            int x0 = 4 * c;
+            s += Interop.IntAsFloat(lo << 16) * x[x0] + Interop.IntAsFloat(lo & 0xFFFF0000u) * x[x0 + 1]
+               + Interop.IntAsFloat(hi << 16) * x[x0 + 2] + Interop.IntAsFloat(hi & 0xFFFF0000u) * x[x0 + 3];
+        }
+        s = WarpSum(s);
+        if (Warp.IsFirstLane) y[r] = s;
     }
 
     // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), one warp per row

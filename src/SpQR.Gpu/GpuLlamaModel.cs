@@ -19,15 +19,15 @@ using SpQR.Transformer.Models;
 
 namespace SpQR.Gpu;
 
-/// <summary>A linear layer on the device: dense F32, dense F16 bits or SpQR, with an optional F32 bias.</summary>
+/// <summary>A linear layer on the device: dense F32, F16 bits, BF16 bits or SpQR, with an optional F32 bias.</summary>
 public sealed class GpuLinear : IDisposable
 {
     public int Rows { get; }
     public int Cols { get; }
     private readonly MemoryBuffer1D<float, Stride1D.Dense>? _f32, _bias;
-    private readonly MemoryBuffer1D<ushort, Stride1D.Dense>? _f16;
+    private readonly MemoryBuffer1D<ushort, Stride1D.Dense>? _f16, _bf16;
     public GpuSpqrLayer? Spqr { get; }
-    public long Bytes => (_f32?.LengthInBytes ?? _f16?.LengthInBytes ?? Spqr!.Bytes) + (_bias?.LengthInBytes ?? 0);
+    public long Bytes => (_f32?.LengthInBytes ?? _f16?.LengthInBytes ?? _bf16?.LengthInBytes ?? Spqr!.Bytes) + (_bias?.LengthInBytes ?? 0);
 
     public GpuLinear(Accelerator acc, Tensor w, float[]? bias = null)
     {
@@ -36,6 +36,7 @@ public sealed class GpuLinear : IDisposable
         switch (w.DType)
         {
             case DType.F16: _f16 = Upload(acc, w.AsReadOnlySpan<ushort>()); break;
+            case DType.BF16: _bf16 = Upload(acc, w.AsReadOnlySpan<ushort>()); break;
             case DType.F32: _f32 = Upload(acc, w.AsReadOnlySpan<float>()); break;
             default: using (var f = w.ToF32()) _f32 = Upload(acc, f.AsReadOnlySpan<float>()); break;
         }
@@ -60,11 +61,12 @@ public sealed class GpuLinear : IDisposable
     {
         if (Spqr is not null) k.SpqrMatVec(Spqr, x, scratch, y);
         else if (_f16 is not null) k.GemvF16(_f16.View, x, y, Rows, Cols);
+        else if (_bf16 is not null) k.GemvBF16(_bf16.View, x, y, Rows, Cols);
         else k.GemvF32(_f32!.View, x, y, Rows, Cols);
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
-    public void Dispose() { _f32?.Dispose(); _f16?.Dispose(); _bias?.Dispose(); Spqr?.Dispose(); }
+    public void Dispose() { _f32?.Dispose(); _f16?.Dispose(); _bf16?.Dispose(); _bias?.Dispose(); Spqr?.Dispose(); }
 }
 
 /// <summary>What the device decoders share: embeddings, rotary tables, KV cache, attention, the head; an ICausalLM.</summary>
@@ -180,6 +182,30 @@ public abstract class GpuDecoder : ICausalLM
     /// the next step overwrites.</summary>
     public float[] Step(int token, int pos)
     {
+        Enqueue(token, pos);
+        Gpu.Accelerator.Synchronize();
+        _logits.View.CopyToCPU(_logitsHost);
+        return _logitsHost;
+    }
+
+    /// <summary>Greedy decoding without the logits round trip: runs one token at position pos and returns the id of
+    /// the largest logit (first on ties), found on the device.</summary>
+    public int StepGreedy(int token, int pos)
+    {
+        Enqueue(token, pos);
+        _argmaxBuf ??= Gpu.Accelerator.Allocate1D<int>(1);
+        K.Argmax(_logits.View, _argmaxBuf.View, Config.VocabSize);
+        Gpu.Accelerator.Synchronize();
+        _argmaxBuf.View.CopyToCPU(_argmaxHost);
+        return _argmaxHost[0];
+    }
+
+    private MemoryBuffer1D<int, Stride1D.Dense>? _argmaxBuf;
+    private readonly int[] _argmaxHost = new int[1];
+
+    // the whole step queued on the device; the logits land in _logits
+    private void Enqueue(int token, int pos)
+    {
         var c = Config;
         if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.VocabSize}");
         if ((uint)pos >= (uint)MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position past the context of {MaxContext}");
@@ -197,9 +223,6 @@ public abstract class GpuDecoder : ICausalLM
         var hf = H.View.SubView(0, c.HiddenSize);
         Norm(X.View, _finalW, _finalB, hf);
         _head.Forward(K, hf, _logits.View, Scratch.View);
-        Gpu.Accelerator.Synchronize();
-        _logits.View.CopyToCPU(_logitsHost);
-        return _logitsHost;
     }
 
     /// <summary>ICausalLM: tokens at positions pos.. one decode step each; logits of the last token, or of all.</summary>
@@ -241,6 +264,7 @@ public abstract class GpuDecoder : ICausalLM
     public void Dispose()
     {
         foreach (var b in _buffers) b.Dispose();
+        _argmaxBuf?.Dispose();
         if (Config.TieWordEmbeddings) _head.Dispose();
         foreach (var o in Owned) o.Dispose();
         GC.SuppressFinalize(this);

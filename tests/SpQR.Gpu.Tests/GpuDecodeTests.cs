@@ -48,5 +48,16 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
         // ILGPU's CPU accelerator here; the same code runs on CUDA with DeviceChoice.Gpu
         using var model = GpuDecoder.Open(path, DeviceChoice.Cpu, maxContext: 64);
         Assert.Equal(greedy, SpQR.Transformer.Sampling.Generator.GenerateIds(model, ids, greedy.Length));
+        // the same ids with the argmax on the device (StepGreedy: one int comes back per token instead of the logits)
+        using var m2 = GpuDecoder.Open(path, DeviceChoice.Cpu, maxContext: 64);
+        for (int p = 0; p < ids.Length - 1; p++) m2.Step(ids[p], p);
+        var got = new List<int>();
+        int next = m2.StepGreedy(ids[^1], ids.Length - 1);
+        for (int pos = ids.Length; got.Count < greedy.Length; pos++)
+        {
+            got.Add(next);
+            if (got.Count < greedy.Length) next = m2.StepGreedy(next, pos);
+        }
+        Assert.Equal(greedy, got);
     }
 }

@@ -35,6 +35,13 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         fx.Backend.Kernels.GemvF16(dh.View, dx.View, dy.View, rows, cols);
         acc.Synchronize();
         NumericAssert.Nmse(e16, dy.GetAsArray1D(), Tolerances.GpuNmse, "GEMV F16");
+        var hb = new ushort[w.Length]; CpuKernels.F32ToBF16(w, hb);
+        var eb = new float[rows];
+        CpuKernels.GemvBF16(hb, x, eb, rows, cols);
+        using var db = acc.Allocate1D(hb);
+        fx.Backend.Kernels.GemvBF16(db.View, dx.View, dy.View, rows, cols);
+        acc.Synchronize();
+        NumericAssert.Nmse(eb, dy.GetAsArray1D(), Tolerances.GpuNmse, "GEMV BF16");
     }
 
     [Fact]
@@ -88,6 +95,20 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
             }
         }
         finally { k.SpqrColumnSplits = 0; }
+    }
+
+    [Theory]
+    [InlineData(1)] [InlineData(7)] [InlineData(300)] [InlineData(32000)]
+    public void Argmax_matches_the_cpu_and_takes_the_first_of_ties(int n)
+    {
+        var acc = fx.Backend.Accelerator;
+        var x = TestData.Integers(n, n, 50); // many ties
+        using var dx = acc.Allocate1D(x); using var di = acc.Allocate1D<int>(1);
+        fx.Backend.Kernels.Argmax(dx.View, di.View, n);
+        acc.Synchronize();
+        Assert.Equal(CpuKernels.Argmax(x), di.GetAsArray1D()[0]);
+        int first = Array.IndexOf(x, x.Max());
+        Assert.Equal(first, di.GetAsArray1D()[0]);
     }
 
     [Fact]
