@@ -1,4 +1,4 @@
-// SpQR.GpuBench: F32/F16 GEMV and SpQR matvec (wbits 3 and 4, 1% outliers) on the device for the LLaMA-7B shapes.
+// SpQR.GpuBench: F32/F16/BF16 GEMV and SpQR matvec (wbits 3 and 4, 1% outliers) on the device for the LLaMA-7B shapes.
 // Each measurement queues 200 calls back to back (weights rotate over >= 256 MB so the L2 cannot hold them),
 // synchronizes once, and divides; median of 5 such runs. Every kernel is first checked against the CPU kernel
 // (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
@@ -17,8 +17,9 @@ var acc = backend.Accelerator;
 Console.WriteLine($"device: {backend.Description}, warp {acc.WarpSize}, memory {acc.MemorySize / (1L << 30)} GiB");
 Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu");
 foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
-    foreach (bool f16 in new[] { true, false })
+    foreach (string dt in new[] { "f16", "bf16", "f32" })
     {
+        bool f16 = dt != "f32", bf = dt == "bf16";
         long bytes = (long)rows * cols * (f16 ? 2 : 4);
         int copies = (int)Math.Max(2, (256L << 20) / bytes + 1);
         if (choice == DeviceChoice.Cpu) copies = 1;
@@ -26,7 +27,7 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         var w = new float[(long)rows * cols];
         for (long i = 0; i < w.Length; i++) w[i] = (float)(r.NextDouble() - 0.5);
         var h = new ushort[w.Length];
-        CpuKernels.F32ToF16(w, h);
+        if (bf) CpuKernels.F32ToBF16(w, h); else CpuKernels.F32ToF16(w, h);
         var x = Enumerable.Range(0, cols).Select(_ => (float)r.NextDouble()).ToArray();
         var bufs32 = new List<MemoryBuffer1D<float, Stride1D.Dense>>(); var bufs16 = new List<MemoryBuffer1D<ushort, Stride1D.Dense>>();
         for (int c = 0; c < copies; c++) { if (f16) bufs16.Add(acc.Allocate1D(h)); else bufs32.Add(acc.Allocate1D(w)); }
@@ -34,13 +35,14 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         using var dy = acc.Allocate1D<float>(rows);
         void Call(int i)
         {
-            if (f16) backend.Kernels.GemvF16(bufs16[i % copies].View, dx.View, dy.View, rows, cols);
+            if (bf) backend.Kernels.GemvBF16(bufs16[i % copies].View, dx.View, dy.View, rows, cols);
+            else if (f16) backend.Kernels.GemvF16(bufs16[i % copies].View, dx.View, dy.View, rows, cols);
             else backend.Kernels.GemvF32(bufs32[i % copies].View, dx.View, dy.View, rows, cols);
         }
         // correctness first
         Call(0); acc.Synchronize();
         var y = dy.GetAsArray1D(); var e = new float[rows];
-        if (f16) CpuKernels.GemvF16(h, x, e, rows, cols); else CpuKernels.Gemv(w, x, e, rows, cols);
+        if (bf) CpuKernels.GemvBF16(h, x, e, rows, cols); else if (f16) CpuKernels.GemvF16(h, x, e, rows, cols); else CpuKernels.Gemv(w, x, e, rows, cols);
         double num = 0, den = 0;
         for (int i = 0; i < rows; i++) { num += Math.Pow(y[i] - e[i], 2); den += (double)e[i] * e[i]; }
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
@@ -56,7 +58,7 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         }
         times.Sort();
         double t = times[times.Count / 2];
-        Console.WriteLine($"{rows}x{cols},{(f16 ? "f16" : "f32")},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2}");
+        Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2}");
         foreach (var b in bufs32) b.Dispose();
         foreach (var b in bufs16) b.Dispose();
     }

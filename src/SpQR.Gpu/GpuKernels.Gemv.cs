@@ -12,19 +12,17 @@ public sealed partial class GpuKernels
 {
     private readonly Accelerator _acc;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _gemvF32;
-    private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int> _gemvF16;
-    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int> _gemvF16x4;
+    private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16;
+    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16x4;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
-    private Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int>? _gemvBF16;
-    private Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int>? _gemvBF16x4;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, int>? _argmax;
 
     public GpuKernels(Accelerator acc)
     {
         _acc = acc;
         _gemvF32 = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(GemvF32Kernel);
-        _gemvF16 = acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int>(GemvF16Kernel);
-        _gemvF16x4 = acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int>(GemvF16x4Kernel);
+        _gemvF16 = acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfKernel);
+        _gemvF16x4 = acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx4Kernel);
         _rmsNorm = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
     }
 
@@ -44,23 +42,15 @@ public sealed partial class GpuKernels
     public void GemvF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
     {
         // 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0), else one half per load
-        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4);
-        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols);
+        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, 0);
+        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, 0);
     }
 
-    // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,)
+    // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,): the F16 kernels with the BF16 conversion
     public void GemvBF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
     {
-        if (cols % 4 == 0)
-        {
-            _gemvBF16x4 ??= _acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int>(GemvBF16x4Kernel);
-            _gemvBF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4);
-        }
-        else
-        {
-            _gemvBF16 ??= _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int>(GemvBF16Kernel);
-            _gemvBF16(RowsConfig(rows, out _), W, x, y, rows, cols);
-        }
+        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, 1);
+        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, 1);
     }
 
     /// <summary>index (1,) = the first index of the largest value of x (n,), NaN-free input (CpuKernels.Argmax).</summary>
@@ -98,36 +88,8 @@ public sealed partial class GpuKernels
         if (t == 0) index[0] = bi[0] == int.MaxValue ? 0 : bi[0];
     }
 
-    private static float BF16BitsToF32(uint bits) => Interop.IntAsFloat(bits << 16);
-
-    private static void GemvBF16Kernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
-    {
-        int r = RowIndex();
-        if (r >= rows) return;
-        float s = 0;
-        long baseIdx = (long)r * cols;
-        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += BF16BitsToF32(W[baseIdx + c]) * x[c];
-        s = WarpSum(s);
-        if (Warp.IsFirstLane) y[r] = s;
-    }
-
-    private static void GemvBF16x4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4)
-    {
-        int r = RowIndex();
-        if (r >= rows) return;
-        float s = 0;
-        long baseIdx = (long)r * cols4;
-        for (int c = Warp.LaneIdx; c < cols4; c += Warp.WarpSize)
-        {
-            ulong q = W[baseIdx + c];
-            uint lo = (uint)(q & 0xFFFFFFFFul), hi = (uint)(q >> 32);
-            int x0 = 4 * c;
-            s += Interop.IntAsFloat(lo << 16) * x[x0] + Interop.IntAsFloat(lo & 0xFFFF0000u) * x[x0 + 1]
-               + Interop.IntAsFloat(hi << 16) * x[x0 + 2] + Interop.IntAsFloat(hi & 0xFFFF0000u) * x[x0 + 3];
-        }
-        s = WarpSum(s);
-        if (Warp.IsFirstLane) y[r] = s;
-    }
+    // the low 16 bits as F16 (bf = 0) or BF16 (bf = 1), widened to float
+    private static float HalfBitsToF32(uint bits, int bf) => bf != 0 ? Interop.IntAsFloat((bits & 0xFFFFu) << 16) : F16BitsToF32(bits);
 
     // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), one warp per row
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
@@ -152,8 +114,6 @@ public sealed partial class GpuKernels
         if (Warp.IsFirstLane) y[r] = s;
     }
 
-    private static float F16ToF32(ushort h) => F16BitsToF32(h);
-
     // the low 16 bits of `bits` as an F16 value; only 32-bit integer ops (narrow casts of 64-bit values miscompiled
     // to PTX here: the upper bits survived)
     private static float F16BitsToF32(uint bits)
@@ -162,19 +122,19 @@ public sealed partial class GpuKernels
         return Interop.IntAsFloat((uint)v) * 5.192296858534828e33f; // ×2^112
     }
 
-    private static void GemvF16Kernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    private static void GemvHalfKernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int bf)
     {
         int r = RowIndex();
         if (r >= rows) return;
         float s = 0;
         long baseIdx = (long)r * cols;
-        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += F16ToF32(W[baseIdx + c]) * x[c];
+        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += HalfBitsToF32(W[baseIdx + c], bf) * x[c];
         s = WarpSum(s);
         if (Warp.IsFirstLane) y[r] = s;
     }
 
     // W as (rows, cols/4) 64-bit words of 4 halves each
-    private static void GemvF16x4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4)
+    private static void GemvHalfx4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4, int bf)
     {
         int r = RowIndex();
         if (r >= rows) return;
@@ -185,8 +145,8 @@ public sealed partial class GpuKernels
             ulong q = W[baseIdx + c];
             uint lo = (uint)(q & 0xFFFFFFFFul), hi = (uint)(q >> 32);
             int x0 = 4 * c;
-            s += F16BitsToF32(lo) * x[x0] + F16BitsToF32(lo >> 16) * x[x0 + 1]
-               + F16BitsToF32(hi) * x[x0 + 2] + F16BitsToF32(hi >> 16) * x[x0 + 3];
+            s += HalfBitsToF32(lo, bf) * x[x0] + HalfBitsToF32(lo >> 16, bf) * x[x0 + 1]
+               + HalfBitsToF32(hi, bf) * x[x0 + 2] + HalfBitsToF32(hi >> 16, bf) * x[x0 + 3];
         }
         s = WarpSum(s);
         if (Warp.IsFirstLane) y[r] = s;

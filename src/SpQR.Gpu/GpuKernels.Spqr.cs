@@ -24,6 +24,49 @@ public struct SpqrDims
     public int Rows, Cols, Groups, WBits, RowBytes, StatRowBytes, StatBits, ScaleBits, QqGroupSize, Fp16;
 }
 
+/// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
+public struct X32
+{
+    public float V0, V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14, V15, V16, V17, V18, V19, V20, V21, V22, V23, V24, V25, V26, V27, V28, V29, V30, V31;
+
+    /// <summary>Column j of the chunk sits at xi + j·W in the swizzled x̃ (see the prepare kernel).</summary>
+    public static X32 Load(ArrayView<float> scratch, int xi, int W) => new()
+    {
+        V0 = scratch[xi + 0 * W],
+        V1 = scratch[xi + 1 * W],
+        V2 = scratch[xi + 2 * W],
+        V3 = scratch[xi + 3 * W],
+        V4 = scratch[xi + 4 * W],
+        V5 = scratch[xi + 5 * W],
+        V6 = scratch[xi + 6 * W],
+        V7 = scratch[xi + 7 * W],
+        V8 = scratch[xi + 8 * W],
+        V9 = scratch[xi + 9 * W],
+        V10 = scratch[xi + 10 * W],
+        V11 = scratch[xi + 11 * W],
+        V12 = scratch[xi + 12 * W],
+        V13 = scratch[xi + 13 * W],
+        V14 = scratch[xi + 14 * W],
+        V15 = scratch[xi + 15 * W],
+        V16 = scratch[xi + 16 * W],
+        V17 = scratch[xi + 17 * W],
+        V18 = scratch[xi + 18 * W],
+        V19 = scratch[xi + 19 * W],
+        V20 = scratch[xi + 20 * W],
+        V21 = scratch[xi + 21 * W],
+        V22 = scratch[xi + 22 * W],
+        V23 = scratch[xi + 23 * W],
+        V24 = scratch[xi + 24 * W],
+        V25 = scratch[xi + 25 * W],
+        V26 = scratch[xi + 26 * W],
+        V27 = scratch[xi + 27 * W],
+        V28 = scratch[xi + 28 * W],
+        V29 = scratch[xi + 29 * W],
+        V30 = scratch[xi + 30 * W],
+        V31 = scratch[xi + 31 * W],
+    };
+}
+
 /// <summary>A SpQR layer resident on the device: the stored bytes plus the widened second-order planes and outlier deltas.</summary>
 public sealed class GpuSpqrLayer : IDisposable
 {
@@ -212,38 +255,7 @@ public sealed partial class GpuKernels
             if (u < chunks)
             {
                 int xi = xt + it * LaneCols * W + lane;
-                float x0 = scratch[xi + 0 * W];
-                float x1 = scratch[xi + 1 * W];
-                float x2 = scratch[xi + 2 * W];
-                float x3 = scratch[xi + 3 * W];
-                float x4 = scratch[xi + 4 * W];
-                float x5 = scratch[xi + 5 * W];
-                float x6 = scratch[xi + 6 * W];
-                float x7 = scratch[xi + 7 * W];
-                float x8 = scratch[xi + 8 * W];
-                float x9 = scratch[xi + 9 * W];
-                float x10 = scratch[xi + 10 * W];
-                float x11 = scratch[xi + 11 * W];
-                float x12 = scratch[xi + 12 * W];
-                float x13 = scratch[xi + 13 * W];
-                float x14 = scratch[xi + 14 * W];
-                float x15 = scratch[xi + 15 * W];
-                float x16 = scratch[xi + 16 * W];
-                float x17 = scratch[xi + 17 * W];
-                float x18 = scratch[xi + 18 * W];
-                float x19 = scratch[xi + 19 * W];
-                float x20 = scratch[xi + 20 * W];
-                float x21 = scratch[xi + 21 * W];
-                float x22 = scratch[xi + 22 * W];
-                float x23 = scratch[xi + 23 * W];
-                float x24 = scratch[xi + 24 * W];
-                float x25 = scratch[xi + 25 * W];
-                float x26 = scratch[xi + 26 * W];
-                float x27 = scratch[xi + 27 * W];
-                float x28 = scratch[xi + 28 * W];
-                float x29 = scratch[xi + 29 * W];
-                float x30 = scratch[xi + 30 * W];
-                float x31 = scratch[xi + 31 * W];
+                var xv = X32.Load(scratch, xi, W);
                 for (int h = 0; h < 2; h++)
                 {
                     int r = h == 0 ? r0 : r1;
@@ -267,8 +279,8 @@ public sealed partial class GpuKernels
                     uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
                     uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
                     int h0i = (int)h0, h1i = (int)h1, h2i = (int)h2, h3i = (int)h3;
-                    float dA = ((h0i) & (m << (0 * b))) * x0 + ((h0i) & (m << (1 * b))) * x1 + ((h0i) & (m << (2 * b))) * x2 + ((h0i) & (m << (3 * b))) * x3 + ((h0i) & (m << (4 * b))) * x4 + ((h0i) & (m << (5 * b))) * x5 + ((h0i) & (m << (6 * b))) * x6 + (b == 4 ? (int)(h0 >> 28) * 268435456f : ((h0i) & (m << (7 * b)))) * x7 + ((h1i) & (m << (0 * b))) * x8 + ((h1i) & (m << (1 * b))) * x9 + ((h1i) & (m << (2 * b))) * x10 + ((h1i) & (m << (3 * b))) * x11 + ((h1i) & (m << (4 * b))) * x12 + ((h1i) & (m << (5 * b))) * x13 + ((h1i) & (m << (6 * b))) * x14 + (b == 4 ? (int)(h1 >> 28) * 268435456f : ((h1i) & (m << (7 * b)))) * x15;
-                    float dB = ((h2i) & (m << (0 * b))) * x16 + ((h2i) & (m << (1 * b))) * x17 + ((h2i) & (m << (2 * b))) * x18 + ((h2i) & (m << (3 * b))) * x19 + ((h2i) & (m << (4 * b))) * x20 + ((h2i) & (m << (5 * b))) * x21 + ((h2i) & (m << (6 * b))) * x22 + (b == 4 ? (int)(h2 >> 28) * 268435456f : ((h2i) & (m << (7 * b)))) * x23 + ((h3i) & (m << (0 * b))) * x24 + ((h3i) & (m << (1 * b))) * x25 + ((h3i) & (m << (2 * b))) * x26 + ((h3i) & (m << (3 * b))) * x27 + ((h3i) & (m << (4 * b))) * x28 + ((h3i) & (m << (5 * b))) * x29 + ((h3i) & (m << (6 * b))) * x30 + (b == 4 ? (int)(h3 >> 28) * 268435456f : ((h3i) & (m << (7 * b)))) * x31;
+                    float dA = ((h0i) & (m << (0 * b))) * xv.V0 + ((h0i) & (m << (1 * b))) * xv.V1 + ((h0i) & (m << (2 * b))) * xv.V2 + ((h0i) & (m << (3 * b))) * xv.V3 + ((h0i) & (m << (4 * b))) * xv.V4 + ((h0i) & (m << (5 * b))) * xv.V5 + ((h0i) & (m << (6 * b))) * xv.V6 + (b == 4 ? (int)(h0 >> 28) * 268435456f : ((h0i) & (m << (7 * b)))) * xv.V7 + ((h1i) & (m << (0 * b))) * xv.V8 + ((h1i) & (m << (1 * b))) * xv.V9 + ((h1i) & (m << (2 * b))) * xv.V10 + ((h1i) & (m << (3 * b))) * xv.V11 + ((h1i) & (m << (4 * b))) * xv.V12 + ((h1i) & (m << (5 * b))) * xv.V13 + ((h1i) & (m << (6 * b))) * xv.V14 + (b == 4 ? (int)(h1 >> 28) * 268435456f : ((h1i) & (m << (7 * b)))) * xv.V15;
+                    float dB = ((h2i) & (m << (0 * b))) * xv.V16 + ((h2i) & (m << (1 * b))) * xv.V17 + ((h2i) & (m << (2 * b))) * xv.V18 + ((h2i) & (m << (3 * b))) * xv.V19 + ((h2i) & (m << (4 * b))) * xv.V20 + ((h2i) & (m << (5 * b))) * xv.V21 + ((h2i) & (m << (6 * b))) * xv.V22 + (b == 4 ? (int)(h2 >> 28) * 268435456f : ((h2i) & (m << (7 * b)))) * xv.V23 + ((h3i) & (m << (0 * b))) * xv.V24 + ((h3i) & (m << (1 * b))) * xv.V25 + ((h3i) & (m << (2 * b))) * xv.V26 + ((h3i) & (m << (3 * b))) * xv.V27 + ((h3i) & (m << (4 * b))) * xv.V28 + ((h3i) & (m << (5 * b))) * xv.V29 + ((h3i) & (m << (6 * b))) * xv.V30 + (b == 4 ? (int)(h3 >> 28) * 268435456f : ((h3i) & (m << (7 * b)))) * xv.V31;
                     int pg = r / d.QqGroupSize * groups, rowStatBits = r * d.StatRowBytes * 8;
                     float part = 0;
                     for (int t = 0; t < 2; t++)
@@ -334,48 +346,17 @@ public sealed partial class GpuKernels
             int u = st * W + lane;
             if (u >= chunks) continue;
             int xi = xt + st * LaneCols * W + lane;
-            float x0 = scratch[xi + 0 * W];
-            float x1 = scratch[xi + 1 * W];
-            float x2 = scratch[xi + 2 * W];
-            float x3 = scratch[xi + 3 * W];
-            float x4 = scratch[xi + 4 * W];
-            float x5 = scratch[xi + 5 * W];
-            float x6 = scratch[xi + 6 * W];
-            float x7 = scratch[xi + 7 * W];
-            float x8 = scratch[xi + 8 * W];
-            float x9 = scratch[xi + 9 * W];
-            float x10 = scratch[xi + 10 * W];
-            float x11 = scratch[xi + 11 * W];
-            float x12 = scratch[xi + 12 * W];
-            float x13 = scratch[xi + 13 * W];
-            float x14 = scratch[xi + 14 * W];
-            float x15 = scratch[xi + 15 * W];
-            float x16 = scratch[xi + 16 * W];
-            float x17 = scratch[xi + 17 * W];
-            float x18 = scratch[xi + 18 * W];
-            float x19 = scratch[xi + 19 * W];
-            float x20 = scratch[xi + 20 * W];
-            float x21 = scratch[xi + 21 * W];
-            float x22 = scratch[xi + 22 * W];
-            float x23 = scratch[xi + 23 * W];
-            float x24 = scratch[xi + 24 * W];
-            float x25 = scratch[xi + 25 * W];
-            float x26 = scratch[xi + 26 * W];
-            float x27 = scratch[xi + 27 * W];
-            float x28 = scratch[xi + 28 * W];
-            float x29 = scratch[xi + 29 * W];
-            float x30 = scratch[xi + 30 * W];
-            float x31 = scratch[xi + 31 * W];
+            var xv = X32.Load(scratch, xi, W);
             int g0 = 2 * u, g1 = g0 + 1;
             bool has1 = g1 < groups;
             int i0 = pg + g0, i1 = has1 ? i0 + 1 : i0;
             float ss0 = planes[i0], sz0 = planes[n + i0], zs0 = planes[2 * n + i0], zz0 = planes[3 * n + i0];
             float ss1 = planes[i1], sz1 = planes[n + i1], zs1 = planes[2 * n + i1], zz1 = planes[3 * n + i1];
             float xs0 = scratch[padded + g0], xs1 = has1 ? scratch[padded + g1] : 0f;
-            acc0 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 0, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
-            acc1 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 1, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
-            acc2 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 2, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
-            acc3 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 3, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x31);
+            acc0 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 0, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+            acc1 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 1, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+            acc2 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 2, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+            acc3 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 3, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
         }
         if (live && split == 0)
         {
@@ -418,16 +399,16 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static float SpqrRowPart(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r, int u, int b, bool has1,
                                      float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1,
-                                     float x0, float x1, float x2, float x3, float x4, float x5, float x6, float x7, float x8, float x9, float x10, float x11, float x12, float x13, float x14, float x15, float x16, float x17, float x18, float x19, float x20, float x21, float x22, float x23, float x24, float x25, float x26, float x27, float x28, float x29, float x30, float x31)
+                                     X32 xv)
     {
         int q = (r * d.RowBytes + u * 4 * b) >> 2, m = (1 << b) - 1;
         uint w0 = u32[q], w1 = u32[q + 1], w2 = b > 2 ? u32[q + 2] : 0u, w3 = b > 3 ? u32[q + 3] : 0u;
         uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
         uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
-        float dot0 = Code(h0, 0, b, m) * x0 + Code(h0, 1, b, m) * x1 + Code(h0, 2, b, m) * x2 + Code(h0, 3, b, m) * x3 + Code(h0, 4, b, m) * x4 + Code(h0, 5, b, m) * x5 + Code(h0, 6, b, m) * x6 + Code(h0, 7, b, m) * x7
-                   + Code(h1, 0, b, m) * x8 + Code(h1, 1, b, m) * x9 + Code(h1, 2, b, m) * x10 + Code(h1, 3, b, m) * x11 + Code(h1, 4, b, m) * x12 + Code(h1, 5, b, m) * x13 + Code(h1, 6, b, m) * x14 + Code(h1, 7, b, m) * x15;
-        float dot1 = Code(h2, 0, b, m) * x16 + Code(h2, 1, b, m) * x17 + Code(h2, 2, b, m) * x18 + Code(h2, 3, b, m) * x19 + Code(h2, 4, b, m) * x20 + Code(h2, 5, b, m) * x21 + Code(h2, 6, b, m) * x22 + Code(h2, 7, b, m) * x23
-                   + Code(h3, 0, b, m) * x24 + Code(h3, 1, b, m) * x25 + Code(h3, 2, b, m) * x26 + Code(h3, 3, b, m) * x27 + Code(h3, 4, b, m) * x28 + Code(h3, 5, b, m) * x29 + Code(h3, 6, b, m) * x30 + Code(h3, 7, b, m) * x31;
+        float dot0 = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
+                   + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
+        float dot1 = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
+                   + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
         // both groups' F-bit fields: 2F ≤ 16 bits from bit 2uF of the row, within 3 bytes
         int bit = r * d.StatRowBytes * 8 + u * 2 * d.StatBits, at = bit >> 3, sh = bit & 7, F = d.StatBits, qs = d.ScaleBits;
         int v = (statCodes[at] | (statCodes[at + 1] << 8) | (statCodes[at + 2] << 16)) >> sh;

@@ -10,41 +10,11 @@ namespace SpQR.Gpu.Tests;
 
 public class GpuEncoderTests(BackendFixture fx, ITestOutputHelper output) : IClassFixture<BackendFixture>
 {
-    private static readonly SpqrOptions FixtureOptions = new()
-    {
-        WBits = 3, GroupSize = 16, QqScaleBits = 3, QqZeroBits = 3, QqGroupSize = 4, OutlierThreshold = 0.2,
-        PermutationOrder = PermutationOrder.ActOrder, PercDamp = 1.0, BlockSize = 128, StorageExact = false,
-    };
-
     [SharedTheory]
     [InlineData("layer1.self_attn.q_proj")]
     [InlineData("layer1.mlp.down_proj")]
     public void Matches_the_reference_implementation(string layer)
-    {
-        using var f = SafetensorsFile.Open(Fixtures.Path("fixtures", "spqr-layer", layer + ".safetensors"));
-        var W = f.Get("W").AsReadOnlySpan<float>().ToArray();
-        int rows = (int)f.Entry("W").Shape[0], cols = (int)f.Entry("W").Shape[1];
-        var H = f.Get("H").AsReadOnlySpan<float>().ToArray().Select(x => (double)x).ToArray();
-        var refHat = f.Get("W_hat").AsReadOnlySpan<float>().ToArray();
-        var refMask = f.Get("outlier_mask_permuted").AsReadOnlySpan<byte>().ToArray();
-
-        var r = GpuSpqrEncoder.Quantize(fx.Backend, W, H, rows, cols, FixtureOptions, layer);
-        Assert.Equal(f.Get("perm").ToInt32Array(), r.Permutation);
-        var mask = new bool[rows * cols];
-        for (int i = 0; i < r.OutlierRows.Length; i++) mask[r.OutlierRows[i] * cols + r.OutlierCols[i]] = true;
-        int refCount = refMask.Count(m => m != 0), both = 0, either = 0;
-        for (int i = 0; i < mask.Length; i++) { both += mask[i] && refMask[i] != 0 ? 1 : 0; either += mask[i] || refMask[i] != 0 ? 1 : 0; }
-        double jaccard = either == 0 ? 1 : (double)both / either;
-        double num = 0, den = 0;
-        for (int i = 0; i < W.Length; i++) { num += Math.Pow(r.Dequantized[i] - refHat[i], 2); den += (double)W[i] * W[i]; }
-        double relDiff = Math.Sqrt(num / den);
-        double err = LayerError.HWeighted(W, r.Dequantized, H, rows, cols), refErr = LayerError.HWeighted(W, refHat, H, rows, cols);
-        output.WriteLine($"{layer} (device): outliers {r.OutlierRows.Length} vs {refCount}, Jaccard {jaccard:F4}, |Ŵ-Ŵref|/|W| {relDiff:E2}, H-error {err:G6} vs {refErr:G6}");
-        Assert.InRange(r.OutlierRows.Length, refCount * 0.98, refCount * 1.02);
-        Assert.True(jaccard >= 0.95, $"outlier mask Jaccard {jaccard}");
-        Assert.True(relDiff <= 1e-3, $"relative difference of Ŵ {relDiff}");
-        Assert.InRange(err, refErr * 0.99, refErr * 1.01);
-    }
+        => SpQR.Quant.Tests.SpqrReferenceCheck.AssertMatches(layer, (W, H, rows, cols, o, name) => GpuSpqrEncoder.Quantize(fx.Backend, W, H, rows, cols, o, name), output.WriteLine);
 
     public static TheoryData<string> Recipes => ["spqr", "spqr-fp16-storage", "simplified", "round-zero", "gptq", "w4-beta2-16"];
 
