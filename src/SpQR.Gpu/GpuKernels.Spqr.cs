@@ -9,7 +9,9 @@
 //      it reads the chunk's 4·b code bytes as b words and the two stat fields (≤ 3 bytes), masks each code in place
 //      (code·2^pos converts to float exactly; x̃ undoes the 2^pos) and adds s·(Σ q·x̃ − z·xsum). K warps of a block split
 //      a row tile's warp steps (K chosen so about 16 warps per multiprocessor have work); their partial sums meet in
-//      shared memory. Then the rows' CSR outlier deltas · x', shuffle reduction. Shapes this path does not take
+//      shared memory. The code words and stat bytes of a lane's next step are loaded before the current step computes
+//      (software pipelining: 96 registers instead of 72, but the loads overlap the arithmetic). Then the rows' CSR
+//      outlier deltas · x', shuffle reduction. Shapes this path does not take
 //      (β2 % 4 ≠ 0, a row's code bytes not a multiple of 4, F > 8) use the earlier two-rows-per-warp kernel.
 // General path (any wbits, fp16-step layers): one warp per row, a lane per group, one code at a time.
 using ILGPU;
@@ -130,6 +132,10 @@ public sealed partial class GpuKernels
     /// <summary>Kernel choice for benchmarks: column splits K of the four-row kernel (0 = chosen by shape), or −1 for the
     /// earlier two-row kernel.</summary>
     public int SpqrColumnSplits { get; set; }
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _spqrRowsP = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
+    /// <summary>The four-row kernel with its code loads software-pipelined (default; measured 14-21% faster on the H200,
+    /// bench/README.md); false runs the plain four-row kernel (benchmarks compare them).</summary>
+    public bool SpqrPipelined { get; set; } = true;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrFast = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
 
     // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
@@ -158,8 +164,11 @@ public sealed partial class GpuKernels
             if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize);
             if (rowsPath)
             {
-                var kr = _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                    d.WBits switch { 2 => SpqrMatVecQ2Kernel, 3 => SpqrMatVecQ3Kernel, _ => SpqrMatVecQ4Kernel });
+                var kr = SpqrPipelined
+                    ? _spqrRowsP[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                        d.WBits switch { 2 => SpqrMatVecP2Kernel, 3 => SpqrMatVecP3Kernel, _ => SpqrMatVecP4Kernel })
+                    : _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                        d.WBits switch { 2 => SpqrMatVecQ2Kernel, 3 => SpqrMatVecQ3Kernel, _ => SpqrMatVecQ4Kernel });
                 // K column splits: about 16 warps per multiprocessor (measured best on the H200: more warps of less work lose), each split ≥ 1 warp step
                 int wpb = Math.Max(1, Math.Min(8, _acc.MaxNumThreadsPerGroup / _acc.WarpSize));
                 int tiles = (d.Rows + SpqrRowsPerWarp - 1) / SpqrRowsPerWarp, steps = ((d.Groups + 1) / 2 + _acc.WarpSize - 1) / _acc.WarpSize;
@@ -319,6 +328,16 @@ public sealed partial class GpuKernels
                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
 
+    private static void SpqrMatVecP2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecRows4P(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2);
+    private static void SpqrMatVecP3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecRows4P(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3);
+    private static void SpqrMatVecP4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecRows4P(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
+
     // code k of a half-group word, left in place (code·2^(b·k), exact in float); b = 4 shifts code 7 out of the sign bit
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static float Code(uint h, int k, int b, int m)
@@ -385,6 +404,87 @@ public sealed partial class GpuKernels
         }
     }
 
+    // The four-row kernel with the next step's code words and stat bytes loaded before this step computes.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrMatVecRows4P(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                        ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b)
+    {
+        // block = warpsPerBlock warps = (warpsPerBlock / K) tiles of 4 rows × K column splits; split j takes the warp steps
+        // j, j + K, j + 2K, …; the K partial sums of a row meet in shared memory
+        var red = SharedMemory.Allocate<float>(4 * 32);
+        int W = Warp.WarpSize, lane = Warp.LaneIdx, wpb = Group.DimX / W, wi = Warp.WarpIdx, split = wi % K;
+        int r0 = SpqrRowsPerWarp * (Grid.IdxX * (wpb / K) + wi / K);
+        bool live = r0 < d.Rows;
+        int rb = live ? r0 : 0;
+        int groups = d.Groups, padded = groups * 16;
+        int n = (d.Rows + d.QqGroupSize - 1) / d.QqGroupSize * groups, pg = rb / d.QqGroupSize * groups;
+        int xt = (padded + groups + 3) & ~3;
+        var u32 = codes.Cast<uint>();
+        float acc0 = 0; float acc1 = 0; float acc2 = 0; float acc3 = 0; 
+        int chunks = (groups + 1) / 2, steps = (chunks + W - 1) / W, last = d.Rows - 1;
+        // software pipeline: the code words and stat bytes of the next step are in flight while this step computes
+        int cu = split * W + lane;
+        bool have = live && split < steps && cu < chunks;
+        RowWords c0 = default, c1 = default, c2 = default, c3 = default;
+        if (have)
+        {
+            c0 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 0, last), cu, b); c1 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 1, last), cu, b);
+            c2 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 2, last), cu, b); c3 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 3, last), cu, b);
+        }
+        for (int st = split; live && st < steps; st += K)
+        {
+            int u = st * W + lane, nu = u + K * W;
+            bool cur = u < chunks, next = st + K < steps && nu < chunks;
+            RowWords n0 = default, n1 = default, n2 = default, n3 = default;
+            if (next)
+            {
+                n0 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 0, last), nu, b); n1 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 1, last), nu, b);
+                n2 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 2, last), nu, b); n3 = SpqrRowLoad(u32, statCodes, d, Math.Min(rb + 3, last), nu, b);
+            }
+            if (cur)
+            {
+                int xi = xt + st * LaneCols * W + lane;
+                var xv = X32.Load(scratch, xi, W);
+                int g0 = 2 * u, g1 = g0 + 1;
+                bool has1 = g1 < groups;
+                int i0 = pg + g0, i1 = has1 ? i0 + 1 : i0;
+                float ss0 = planes[i0], sz0 = planes[n + i0], zs0 = planes[2 * n + i0], zz0 = planes[3 * n + i0];
+                float ss1 = planes[i1], sz1 = planes[n + i1], zs1 = planes[2 * n + i1], zz1 = planes[3 * n + i1];
+                float xs0 = scratch[padded + g0], xs1 = has1 ? scratch[padded + g1] : 0f;
+                acc0 += SpqrRowCompute(c0, d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+                acc1 += SpqrRowCompute(c1, d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+                acc2 += SpqrRowCompute(c2, d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+                acc3 += SpqrRowCompute(c3, d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+            }
+            c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        }
+        if (live && split == 0)
+        {
+            acc0 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 0, last));
+            acc1 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 1, last));
+            acc2 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 2, last));
+            acc3 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 3, last));
+        }
+        acc0 = WarpSum(acc0);
+        acc1 = WarpSum(acc1);
+        acc2 = WarpSum(acc2);
+        acc3 = WarpSum(acc3);
+        if (K > 1)
+        {
+            if (Warp.IsFirstLane) { red[4 * wi + 0] = acc0; red[4 * wi + 1] = acc1; red[4 * wi + 2] = acc2; red[4 * wi + 3] = acc3; }
+            Group.Barrier();
+            if (split == 0 && Warp.IsFirstLane)
+                for (int j = 1; j < K; j++) { acc0 += red[4 * (wi + j) + 0]; acc1 += red[4 * (wi + j) + 1]; acc2 += red[4 * (wi + j) + 2]; acc3 += red[4 * (wi + j) + 3]; }
+        }
+        if (live && split == 0 && Warp.IsFirstLane)
+        {
+            if (rb + 0 <= last) y[rb + 0] = acc0;
+            if (rb + 1 <= last) y[rb + 1] = acc1;
+            if (rb + 2 <= last) y[rb + 2] = acc2;
+            if (rb + 3 <= last) y[rb + 3] = acc3;
+        }
+    }
+
     // this lane's share of row r's outlier deltas · x'
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static float OutlierPart(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, int r)
@@ -400,18 +500,37 @@ public sealed partial class GpuKernels
     private static float SpqrRowPart(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r, int u, int b, bool has1,
                                      float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1,
                                      X32 xv)
+        => SpqrRowCompute(SpqrRowLoad(u32, statCodes, d, r, u, b), d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+
+    /// <summary>What one row needs from memory for one chunk: its b code words and its two stat fields (shifted down).</summary>
+    public struct RowWords { public uint W0, W1, W2, W3; public int Stat; }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static RowWords SpqrRowLoad(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r, int u, int b)
     {
-        int q = (r * d.RowBytes + u * 4 * b) >> 2, m = (1 << b) - 1;
-        uint w0 = u32[q], w1 = u32[q + 1], w2 = b > 2 ? u32[q + 2] : 0u, w3 = b > 3 ? u32[q + 3] : 0u;
+        int q = (r * d.RowBytes + u * 4 * b) >> 2;
+        // both groups' F-bit fields: 2F ≤ 16 bits from bit 2uF of the row, within 3 bytes
+        int bit = r * d.StatRowBytes * 8 + u * 2 * d.StatBits, at = bit >> 3;
+        return new RowWords
+        {
+            W0 = u32[q], W1 = u32[q + 1], W2 = b > 2 ? u32[q + 2] : 0u, W3 = b > 3 ? u32[q + 3] : 0u,
+            Stat = (statCodes[at] | (statCodes[at + 1] << 8) | (statCodes[at + 2] << 16)) >> (bit & 7),
+        };
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float SpqrRowCompute(RowWords l, SpqrDims d, int b, bool has1,
+                                        float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1, X32 xv)
+    {
+        int m = (1 << b) - 1;
+        uint w0 = l.W0, w1 = l.W1, w2 = l.W2, w3 = l.W3;
         uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
         uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
         float dot0 = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
                    + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
         float dot1 = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
                    + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
-        // both groups' F-bit fields: 2F ≤ 16 bits from bit 2uF of the row, within 3 bytes
-        int bit = r * d.StatRowBytes * 8 + u * 2 * d.StatBits, at = bit >> 3, sh = bit & 7, F = d.StatBits, qs = d.ScaleBits;
-        int v = (statCodes[at] | (statCodes[at + 1] << 8) | (statCodes[at + 2] << 16)) >> sh;
+        int v = l.Stat, F = d.StatBits, qs = d.ScaleBits;
         int f0 = v & ((1 << F) - 1), f1 = (v >> F) & ((1 << F) - 1);
         float s0 = ss0 * ((f0 & ((1 << qs) - 1)) - sz0), z0 = zs0 * ((f0 >> qs) - zz0);
         float s1 = ss1 * ((f1 & ((1 << qs) - 1)) - sz1), z1 = zs1 * ((f1 >> qs) - zz1);
