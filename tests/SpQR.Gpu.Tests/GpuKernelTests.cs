@@ -111,6 +111,37 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         Assert.Equal(first, di.GetAsArray1D()[0]);
     }
 
+    [Theory]
+    [InlineData(1, 1, 3, 1, false)] [InlineData(33, 70, 3, 5, false)] [InlineData(40, 300, 4, 3, false)] [InlineData(17, 129, 2, 9, false)]
+    [InlineData(24, 96, 6, 4, false)] [InlineData(48, 160, 3, 7, true)] [InlineData(64, 512, 3, 17, false)]
+    public void Spqr_batched_matmul_matches_the_cpu_kernel(int rows, int cols, int wbits, int T, bool fp16)
+    {
+        var acc = fx.Backend.Accelerator;
+        var layer = SpQR.Quant.Formats.SpqrLayer.Random(rows, cols, wbits, 0.03, rows + cols + T, fp16Arithmetic: fp16);
+        var X = TestData.Uniform(T * cols, 9, -2, 2);
+        var e = new float[T * rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatMul(layer, X, e, T);
+        using var g = new GpuSpqrLayer(acc, layer);
+        using var dx = acc.Allocate1D(X); using var ds = acc.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(g, T)); using var dy = acc.Allocate1D<float>(T * rows);
+        fx.Backend.Kernels.SpqrMatMul(g, dx.View, T, dy.View, ds.View);
+        acc.Synchronize();
+        NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matmul {rows}x{cols} w{wbits} T={T}");
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)] [InlineData(5, 7, 33)] [InlineData(64, 40, 128)] [InlineData(17, 100, 19)]
+    public void Tiled_gemm_matches_the_cpu(int M, int N, int K)
+    {
+        var acc = fx.Backend.Accelerator;
+        var a = TestData.Uniform(M * K, 1); var b = TestData.Uniform(N * K, 2);
+        var e = new float[M * N];
+        for (int m = 0; m < M; m++) SpQR.Tensors.Cpu.Reference.ReferenceKernels.Gemv(b, a.AsSpan(m * K, K), e.AsSpan(m * N, N), N, K);
+        using var da = acc.Allocate1D(a); using var db = acc.Allocate1D(b); using var dc = acc.Allocate1D<float>(M * N);
+        fx.Backend.Kernels.GemmNT(da.View, db.View, dc.View, M, N, K);
+        acc.Synchronize();
+        NumericAssert.Nmse(e, dc.GetAsArray1D(), Tolerances.GpuNmse, $"GEMM {M}x{N}x{K}");
+    }
+
     [Fact]
     public void Every_kernel_compiles_to_ptx_without_a_gpu()
     {
