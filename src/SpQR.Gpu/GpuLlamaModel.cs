@@ -70,7 +70,7 @@ public sealed class GpuLinear : IDisposable
 }
 
 /// <summary>What the device decoders share: embeddings, rotary tables, KV cache, attention, the head; an ICausalLM.</summary>
-public abstract class GpuDecoder : ICausalLM
+public abstract class GpuDecoder : ICausalLM, IGreedyStep
 {
     public TransformerConfig Config { get; }
     public int MaxContext { get; }

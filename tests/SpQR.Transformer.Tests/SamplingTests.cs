@@ -58,4 +58,34 @@ public class SamplingTests
         Assert.Equal(lowPlain[3] / 8, low[3], 9); // low band (wavelength > 8192) divided by the factor
         Assert.Throws<NotSupportedException>(() => RopeScaling.InvFreq(c with { RopeScaling = new HfRopeScaling("yarn", 4, null, null, null) }));
     }
+
+    // a model whose logits say "token + 1" and whose device argmax says "token + 2": generation takes the model's own
+    // greedy step only when the choice is pure argmax (temperature 0, no repetition penalty)
+    private sealed class TwoWayModel : ICausalLM, IGreedyStep
+    {
+        private readonly float[] _logits = new float[10];
+        public int GreedySteps { get; private set; }
+        public TransformerConfig Config { get; } = new() { VocabSize = 10 };
+        public int MaxBatch => 4;
+        public int MaxContext => 64;
+        public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int pos, bool allLogits)
+        {
+            Array.Clear(_logits);
+            _logits[(tokens[^1] + 1) % 10] = 1;
+            return _logits;
+        }
+        public int StepGreedy(int token, int pos) { GreedySteps++; return (token + 2) % 10; }
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void Greedy_generation_uses_the_models_own_argmax_step_and_sampling_does_not()
+    {
+        using var m = new TwoWayModel();
+        Assert.Equal([1, 3, 5, 7], Generator.GenerateIds(m, [0], 4));
+        Assert.Equal(3, m.GreedySteps);
+        using var h = new TwoWayModel();
+        Assert.Equal([1, 2, 3, 4], Generator.GenerateIds(h, [0], 4, new SamplingOptions { RepetitionPenalty = 1.1f }));
+        Assert.Equal(0, h.GreedySteps);
+    }
 }

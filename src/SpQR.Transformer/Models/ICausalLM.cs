@@ -19,6 +19,16 @@ public interface ICausalLM : IDisposable
     ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int pos, bool allLogits);
 }
 
+/// <summary>
+/// A model that can pick the greedy next token itself (a device model: the argmax runs where the logits are, and one int
+/// comes back instead of the vocabulary's logits). Generation uses it for greedy decoding without a repetition penalty.
+/// </summary>
+public interface IGreedyStep
+{
+    /// <summary>Runs one token at position pos and returns the index of the largest logit (the first on ties).</summary>
+    int StepGreedy(int token, int pos);
+}
+
 public static class CausalLMExtensions
 {
     /// <summary>Feeds a prompt of any length in MaxBatch chunks; returns the last token's logits (vocab,).</summary>

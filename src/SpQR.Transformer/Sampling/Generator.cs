@@ -71,6 +71,7 @@ public sealed class Generator(ICausalLM model, ITokenizer tokenizer)
     // feeds one token at pos through the KV cache and samples the next (not an iterator: spans live only here)
     private static int DecodeStep(ICausalLM model, Sampler sampler, int token, int pos, List<int> history)
     {
+        if (sampler.IsGreedy && model is IGreedyStep greedy) return greedy.StepGreedy(token, pos);
         Span<int> one = [token];
         return sampler.Sample(model.Forward(one, pos, allLogits: false), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
     }

@@ -22,6 +22,9 @@ public sealed class Sampler
     private readonly float[] _work;
     private readonly int[] _index;
 
+    /// <summary>Pure argmax: temperature 0 and no repetition penalty (the logits alone decide).</summary>
+    public bool IsGreedy => _o.Temperature == 0 && _o.RepetitionPenalty == 1;
+
     public Sampler(int vocabSize, SamplingOptions options)
     {
         if (options.Temperature < 0 || options.TopP is <= 0 or > 1 || options.MinP is < 0 or >= 1 || options.TopK < 0 || options.RepetitionPenalty <= 0)
