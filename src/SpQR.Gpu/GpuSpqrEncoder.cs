@@ -1,8 +1,9 @@
 // SpQR encoding of one linear layer on the device: the float64 factor U of H⁻¹ (GpuCholesky), the column loop and the
 // lazy block updates (kernels in GpuKernels.Encode.cs). Permutation, damping and the outlier scale are the CPU
-// encoder's own code (SpqrEncoder.Prepare, with the device factorization plugged in); W and U are uploaded once, and per block of β1-aligned
-// columns the device runs the column loop and then the GEMM that feeds the block's errors into the later columns. The
-// result is the CPU encoder's record (SpqrEncoder.Assemble), so packing, files and decoding are shared.
+// encoder's own code (SpqrEncoder.Prepare, with the device factorization plugged in); W and U are uploaded once, and
+// per block of β1-aligned columns the device runs the column loop and then the GEMM that feeds the block's errors into
+// the later columns. The result is the CPU encoder's record (SpqrEncoder.Assemble), so packing, files and decoding are
+// shared. Also here: Hessian accumulation on the device (GpuHessianAccumulator).
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -11,8 +12,8 @@ using SpQR.Quant.Encode;
 namespace SpQR.Gpu;
 
 /// <summary>Where a device encode spent its time: preparation (permutation, damping, outlier scale on the CPU, including
-/// FactorSeconds for the device factorization of H⁻¹); the device loop (upload,
-/// column loops, GEMMs, download); building the result record.</summary>
+/// FactorSeconds for the device factorization of H⁻¹); the device loop (upload, column loops, GEMMs, download);
+/// building the result record.</summary>
 public readonly record struct GpuEncodeTimings(double PrepareSeconds, double FactorSeconds, double DeviceSeconds, double AssembleSeconds);
 
 /// <summary>H = 2/N Σ x xᵀ accumulated on the device (HessianAccumulator's contract and precision).</summary>
