@@ -128,12 +128,12 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         }
         tm.Sort();
         Console.WriteLine($"{rows}x{cols},spqr_w{bits},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nmse:E2},{enq * 1e6:F1},{tm[2] * 1e6:F1}");
-        // the kernel versions side by side: the four-row kernel plain (false) or software-pipelined (true, the default) with K
-        // column splits (0 = by shape, the default), and K = −1, the earlier two-rows-per-warp kernel
-        foreach (var (rpw, piped) in new[] { (0, false), (1, false), (2, false), (4, false), (-1, false), (1, true), (2, true) })
+        // the kernel versions side by side: the four-row kernel with K column splits (0 = by shape, the default), and
+        // K = −1, the earlier two-rows-per-warp kernel
+        foreach (int rpw in new[] { 1, 2, 4, -1 })
         {
             if (choice == DeviceChoice.Cpu) break;
-            backend.Kernels.SpqrColumnSplits = rpw; backend.Kernels.SpqrPipelined = piped;
+            backend.Kernels.SpqrColumnSplits = rpw;
             backend.Kernels.SpqrMatVec(layers[0], dx.View, dxp.View, dy.View);
             acc.Synchronize();
             double nv = Nmse(e, dy.GetAsArray1D());
@@ -146,9 +146,9 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
                 tv.Add(sw.Elapsed.TotalSeconds / n);
             }
             tv.Sort();
-            Console.WriteLine($"{rows}x{cols},spqr_w{bits}_splits_{rpw}{(piped ? "_pipelined" : "")},{tv[2] * 1e6:F1},{bytes / tv[2] / 1e9:F0},,{nv:E2},,");
+            Console.WriteLine($"{rows}x{cols},spqr_w{bits}_splits_{rpw},{tv[2] * 1e6:F1},{bytes / tv[2] / 1e9:F0},,{nv:E2},,");
         }
-        backend.Kernels.SpqrColumnSplits = 0; backend.Kernels.SpqrPipelined = true;
+        backend.Kernels.SpqrColumnSplits = 0;
         foreach (var g in layers) g.Dispose();
     }
 

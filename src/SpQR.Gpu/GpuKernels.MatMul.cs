@@ -57,21 +57,7 @@ public sealed partial class GpuKernels
         long t = Grid.GlobalIndex.X;
         if (t >= (long)d.Rows * d.Groups) return;
         int r = (int)(t / d.Groups), g = (int)(t % d.Groups), b = d.WBits, padded = d.Groups * 16;
-        long n = (long)((d.Rows + d.QqGroupSize - 1) / d.QqGroupSize) * d.Groups, i = (long)(r / d.QqGroupSize) * d.Groups + g;
-        long bit = (long)r * d.StatRowBytes * 8 + (long)g * d.StatBits;
-        int f = ((statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8)) >> (int)(bit & 7)) & ((1 << d.StatBits) - 1);
-        int smask = (1 << d.ScaleBits) - 1;
-        float s, z;
-        if (d.Fp16 != 0)
-        {
-            s = H(planes[i] * H((f & smask) - planes[n + i]));
-            z = H(planes[2 * n + i] * H((f >> d.ScaleBits) - planes[3 * n + i]));
-        }
-        else
-        {
-            s = planes[i] * ((f & smask) - planes[n + i]);
-            z = planes[2 * n + i] * ((f >> d.ScaleBits) - planes[3 * n + i]);
-        }
+        GroupStat(statCodes, planes, d, r, g, out float s, out float z);
         long p = (long)r * d.RowBytes + (long)g * 2 * b, o = (long)r * padded + g * 16;
         for (int k = 0; k < 16; k++)
         {

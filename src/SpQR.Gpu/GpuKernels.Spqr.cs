@@ -4,7 +4,7 @@
 //   1. prepare, one thread per column: x' = x[perm] (zero past cols), xsum_g = Σ x' over each group, and x̃ = x' scaled
 //      by 2^−pos, pos = the bit position its code has in its half-group word (exact: a power of 2), swizzled so that a
 //      warp's load of "column j of every lane's chunk" is 32 consecutive floats;
-//   2. four rows per warp (SpqrMatVecRows4): lane l takes a chunk of 32 columns (two groups) per warp step and loads its
+//   2. four rows per warp (SpqrMatVecRows4P): lane l takes a chunk of 32 columns (two groups) per warp step and loads its
 //      32 x̃, the two groups' second-order planes and xsums once for the four rows (they share a β2 row group); per row
 //      it reads the chunk's 4·b code bytes as b words and the two stat fields (≤ 3 bytes), masks each code in place
 //      (code·2^pos converts to float exactly; x̃ undoes the 2^pos) and adds s·(Σ q·x̃ − z·xsum). K warps of a block split
@@ -128,14 +128,10 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>? _spqrMatVec;
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepare;
-    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _spqrRows = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
     /// <summary>Kernel choice for benchmarks: column splits K of the four-row kernel (0 = chosen by shape), or −1 for the
     /// earlier two-row kernel.</summary>
     public int SpqrColumnSplits { get; set; }
-    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _spqrRowsP = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
-    /// <summary>The four-row kernel with its code loads software-pipelined (default; measured 14-21% faster on the H200,
-    /// bench/README.md); false runs the plain four-row kernel (benchmarks compare them).</summary>
-    public bool SpqrPipelined { get; set; } = true;
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _spqrRows = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrFast = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
 
     // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
@@ -164,11 +160,8 @@ public sealed partial class GpuKernels
             if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize);
             if (rowsPath)
             {
-                var kr = SpqrPipelined
-                    ? _spqrRowsP[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                        d.WBits switch { 2 => SpqrMatVecP2Kernel, 3 => SpqrMatVecP3Kernel, _ => SpqrMatVecP4Kernel })
-                    : _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                        d.WBits switch { 2 => SpqrMatVecQ2Kernel, 3 => SpqrMatVecQ3Kernel, _ => SpqrMatVecQ4Kernel });
+                var kr = _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                    d.WBits switch { 2 => SpqrMatVecP2Kernel, 3 => SpqrMatVecP3Kernel, _ => SpqrMatVecP4Kernel });
                 // K column splits: about 16 warps per multiprocessor (measured best on the H200: more warps of less work lose), each split ≥ 1 warp step
                 int wpb = Math.Max(1, Math.Min(8, _acc.MaxNumThreadsPerGroup / _acc.WarpSize));
                 int tiles = (d.Rows + SpqrRowsPerWarp - 1) / SpqrRowsPerWarp, steps = ((d.Groups + 1) / 2 + _acc.WarpSize - 1) / _acc.WarpSize;
@@ -318,16 +311,6 @@ public sealed partial class GpuKernels
     // 45-105 µs against 27-57 µs for four, as fewer warps leave the device latency-bound.
     private const int SpqrRowsPerWarp = 4;
 
-    private static void SpqrMatVecQ2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2);
-    private static void SpqrMatVecQ3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3);
-    private static void SpqrMatVecQ4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecRows4(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
-
     private static void SpqrMatVecP2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecRows4P(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2);
@@ -343,68 +326,9 @@ public sealed partial class GpuKernels
     private static float Code(uint h, int k, int b, int m)
         => b == 4 && k == 7 ? (int)(h >> 28) * 268435456f : (int)(h & (uint)(m << (b * k)));
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrMatVecRows4(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                        ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b)
-    {
-        // block = warpsPerBlock warps = (warpsPerBlock / K) tiles of 4 rows × K column splits; split j takes the warp steps
-        // j, j + K, j + 2K, …; the K partial sums of a row meet in shared memory
-        var red = SharedMemory.Allocate<float>(4 * 32);
-        int W = Warp.WarpSize, lane = Warp.LaneIdx, wpb = Group.DimX / W, wi = Warp.WarpIdx, split = wi % K;
-        int r0 = SpqrRowsPerWarp * (Grid.IdxX * (wpb / K) + wi / K);
-        bool live = r0 < d.Rows;
-        int rb = live ? r0 : 0;
-        int groups = d.Groups, padded = groups * 16;
-        int n = (d.Rows + d.QqGroupSize - 1) / d.QqGroupSize * groups, pg = rb / d.QqGroupSize * groups;
-        int xt = (padded + groups + 3) & ~3;
-        var u32 = codes.Cast<uint>();
-        float acc0 = 0; float acc1 = 0; float acc2 = 0; float acc3 = 0; 
-        int chunks = (groups + 1) / 2, steps = (chunks + W - 1) / W, last = d.Rows - 1;
-        for (int st = split; live && st < steps; st += K)
-        {
-            int u = st * W + lane;
-            if (u >= chunks) continue;
-            int xi = xt + st * LaneCols * W + lane;
-            var xv = X32.Load(scratch, xi, W);
-            int g0 = 2 * u, g1 = g0 + 1;
-            bool has1 = g1 < groups;
-            int i0 = pg + g0, i1 = has1 ? i0 + 1 : i0;
-            float ss0 = planes[i0], sz0 = planes[n + i0], zs0 = planes[2 * n + i0], zz0 = planes[3 * n + i0];
-            float ss1 = planes[i1], sz1 = planes[n + i1], zs1 = planes[2 * n + i1], zz1 = planes[3 * n + i1];
-            float xs0 = scratch[padded + g0], xs1 = has1 ? scratch[padded + g1] : 0f;
-            acc0 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 0, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
-            acc1 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 1, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
-            acc2 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 2, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
-            acc3 += SpqrRowPart(u32, statCodes, d, Math.Min(rb + 3, last), u, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
-        }
-        if (live && split == 0)
-        {
-            acc0 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 0, last));
-            acc1 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 1, last));
-            acc2 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 2, last));
-            acc3 += OutlierPart(offsets, ocols, deltas, scratch, Math.Min(rb + 3, last));
-        }
-        acc0 = WarpSum(acc0);
-        acc1 = WarpSum(acc1);
-        acc2 = WarpSum(acc2);
-        acc3 = WarpSum(acc3);
-        if (K > 1)
-        {
-            if (Warp.IsFirstLane) { red[4 * wi + 0] = acc0; red[4 * wi + 1] = acc1; red[4 * wi + 2] = acc2; red[4 * wi + 3] = acc3; }
-            Group.Barrier();
-            if (split == 0 && Warp.IsFirstLane)
-                for (int j = 1; j < K; j++) { acc0 += red[4 * (wi + j) + 0]; acc1 += red[4 * (wi + j) + 1]; acc2 += red[4 * (wi + j) + 2]; acc3 += red[4 * (wi + j) + 3]; }
-        }
-        if (live && split == 0 && Warp.IsFirstLane)
-        {
-            if (rb + 0 <= last) y[rb + 0] = acc0;
-            if (rb + 1 <= last) y[rb + 1] = acc1;
-            if (rb + 2 <= last) y[rb + 2] = acc2;
-            if (rb + 3 <= last) y[rb + 3] = acc3;
-        }
-    }
-
-    // The four-row kernel with the next step's code words and stat bytes loaded before this step computes.
+    // The four-row kernel (see the file header): the next step's code words and stat bytes are loaded before this step
+    // computes. A plain version without the prefetch (72 registers instead of 96) was 3-21% slower on the H200 (run 10,
+    // bench/README.md) and was removed.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecRows4P(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b)
@@ -494,17 +418,12 @@ public sealed partial class GpuKernels
         return acc;
     }
 
-    // row r, chunk u (groups 2u, 2u + 1): s0·(dot0 − z0·xsum0) + s1·(dot1 − z1·xsum1) with this row's stat codes and the
-    // shared planes; RowBytes % 4 == 0 (the caller checks), so the chunk's 4·b bytes are b whole words
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float SpqrRowPart(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r, int u, int b, bool has1,
-                                     float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1,
-                                     X32 xv)
-        => SpqrRowCompute(SpqrRowLoad(u32, statCodes, d, r, u, b), d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
-
     /// <summary>What one row needs from memory for one chunk: its b code words and its two stat fields (shifted down).</summary>
     public struct RowWords { public uint W0, W1, W2, W3; public int Stat; }
 
+    // row r, chunk u (groups 2u, 2u + 1): the loads (SpqrRowLoad; RowBytes % 4 == 0, checked by the caller, so the
+    // chunk's 4·b bytes are b whole words) and s0·(dot0 − z0·xsum0) + s1·(dot1 − z1·xsum1) with the shared planes
+    // (SpqrRowCompute)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static RowWords SpqrRowLoad(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r, int u, int b)
     {
@@ -562,33 +481,37 @@ public sealed partial class GpuKernels
         return (v >> sh) & ((1 << b) - 1);
     }
 
+    // (scale, zero) of (row r, group g) from its F-bit stat field and the row group's second-order planes, in the
+    // stored form's arithmetic (fp16 steps for fp16-step layers): the general kernels' one statistics decoder
+    private static void GroupStat(ArrayView<byte> statCodes, ArrayView<float> planes, SpqrDims d, int r, int g, out float s, out float z)
+    {
+        long n = (long)((d.Rows + d.QqGroupSize - 1) / d.QqGroupSize) * d.Groups, i = (long)(r / d.QqGroupSize) * d.Groups + g;
+        long bit = (long)r * d.StatRowBytes * 8 + (long)g * d.StatBits;
+        int f = ((statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8)) >> (int)(bit & 7)) & ((1 << d.StatBits) - 1);
+        int smask = (1 << d.ScaleBits) - 1;
+        if (d.Fp16 != 0)
+        {
+            s = H(planes[i] * H((f & smask) - planes[n + i]));
+            z = H(planes[2 * n + i] * H((f >> d.ScaleBits) - planes[3 * n + i]));
+        }
+        else
+        {
+            s = planes[i] * ((f & smask) - planes[n + i]);
+            z = planes[2 * n + i] * ((f >> d.ScaleBits) - planes[3 * n + i]);
+        }
+    }
+
     private static void SpqrMatVecKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> xp, ArrayView<float> y, SpqrDims d)
     {
         int r = RowIndex();
         if (r >= d.Rows) return;
         int b = d.WBits, groups = d.Groups;
-        long n = (long)((d.Rows + d.QqGroupSize - 1) / d.QqGroupSize) * groups, pg = (long)(r / d.QqGroupSize) * groups;
-        long rowCodes = (long)r * d.RowBytes, rowStats = (long)r * d.StatRowBytes * 8;
-        int fmask = (1 << d.StatBits) - 1, smask = (1 << d.ScaleBits) - 1;
+        long rowCodes = (long)r * d.RowBytes;
         float acc = 0;
         for (int g = Warp.LaneIdx; g < groups; g += Warp.WarpSize)
         {
-            long bit = rowStats + (long)g * d.StatBits;
-            int sv = statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8);
-            int f = (sv >> (int)(bit & 7)) & fmask;
-            long i = pg + g;
-            float s, z;
-            if (d.Fp16 != 0)
-            {
-                s = H(planes[i] * H((f & smask) - planes[n + i]));
-                z = H(planes[2 * n + i] * H((f >> d.ScaleBits) - planes[3 * n + i]));
-            }
-            else
-            {
-                s = planes[i] * ((f & smask) - planes[n + i]);
-                z = planes[2 * n + i] * ((f >> d.ScaleBits) - planes[3 * n + i]);
-            }
+            GroupStat(statCodes, planes, d, r, g, out float s, out float z);
             long p = rowCodes + (long)g * 2 * b;
             int x0 = g * 16;
             if (d.Fp16 != 0)

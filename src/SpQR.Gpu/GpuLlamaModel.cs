@@ -210,14 +210,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.VocabSize}");
         if ((uint)pos >= (uint)MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position past the context of {MaxContext}");
         // the token's embedding row, widened into a reused buffer (no allocation per token)
-        var row = _embed.Row(token);
-        switch (row.DType)
-        {
-            case DType.F32: row.AsReadOnlySpan<float>().CopyTo(_row); break;
-            case DType.F16: CpuKernels.F16ToF32(row.AsReadOnlySpan<ushort>(), _row); break;
-            case DType.BF16: CpuKernels.BF16ToF32(row.AsReadOnlySpan<ushort>(), _row); break;
-            default: throw new NotSupportedException($"embedding dtype {row.DType}");
-        }
+        _embed.Row(token).CopyToF32(_row);
         X.View.CopyFromCPU(_row);
         for (int l = 0; l < c.NumLayers; l++) Layer(l, pos);
         var hf = H.View.SubView(0, c.HiddenSize);

@@ -115,7 +115,17 @@ public sealed unsafe class Tensor : IDisposable
     public Tensor ToF32()
     {
         var dst = Zeros(DType.F32, Shape.Dims.ToArray());
-        var d = dst.AsSpan<float>();
+        try { CopyToF32(dst.AsSpan<float>()); }
+        catch { dst.Dispose(); throw; }
+        return dst;
+    }
+
+    /// <summary>This tensor's elements widened to float32 into dst (ElementCount values; e.g. one embedding row per
+    /// token into a reused buffer), converting F16/BF16/F64/integers.</summary>
+    public void CopyToF32(Span<float> d)
+    {
+        if (d.Length < ElementCount) throw new ArgumentException($"destination holds {d.Length} floats, tensor {Name ?? ""} {Shape} has {ElementCount}");
+        d = d[..checked((int)ElementCount)];
         switch (DType)
         {
             case DType.F32: AsReadOnlySpan<float>().CopyTo(d); break;
@@ -128,9 +138,8 @@ public sealed unsafe class Tensor : IDisposable
             case DType.I8: { var s = AsReadOnlySpan<sbyte>(); for (int i = 0; i < d.Length; i++) d[i] = s[i]; break; }
             case DType.I16: { var s = AsReadOnlySpan<short>(); for (int i = 0; i < d.Length; i++) d[i] = s[i]; break; }
             case DType.U16: { var s = AsReadOnlySpan<ushort>(); for (int i = 0; i < d.Length; i++) d[i] = s[i]; break; }
-            default: dst.Dispose(); throw new NotSupportedException($"ToF32 is not defined for {DType}");
+            default: throw new NotSupportedException($"ToF32 is not defined for {DType}");
         }
-        return dst;
     }
 
     /// <summary>Reads an integer tensor (I32 or I64) as int[] (token streams, permutations).</summary>

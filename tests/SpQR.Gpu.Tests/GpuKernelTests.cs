@@ -81,20 +81,20 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
         using var g = new GpuSpqrLayer(acc, layer);
         using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(fx.Backend.Kernels.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
-        // every kernel version: four rows per warp with K by shape, K = 1 and K = 2 (plain and pipelined), two rows per warp
+        // every kernel version: four rows per warp with K by shape, K = 1 and K = 2, and two rows per warp
         var k = fx.Backend.Kernels;
         try
         {
-            foreach (var (splits, piped) in new[] { (0, false), (1, false), (2, false), (-1, false), (0, true), (2, true) })
+            foreach (int splits in new[] { 0, 1, 2, -1 })
             {
-                k.SpqrColumnSplits = splits; k.SpqrPipelined = piped;
+                k.SpqrColumnSplits = splits;
                 dy.MemSetToZero();
                 k.SpqrMatVec(g, dx.View, dxp.View, dy.View);
                 acc.Synchronize();
-                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits} (column splits {splits}, pipelined {piped})");
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits} (column splits {splits})");
             }
         }
-        finally { k.SpqrColumnSplits = 0; k.SpqrPipelined = true; }
+        finally { k.SpqrColumnSplits = 0; }
     }
 
     [Theory]

@@ -98,17 +98,7 @@ public abstract class DecoderBase : ICausalLM
     /// <summary>One decoder block over X (T, hidden) at positions pos.., in place.</summary>
     protected abstract void Layer(int l, int T, int pos);
 
-    private void EmbedRow(int id, Span<float> dst)
-    {
-        var row = Embedding.Row(id);
-        switch (row.DType)
-        {
-            case DType.F32: row.AsReadOnlySpan<float>().CopyTo(dst); break;
-            case DType.F16: CpuKernels.F16ToF32(row.AsReadOnlySpan<ushort>(), dst); break;
-            case DType.BF16: CpuKernels.BF16ToF32(row.AsReadOnlySpan<ushort>(), dst); break;
-            default: throw new NotSupportedException($"embedding dtype {row.DType}");
-        }
-    }
+    private void EmbedRow(int id, Span<float> dst) => Embedding.Row(id).CopyToF32(dst);
 
     /// <summary>RMSNorm or LayerNorm by the config (data, not a subclass): x (n,) -> dst (n,).</summary>
     protected void Norm(ReadOnlySpan<float> x, float[] w, float[]? b, Span<float> dst)
