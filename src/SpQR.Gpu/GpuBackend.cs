@@ -22,7 +22,21 @@ public sealed class GpuBackend : IDisposable
     private GpuBackend(Context context, Accelerator accelerator)
     {
         Context = context; Accelerator = accelerator;
+        if (accelerator is CudaAccelerator) UseOwnStream(accelerator);
         Kernels = new GpuKernels(accelerator);
+    }
+
+    /// <summary>
+    /// ILGPU 1.5 launches every kernel and copy on Accelerator.DefaultStream, for CUDA the legacy NULL stream, which CUDA
+    /// cannot capture into a graph (GpuGraph). The backend's accelerator therefore gets a stream of its own as its default
+    /// stream (DefaultStream has a protected setter; set through reflection once, here). Ordering is unchanged: all work
+    /// still goes to one stream, and Accelerator.Synchronize still waits for the whole device.
+    /// </summary>
+    private static void UseOwnStream(Accelerator acc)
+    {
+        var setter = typeof(Accelerator).GetProperty(nameof(Accelerator.DefaultStream))?.GetSetMethod(nonPublic: true);
+        if (setter is null) return; // a later ILGPU: graphs fall back to replaying the work (GpuGraph.IsNative false)
+        setter.Invoke(acc, [acc.CreateStream()]);
     }
 
     /// <summary>True when ILGPU finds a CUDA device (the driver, libcuda, is loadable and reports a GPU).</summary>

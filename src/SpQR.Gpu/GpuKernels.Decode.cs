@@ -1,5 +1,5 @@
 // The per-token kernels of a decoder layer on the device, mirroring the CPU files: rotary (Cpu/CpuKernels.Rope.cs,
-// both layouts), attention of one query over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per
+// both layouts; fused with the KV-cache writes, the position read on the device), attention of one query over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per
 // head: scores, max, exp, sum and the weighted sum of V with group-wide reductions in shared memory), SwiGLU and the
 // residual add (Cpu/CpuKernels.Activation.cs / Elementwise.cs).
 using ILGPU;
@@ -9,8 +9,8 @@ namespace SpQR.Gpu;
 
 public sealed partial class GpuKernels
 {
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _rope;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionDims>? _attention;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>? _ropeStore;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>? _attention;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
     private Action<KernelConfig, ArrayView<float>, int>? _gelu;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
@@ -71,20 +71,26 @@ public sealed partial class GpuKernels
         else v[g * hd + j - (group + 1) * hd] = qkv[i];
     }
 
-    /// <summary>x (nHeads, headDim) rotated in place with this position's cos/sin (half,), half = rotary dim / 2.</summary>
-    public void Rope(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int nHeads, int headDim, bool interleaved)
+    /// <summary>One launch per layer and token for what follows the q/k/v projections: q (nHeads, headDim) rotated in
+    /// place, k (nKv, headDim) rotated into row pos of the key cache and v copied into row pos of the value cache
+    /// (caches (maxCtx, nKv·headDim)); cos/sin are the whole tables (maxCtx, headDim/2) and pos (1,) is read on the
+    /// device, so the same launch serves every position (and a captured graph).</summary>
+    public void RopeStore(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> pos,
+                          ArrayView<float> keys, ArrayView<float> values, int nHeads, int nKv, int headDim, bool interleaved)
     {
-        _rope ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RopeKernel);
-        int half = (int)cos.Length, n = nHeads * half, blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
-        _rope(new KernelConfig((n + blk - 1) / blk, blk), x, cos, sin, nHeads, headDim, half, interleaved ? 1 : 0);
+        if (headDim % 2 != 0) throw new ArgumentException($"rotary needs an even head dimension, got {headDim}", nameof(headDim));
+        _ropeStore ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>(RopeStoreKernel);
+        var d = new RopeDims { Heads = nHeads, KvHeads = nKv, HeadDim = headDim, Interleaved = interleaved ? 1 : 0 };
+        int n = (nHeads + nKv) * (headDim / 2) + nKv * headDim, blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
+        _ropeStore(new KernelConfig((n + blk - 1) / blk, blk), q, k, v, cos, sin, pos, keys, values, d);
     }
 
-    /// <summary>out (nHeads, headDim) = softmax(q kᵀ/√d) v over cache positions [0, T) of one layer; keys and values
-    /// (maxCtx, nKv, headDim); scores is a scratch of nHeads·maxCtx floats.</summary>
-    public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, AttentionDims d)
+    /// <summary>out (nHeads, headDim) = softmax(q kᵀ/√d) v over cache positions [0, pos[0]] of one layer; keys and values
+    /// (maxCtx, nKv, headDim); scores is a scratch of nHeads·maxCtx floats; pos (1,) is read on the device.</summary>
+    public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
-        _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionDims>(AttentionKernel);
-        _attention(new KernelConfig(d.Heads, Math.Min(128, _acc.MaxNumThreadsPerGroup)), q, keys, values, output, scores, d);
+        _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
+        _attention(new KernelConfig(d.Heads, Math.Min(128, _acc.MaxNumThreadsPerGroup)), q, keys, values, output, scores, pos, d);
     }
 
     /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
@@ -103,15 +109,34 @@ public sealed partial class GpuKernels
         _add(new KernelConfig((n + blk - 1) / blk, blk), x, y, n);
     }
 
-    private static void RopeKernel(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int nHeads, int headDim, int half, int interleaved)
+    // threads [0, (H + KV)·half): rotation pairs of q then k (k's go to the cache); then KV·headDim threads copy v
+    private static void RopeStoreKernel(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> cos, ArrayView<float> sin,
+                                        ArrayView<int> pos, ArrayView<float> keys, ArrayView<float> values, RopeDims d)
     {
-        int t = Grid.GlobalIndex.X;
-        if (t >= nHeads * half) return;
-        int h = t / half, i = t % half, b = h * headDim;
-        int ia = interleaved != 0 ? b + 2 * i : b + i, ib = interleaved != 0 ? ia + 1 : b + i + half;
-        float a = x[ia], c = x[ib], co = cos[i], si = sin[i];
-        x[ia] = a * co - c * si;
-        x[ib] = c * co + a * si;
+        int t = Grid.GlobalIndex.X, hd = d.HeadDim, half = hd / 2, p = pos[0], kvDim = d.KvHeads * hd;
+        int pairs = (d.Heads + d.KvHeads) * half;
+        if (t >= pairs)
+        {
+            int j = t - pairs;
+            if (j < kvDim) values[p * kvDim + j] = v[j];
+            return;
+        }
+        bool isK = t >= d.Heads * half;
+        int tt = isK ? t - d.Heads * half : t, h = tt / half, i = tt % half, b = h * hd;
+        int ia = d.Interleaved != 0 ? b + 2 * i : b + i, ib = d.Interleaved != 0 ? ia + 1 : b + i + half;
+        float co = cos[p * half + i], si = sin[p * half + i];
+        if (!isK)
+        {
+            float a = q[ia], c = q[ib];
+            q[ia] = a * co - c * si;
+            q[ib] = c * co + a * si;
+        }
+        else
+        {
+            float a = k[ia], c = k[ib];
+            keys[p * kvDim + ia] = a * co - c * si;
+            keys[p * kvDim + ib] = c * co + a * si;
+        }
     }
 
     // e^x in plain arithmetic (PTX has no exp intrinsic without ILGPU.Algorithms): x = k·ln2 + r with |r| ≤ ln2/2,
@@ -144,15 +169,16 @@ public sealed partial class GpuKernels
         return r;
     }
 
-    private static void AttentionKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, AttentionDims d)
+    private static void AttentionKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
+        int positions = pos[0] + 1;
         int h = Grid.IdxX, tid = Group.IdxX, n = Group.DimX;
         var shared = SharedMemory.Allocate<float>(128);
         int kvh = h / (d.Heads / d.KvHeads), hd = d.HeadDim, stride = d.KvHeads * hd;
         int qb = h * hd, sb = h * d.MaxContext;
         float scale = 1f / MathF.Sqrt(hd);
         float localMax = float.NegativeInfinity;
-        for (int t = tid; t < d.Positions; t += n)
+        for (int t = tid; t < positions; t += n)
         {
             int kb = t * stride + kvh * hd;
             float s = 0;
@@ -163,7 +189,7 @@ public sealed partial class GpuKernels
         }
         float mx = GroupReduce(shared, localMax, true);
         float localSum = 0;
-        for (int t = tid; t < d.Positions; t += n)
+        for (int t = tid; t < positions; t += n)
         {
             float e = Exp(scores[sb + t] - mx);
             scores[sb + t] = e;
@@ -173,7 +199,7 @@ public sealed partial class GpuKernels
         for (int i = tid; i < hd; i += n)
         {
             float acc = 0;
-            for (int t = 0; t < d.Positions; t++) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
+            for (int t = 0; t < positions; t++) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
             output[qb + i] = acc / sum;
         }
     }
@@ -193,8 +219,14 @@ public sealed partial class GpuKernels
     }
 }
 
-/// <summary>Attention shape for one decode step: Positions = cached positions including this token.</summary>
+/// <summary>Attention shape (the number of cached positions is read from the device: pos + 1).</summary>
 public struct AttentionDims
 {
-    public int Heads, KvHeads, HeadDim, MaxContext, Positions;
+    public int Heads, KvHeads, HeadDim, MaxContext;
+}
+
+/// <summary>Rotary shape: heads of q, KV heads of k and v, head dimension (all of it rotated), layout.</summary>
+public struct RopeDims
+{
+    public int Heads, KvHeads, HeadDim, Interleaved;
 }

@@ -1,6 +1,7 @@
 // LLaMA and Falcon decoders resident on the device, for token-by-token decoding: weights (F32/F16 dense or SpQR
 // layers, the same bytes as on the CPU), KV cache and activations live in device memory; per token the host uploads
-// one embedding row and downloads the logits, nothing per layer. They mirror Models/Llama/LlamaModel.cs and
+// one embedding row and its position and downloads the logits (or one argmax id), nothing per layer; from the second
+// step on, the step's kernels replay from one CUDA graph (GpuGraph). They mirror Models/Llama/LlamaModel.cs and
 // Models/Falcon/FalconModel.cs step by step:
 //   LLaMA:  h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
 //           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)
@@ -86,6 +87,8 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     private GpuLinear _head = null!;
     private readonly Tensor _embed;
     private readonly float[] _row, _logitsHost;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _pos;
+    private readonly int[] _posHost = new int[1];
     private float[] _all = [];
     internal IDisposable[] Owned = [];
     private readonly IWeightSource _source;
@@ -113,6 +116,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         _values = [.. Enumerable.Range(0, c.NumLayers).Select(_ => Buf((long)MaxContext * c.KvDim))];
         Scratch = Buf(1 << 18); // ≥ any layer's SpQR scratch (Groups·17 + a warp step): 65,536 columns need 135,168 floats
         _row = new float[c.HiddenSize];
+        _pos = acc.Allocate1D<int>(1);
         _logitsHost = new float[c.VocabSize];
     }
 
@@ -158,22 +162,17 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps);
     }
 
-    /// <summary>Rotary on Q and K (already projected), K/V into layer l's cache at pos, attention into Att.</summary>
-    protected void Attend(int l, int pos)
+    /// <summary>Rotary on Q and K (already projected), K/V into layer l's cache at the device position, attention into Att.</summary>
+    protected void Attend(int l)
     {
         var c = Config;
-        int half = c.HeadDim / 2;
-        var cos = _cos.View.SubView((long)pos * half, half); var sin = _sin.View.SubView((long)pos * half, half);
-        bool interleaved = c.RopeLayout == RopeLayout.Interleaved;
-        K.Rope(Q.View, cos, sin, c.NumHeads, c.HeadDim, interleaved);
-        K.Rope(Kb.View, cos, sin, c.NumKvHeads, c.HeadDim, interleaved);
-        Kb.View.CopyTo(_keys[l].View.SubView((long)pos * c.KvDim, c.KvDim));
-        V.View.CopyTo(_values[l].View.SubView((long)pos * c.KvDim, c.KvDim));
-        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext, Positions = pos + 1 };
-        K.Attention(Q.View, _keys[l].View, _values[l].View, Att.View, _scores.View, dims);
+        K.RopeStore(Q.View, Kb.View, V.View, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
+                    c.RopeLayout == RopeLayout.Interleaved);
+        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext };
+        K.Attention(Q.View, _keys[l].View, _values[l].View, Att.View, _scores.View, _pos.View, dims);
     }
 
-    protected abstract void Layer(int l, int pos);
+    protected abstract void Layer(int l);
 
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
     public long WeightBytes => _buffers.OfType<GpuLinear>().Sum(l => l.Bytes) + (Config.TieWordEmbeddings ? _head.Bytes : 0);
@@ -203,16 +202,38 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     private MemoryBuffer1D<int, Stride1D.Dense>? _argmaxBuf;
     private readonly int[] _argmaxHost = new int[1];
 
+    /// <summary>
+    /// Replay each step's kernels from a CUDA graph (GpuGraph): recorded on the second step, one driver call per token
+    /// afterwards instead of ~10 launches per layer. Default on; off, every step launches its kernels (the first step
+    /// always does, which also loads them). The position lives in a device buffer, so one graph serves every step.
+    /// </summary>
+    public bool UseGraph { get; set; } = true;
+    /// <summary>Nodes of the recorded step graph (0 before it is recorded or when the device has no graphs).</summary>
+    public int GraphNodes => _graph?.Nodes ?? 0;
+    private GpuGraph? _graph;
+    private bool _warm;
+
     // the whole step queued on the device; the logits land in _logits
     private void Enqueue(int token, int pos)
     {
         var c = Config;
         if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.VocabSize}");
         if ((uint)pos >= (uint)MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position past the context of {MaxContext}");
-        // the token's embedding row, widened into a reused buffer (no allocation per token)
+        // the token's embedding row, widened into a reused buffer (no allocation per token), and the position
         _embed.Row(token).CopyToF32(_row);
         X.View.CopyFromCPU(_row);
-        for (int l = 0; l < c.NumLayers; l++) Layer(l, pos);
+        _posHost[0] = pos;
+        _pos.View.CopyFromCPU(_posHost);
+        if (!UseGraph || !_warm) { Work(); _warm = true; return; }
+        _graph ??= GpuGraph.Capture(Gpu, Work);
+        _graph.Launch();
+    }
+
+    // every kernel of a step, position-independent on the host side (the kernels read the position from _pos)
+    private void Work()
+    {
+        var c = Config;
+        for (int l = 0; l < c.NumLayers; l++) Layer(l);
         var hf = H.View.SubView(0, c.HiddenSize);
         Norm(X.View, _finalW, _finalB, hf);
         _head.Forward(K, hf, _logits.View, Scratch.View);
@@ -256,8 +277,10 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
 
     public void Dispose()
     {
+        _graph?.Dispose();
         foreach (var b in _buffers) b.Dispose();
         _argmaxBuf?.Dispose();
+        _pos.Dispose();
         if (Config.TieWordEmbeddings) _head.Dispose();
         foreach (var o in Owned) o.Dispose();
         GC.SuppressFinalize(this);
@@ -291,7 +314,7 @@ public sealed class GpuLlamaModel : GpuDecoder
         CreateHead();
     }
 
-    protected override void Layer(int l, int pos)
+    protected override void Layer(int l)
     {
         var c = Config; var b = _blocks[l];
         int d = c.HiddenSize;
@@ -300,7 +323,7 @@ public sealed class GpuLlamaModel : GpuDecoder
         b.Q.Forward(K, h, Q.View, Scratch.View);
         b.K.Forward(K, h, Kb.View, Scratch.View);
         b.V.Forward(K, h, V.View, Scratch.View);
-        Attend(l, pos);
+        Attend(l);
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
         K.Add(X.View, _o.View, d);
         Norm(X.View, b.PostNorm, null, h);
@@ -341,7 +364,7 @@ public sealed class GpuFalconModel : GpuDecoder
         CreateHead();
     }
 
-    protected override void Layer(int l, int pos)
+    protected override void Layer(int l)
     {
         var c = Config; var b = _blocks[l];
         int d = c.HiddenSize;
@@ -349,7 +372,7 @@ public sealed class GpuFalconModel : GpuDecoder
         Norm(X.View, b.AttnNormW, b.AttnNormB, h);
         b.Qkv.Forward(K, h, _qkv.View, Scratch.View);
         K.SplitQkv(_qkv.View, Q.View, Kb.View, V.View, c.NumKvHeads, c.KvGroups, c.HeadDim);
-        Attend(l, pos);
+        Attend(l);
         b.Dense.Forward(K, Att.View, _attnOut.View, Scratch.View);
         var mlpIn = h;
         if (b.MlpNormW is not null) { Norm(X.View, b.MlpNormW, b.MlpNormB, _mlpIn.View); mlpIn = _mlpIn.View; }

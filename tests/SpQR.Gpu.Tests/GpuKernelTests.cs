@@ -59,6 +59,30 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     }
 
     [Fact]
+    public void A_graph_replays_its_work_with_the_inputs_of_each_launch()
+    {
+        // x += y, then x += x (two kernels) recorded once; y changes between launches on the device side only
+        var acc = fx.Backend.Accelerator;
+        int n = 300;
+        using var dx = acc.Allocate1D<float>(n); using var dy = acc.Allocate1D<float>(n);
+        dx.MemSetToZero();
+        void Work() { fx.Backend.Kernels.Add(dx.View, dy.View, n); fx.Backend.Kernels.Add(dx.View, dx.View, n); }
+        dy.CopyFromCPU(Enumerable.Repeat(1f, n).ToArray());
+        Work(); // loads the kernels: x = 2
+        using var g = GpuGraph.Capture(fx.Backend, Work);
+        Assert.Equal(acc.AcceleratorType == AcceleratorType.Cuda, g.IsNative);
+        if (g.IsNative) Assert.Equal(2, g.Nodes);
+        acc.Synchronize();
+        Assert.All(dx.GetAsArray1D(), v => Assert.Equal(2f, v)); // capturing ran nothing
+        dy.CopyFromCPU(Enumerable.Range(0, n).Select(i => (float)i).ToArray());
+        g.Launch(); // x = 2·(2 + i)
+        g.Launch(); // x = 2·(2·(2 + i) + i)
+        acc.Synchronize();
+        var got = dx.GetAsArray1D();
+        for (int i = 0; i < n; i++) Assert.Equal(2f * (2f * (2 + i) + i), got[i]);
+    }
+
+    [Fact]
     public void Asking_for_a_gpu_without_one_is_a_clear_error()
     {
         if (Environment.GetEnvironmentVariable("SPQR_DEVICE") == "gpu") return; // on the GPU host there is one

@@ -1,0 +1,109 @@
+// CUDA graphs for ILGPU launches: a fixed sequence of kernel launches recorded once (stream capture) and replayed with
+// one driver call, so a decode step costs one host launch instead of hundreds (ILGPU spends ~5 µs of host time per
+// launch). ILGPU 1.5 has no graph API, so the few driver entry points are bound here from libcuda (the driver ILGPU
+// itself loads). ILGPU launches on the accelerator's DefaultStream, which for CUDA is the legacy NULL stream that CUDA
+// cannot capture; GpuBackend gives the CUDA accelerator a stream of its own (GpuBackend.UseOwnStream).
+// On any other accelerator (ILGPU's CPU accelerator in CI) a graph is the recorded delegate, run again on each Launch:
+// the same enqueue code runs either way, only the capture differs.
+// Contract: the recorded work must not depend on host state that changes between launches (per-step values live in
+// device buffers the kernels read), and every buffer it touches must outlive the graph.
+using System.Runtime.InteropServices;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SpQR.Gpu;
+
+public sealed class GpuGraphException(string message) : Exception(message);
+
+/// <summary>A recorded sequence of device work, replayed by <see cref="Launch"/>.</summary>
+public sealed unsafe class GpuGraph : IDisposable
+{
+    private readonly Accelerator _acc;
+    private readonly Action? _replay;
+    private nint _graph, _exec, _stream;
+
+    /// <summary>True when the work was captured into a CUDA graph; false when Launch re-runs the delegate.</summary>
+    public bool IsNative => _exec != 0;
+    /// <summary>Nodes (kernels, copies) in the CUDA graph; 0 when not native.</summary>
+    public int Nodes { get; }
+
+    private GpuGraph(Accelerator acc, Action? replay, nint graph, nint exec, nint stream, int nodes)
+    {
+        _acc = acc; _replay = replay; _graph = graph; _exec = exec; _stream = stream; Nodes = nodes;
+    }
+
+    /// <summary>Records what <paramref name="enqueue"/> queues on the backend's stream. Kernels it launches must have
+    /// been loaded before (run the work once first): capture records launches, not module loads.</summary>
+    public static GpuGraph Capture(GpuBackend gpu, Action enqueue)
+    {
+        var acc = gpu.Accelerator;
+        if (acc is not CudaAccelerator || acc.DefaultStream is not CudaStream { StreamPtr: not 0 } cs || !CudaDriver.Available)
+            return new GpuGraph(acc, enqueue, 0, 0, 0, 0);
+        acc.Synchronize();
+        nint s = cs.StreamPtr, graph = 0, exec = 0;
+        CudaDriver.Check(CudaDriver.StreamBeginCapture(s, 2 /* CU_STREAM_CAPTURE_MODE_RELAXED */), "cuStreamBeginCapture");
+        try { enqueue(); }
+        catch
+        {
+            CudaDriver.StreamEndCapture(s, &graph);
+            if (graph != 0) CudaDriver.GraphDestroy(graph);
+            throw;
+        }
+        CudaDriver.Check(CudaDriver.StreamEndCapture(s, &graph), "cuStreamEndCapture (was a synchronous copy or a synchronize queued inside the captured work?)");
+        try
+        {
+            CudaDriver.Check(CudaDriver.GraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
+            nuint n = 0;
+            CudaDriver.Check(CudaDriver.GraphGetNodes(graph, null, &n), "cuGraphGetNodes");
+            return new GpuGraph(acc, null, graph, exec, s, (int)n);
+        }
+        catch { CudaDriver.GraphDestroy(graph); throw; }
+    }
+
+    /// <summary>Queues the recorded work on the backend's stream (asynchronous, like a kernel launch).</summary>
+    public void Launch()
+    {
+        if (_exec == 0) { _replay!(); return; }
+        CudaDriver.Check(CudaDriver.GraphLaunch(_exec, _stream), "cuGraphLaunch");
+    }
+
+    public void Dispose()
+    {
+        if (_exec != 0) { CudaDriver.GraphExecDestroy(_exec); _exec = 0; }
+        if (_graph != 0) { CudaDriver.GraphDestroy(_graph); _graph = 0; }
+    }
+}
+
+/// <summary>The CUDA driver entry points ILGPU 1.5 does not expose (stream capture and graphs), bound from libcuda.</summary>
+internal static unsafe class CudaDriver
+{
+    private static readonly nint Lib = Load();
+    public static bool Available => Lib != 0 && StreamBeginCapture != null;
+
+    public static readonly delegate* unmanaged<nint, int, int> StreamBeginCapture = (delegate* unmanaged<nint, int, int>)Export("cuStreamBeginCapture_v2");
+    public static readonly delegate* unmanaged<nint, nint*, int> StreamEndCapture = (delegate* unmanaged<nint, nint*, int>)Export("cuStreamEndCapture");
+    public static readonly delegate* unmanaged<nint*, nint, ulong, int> GraphInstantiateWithFlags = (delegate* unmanaged<nint*, nint, ulong, int>)Export("cuGraphInstantiateWithFlags");
+    public static readonly delegate* unmanaged<nint, nint, int> GraphLaunch = (delegate* unmanaged<nint, nint, int>)Export("cuGraphLaunch");
+    public static readonly delegate* unmanaged<nint, nint*, nuint*, int> GraphGetNodes = (delegate* unmanaged<nint, nint*, nuint*, int>)Export("cuGraphGetNodes");
+    public static readonly delegate* unmanaged<nint, int> GraphExecDestroy = (delegate* unmanaged<nint, int>)Export("cuGraphExecDestroy");
+    public static readonly delegate* unmanaged<nint, int> GraphDestroy = (delegate* unmanaged<nint, int>)Export("cuGraphDestroy");
+    private static readonly delegate* unmanaged<int, byte**, int> GetErrorName = (delegate* unmanaged<int, byte**, int>)Export("cuGetErrorName");
+
+    private static nint Load()
+    {
+        foreach (var name in OperatingSystem.IsWindows() ? new[] { "nvcuda.dll" } : new[] { "libcuda.so.1", "libcuda.so" })
+            if (NativeLibrary.TryLoad(name, out var h)) return h;
+        return 0;
+    }
+
+    private static nint Export(string name) => Lib != 0 && NativeLibrary.TryGetExport(Lib, name, out var p) ? p : 0;
+
+    public static void Check(int result, string call)
+    {
+        if (result == 0) return;
+        string text = $"error {result}";
+        byte* s = null;
+        if (GetErrorName != null && GetErrorName(result, &s) == 0 && s != null) text = Marshal.PtrToStringAnsi((nint)s) ?? text;
+        throw new GpuGraphException($"{call} failed: {text}");
+    }
+}
