@@ -2,20 +2,68 @@
 // Each measurement queues 200 calls back to back (weights rotate over >= 256 MB so the L2 cannot hold them),
 // synchronizes once, and divides; median of 5 such runs. Every kernel is first checked against the CPU kernel
 // (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
-// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto]
+// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode]
+//        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
+//        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using SpQR.Gpu;
 using SpQR.Quant.Decode;
 using SpQR.Quant.Formats;
 using SpQR.Tensors.Cpu;
 
+if (args.Length > 1 && args[0] == "ptx")
+{
+    // every kernel's PTX (ILGPU's own generator, no GPU needed) into a folder, for `ptxas -arch=sm_90 -v` on the GPU host
+    Directory.CreateDirectory(args[1]);
+    using var ctx = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
+    using var ptx = new ILGPU.Backends.PTX.PTXBackend(ctx, ILGPU.Runtime.Cuda.CudaArchitecture.SM_90, new ILGPU.Runtime.Cuda.CudaInstructionSet(8, 0), null!);
+    foreach (var k in typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static).Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)))
+    {
+        var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k), KernelSpecialization.Empty);
+        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), compiled.PTXAssembly);
+    }
+    return;
+}
+if (args.Length > 1 && args[0] == "tests") { Environment.Exit(DeviceTests.Run(args[1], args.Length > 2 ? args[2] : null)); }
 var choice = args.Length > 0 ? Enum.Parse<DeviceChoice>(args[0], ignoreCase: true) : DeviceChoice.Auto;
 using var backend = GpuBackend.Create(choice);
 var acc = backend.Accelerator;
 Console.WriteLine($"device: {backend.Description}, warp {acc.WarpSize}, memory {acc.MemorySize / (1L << 30)} GiB");
-Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu");
+// Two timings of n calls (call i uses weight copy i % copies): "queue" launches them back to back from the host and
+// waits once (includes ILGPU's host cost per launch); "graph" records the same n calls into one CUDA graph and replays
+// it (kernel time, the method); median of 5 repetitions, per call.
+double TimeQueue(Action<int> call, int n)
+{
+    var ts = new List<double>();
+    for (int rep = 0; rep < 5; rep++)
+    {
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++) call(i);
+        acc.Synchronize();
+        ts.Add(sw.Elapsed.TotalSeconds / n);
+    }
+    ts.Sort();
+    return ts[2];
+}
+double TimeGraph(Action<int> call, int n)
+{
+    using var g = GpuGraph.Capture(backend, () => { for (int i = 0; i < n; i++) call(i); });
+    g.Launch(); acc.Synchronize();
+    var ts = new List<double>();
+    for (int rep = 0; rep < 5; rep++)
+    {
+        var sw = Stopwatch.StartNew();
+        g.Launch();
+        acc.Synchronize();
+        ts.Add(sw.Elapsed.TotalSeconds / n);
+    }
+    ts.Sort();
+    return ts[2];
+}
+Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu,us_per_call_graph,GB_per_s_graph");
 foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     foreach (string dt in new[] { "f16", "bf16", "f32" })
     {
@@ -48,17 +96,8 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         for (int i = 0; i < 20 && choice != DeviceChoice.Cpu; i++) Call(i);
         acc.Synchronize();
-        var times = new List<double>();
-        for (int rep = 0; rep < 5; rep++)
-        {
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < n; i++) Call(i);
-            acc.Synchronize();
-            times.Add(sw.Elapsed.TotalSeconds / n);
-        }
-        times.Sort();
-        double t = times[times.Count / 2];
-        Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2}");
+        double t = TimeQueue(Call, n), tg = TimeGraph(Call, n);
+        Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
         foreach (var b in bufs32) b.Dispose();
         foreach (var b in bufs16) b.Dispose();
     }
@@ -84,7 +123,7 @@ foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, f
     worst = Math.Max(worst, Nmse(e, dy.GetAsArray1D()));
 }
 Console.WriteLine($"spqr correctness sweep (9 shapes, wbits 2..8, fp16-step layers): worst NMSE vs CPU {worst:E2}");
-Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu,us_enqueue_only,us_main_kernel_only");
+Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu,us_enqueue_only,us_per_call_graph,GB_per_s_graph");
 foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     foreach (int bits in new[] { 3, 4 })
     {
@@ -95,60 +134,31 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         for (int c = 0; c < copies; c++) layers.Add(new GpuSpqrLayer(acc, l));
         var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
         using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(backend.Kernels.SpqrScratch(layers[0])); using var dy = acc.Allocate1D<float>(rows);
-        backend.Kernels.SpqrMatVec(layers[0], dx.View, dxp.View, dy.View);
-        acc.Synchronize();
         var e = new float[rows];
         SpqrMatVec.MatVec(l, x, e);
-        double nmse = Nmse(e, dy.GetAsArray1D());
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
-        for (int i = 0; i < 20 && choice != DeviceChoice.Cpu; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        acc.Synchronize();
-        var times = new List<double>();
-        for (int rep = 0; rep < 5; rep++)
+        void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
+        // the kernel versions side by side: the wide kernel (the default for these shapes), the four-row kernel with K
+        // column splits by shape (0) or fixed, and the earlier two-rows-per-warp kernel (−1)
+        foreach (var (name, wide, splits) in new[] { ("", true, 0), ("_rows4", false, 0), ("_rows4_k1", false, 1), ("_rows2", false, -1) })
         {
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-            acc.Synchronize();
-            times.Add(sw.Elapsed.TotalSeconds / n);
-        }
-        times.Sort();
-        double t = times[times.Count / 2];
-        // diagnostics: host time to enqueue the calls (launch overhead), and the main kernel without the x' preparation
-        var sw2 = Stopwatch.StartNew();
-        for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        double enq = sw2.Elapsed.TotalSeconds / n;
-        acc.Synchronize();
-        var tm = new List<double>();
-        for (int rep = 0; rep < 5; rep++)
-        {
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false);
-            acc.Synchronize();
-            tm.Add(sw.Elapsed.TotalSeconds / n);
-        }
-        tm.Sort();
-        Console.WriteLine($"{rows}x{cols},spqr_w{bits},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nmse:E2},{enq * 1e6:F1},{tm[2] * 1e6:F1}");
-        // the kernel versions side by side: the four-row kernel with K column splits (0 = by shape, the default), and
-        // K = −1, the earlier two-rows-per-warp kernel
-        foreach (int rpw in new[] { 1, 2, 4, -1 })
-        {
-            if (choice == DeviceChoice.Cpu) break;
-            backend.Kernels.SpqrColumnSplits = rpw;
-            backend.Kernels.SpqrMatVec(layers[0], dx.View, dxp.View, dy.View);
+            if (choice == DeviceChoice.Cpu && name != "") break;
+            backend.Kernels.SpqrWide = wide; backend.Kernels.SpqrColumnSplits = splits;
+            dy.MemSetToZero();
+            Call(0);
             acc.Synchronize();
             double nv = Nmse(e, dy.GetAsArray1D());
-            var tv = new List<double>();
-            for (int rep = 0; rep < 5; rep++)
-            {
-                var sw = Stopwatch.StartNew();
-                for (int i = 0; i < n; i++) backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-                acc.Synchronize();
-                tv.Add(sw.Elapsed.TotalSeconds / n);
-            }
-            tv.Sort();
-            Console.WriteLine($"{rows}x{cols},spqr_w{bits}_splits_{rpw},{tv[2] * 1e6:F1},{bytes / tv[2] / 1e9:F0},,{nv:E2},,");
+            for (int i = 0; i < 20 && choice != DeviceChoice.Cpu; i++) Call(i);
+            acc.Synchronize();
+            double t = TimeQueue(Call, n);
+            var sw2 = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++) Call(i);
+            double enq = sw2.Elapsed.TotalSeconds / n;
+            acc.Synchronize();
+            double tg = TimeGraph(Call, n);
+            Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nv:E2},{enq * 1e6:F1},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
         }
-        backend.Kernels.SpqrColumnSplits = 0;
+        backend.Kernels.SpqrWide = true; backend.Kernels.SpqrColumnSplits = 0;
         foreach (var g in layers) g.Dispose();
     }
 
@@ -266,11 +276,26 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         for (int t = 4; t < 4 + n; t++) m.Step((t * 7919) % cfg.VocabSize, t);
         return n / sw.Elapsed.TotalSeconds;
     }
+    // each model twice: kernels launched one by one from the host, then replayed from one CUDA graph per step
+    string Both(GpuLlamaModel m)
+    {
+        m.UseGraph = false;
+        double launched = Decode(m);
+        m.UseGraph = true;
+        double graph = Decode(m);
+        return $"{launched:F1} tokens/s launched,{graph:F1} tokens/s graph ({m.GraphNodes} nodes),{m.WeightBytes / 1e9:F2} GB of weights per token";
+    }
     using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 256))
-        Console.WriteLine($"decode,f16,{Decode(m):F1} tokens/s,{m.WeightBytes / 1e9:F2} GB of weights per token");
+        Console.WriteLine($"decode,f16,{Both(m)}");
     var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
     SpqrLayer? Pick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
         ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
     using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 256))
-        Console.WriteLine($"decode,spqr_w3,{Decode(m):F1} tokens/s,{m.WeightBytes / 1e9:F2} GB of weights per token");
+    {
+        Console.WriteLine($"decode,spqr_w3,{Both(m)}");
+        backend.Kernels.SpqrWide = false;
+        m.UseGraph = true; // re-recorded with the four-row kernel
+        Console.WriteLine($"decode,spqr_w3_rows4_kernel,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.SpqrWide = true;
+    }
 }

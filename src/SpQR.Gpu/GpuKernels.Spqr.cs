@@ -24,6 +24,9 @@ namespace SpQR.Gpu;
 public struct SpqrDims
 {
     public int Rows, Cols, Groups, WBits, RowBytes, StatRowBytes, StatBits, ScaleBits, QqGroupSize, Fp16;
+    /// <summary>Device addresses of the codes, planes and scratch views (wide kernel, CUDA: its 16-byte loads are inline
+    /// PTX, which takes addresses; ILGPU's in-kernel address-of does not compile for the CPU accelerator).</summary>
+    public long CodesPtr, PlanesPtr, ScratchPtr;
 }
 
 /// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
@@ -67,6 +70,53 @@ public struct X32
         V30 = scratch[xi + 30 * W],
         V31 = scratch[xi + 31 * W],
     };
+
+    /// <summary>The wide layout: the 32 columns of a pair as 8 float4 at xi + j·4W (xi includes the lane's 4·lane).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static X32 LoadWide(ArrayView<float> scratch, long basePtr, int xi, int W)
+    {
+        X32 x = default;
+        GpuKernels.Load4(scratch, basePtr, xi + 0 * 4 * W, out x.V0, out x.V1, out x.V2, out x.V3);
+        GpuKernels.Load4(scratch, basePtr, xi + 1 * 4 * W, out x.V4, out x.V5, out x.V6, out x.V7);
+        GpuKernels.Load4(scratch, basePtr, xi + 2 * 4 * W, out x.V8, out x.V9, out x.V10, out x.V11);
+        GpuKernels.Load4(scratch, basePtr, xi + 3 * 4 * W, out x.V12, out x.V13, out x.V14, out x.V15);
+        GpuKernels.Load4(scratch, basePtr, xi + 4 * 4 * W, out x.V16, out x.V17, out x.V18, out x.V19);
+        GpuKernels.Load4(scratch, basePtr, xi + 5 * 4 * W, out x.V20, out x.V21, out x.V22, out x.V23);
+        GpuKernels.Load4(scratch, basePtr, xi + 6 * 4 * W, out x.V24, out x.V25, out x.V26, out x.V27);
+        GpuKernels.Load4(scratch, basePtr, xi + 7 * 4 * W, out x.V28, out x.V29, out x.V30, out x.V31);
+        return x;
+    }
+}
+
+/// <summary>Up to 16 code words of one row's wide chunk (4·b used), and the b words of each pair of groups.</summary>
+public struct U16
+{
+    public uint A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static U16 Load(ArrayView<uint> u32, long basePtr, long q, int b)
+    {
+        U16 w = default;
+        GpuKernels.Load4(u32, basePtr, q, out w.A0, out w.A1, out w.A2, out w.A3);
+        GpuKernels.Load4(u32, basePtr, q + 4, out w.A4, out w.A5, out w.A6, out w.A7);
+        if (b > 2) GpuKernels.Load4(u32, basePtr, q + 8, out w.A8, out w.A9, out w.A10, out w.A11);
+        if (b > 3) GpuKernels.Load4(u32, basePtr, q + 12, out w.A12, out w.A13, out w.A14, out w.A15);
+        return w;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private readonly uint Get(int i) => i switch
+    {
+        0 => A0, 1 => A1, 2 => A2, 3 => A3, 4 => A4, 5 => A5, 6 => A6, 7 => A7,
+        8 => A8, 9 => A9, 10 => A10, 11 => A11, 12 => A12, 13 => A13, 14 => A14, _ => A15,
+    };
+
+    /// <summary>Pair m (groups 2m, 2m + 1 of the chunk): its b words and the two stat fields (stat, shifted down).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public readonly GpuKernels.RowWords Pair(int m, int b, int stat) => new()
+    {
+        W0 = Get(b * m), W1 = Get(b * m + 1), W2 = b > 2 ? Get(b * m + 2) : 0u, W3 = b > 3 ? Get(b * m + 3) : 0u, Stat = stat,
+    };
 }
 
 /// <summary>A SpQR layer resident on the device: the stored bytes plus the widened second-order planes and outlier deltas.</summary>
@@ -75,7 +125,7 @@ public sealed class GpuSpqrLayer : IDisposable
     public SpqrDims Dims;
     public MemoryBuffer1D<byte, Stride1D.Dense> Codes { get; }
     public MemoryBuffer1D<byte, Stride1D.Dense> StatCodes { get; }
-    /// <summary>ss, sz, zs, zz planes (rowGroups, groups) each, float32, concatenated.</summary>
+    /// <summary>(ss, sz, zs, zz) of each (row group, group), float32, (rowGroups, groups, 4) as stored.</summary>
     public MemoryBuffer1D<float, Stride1D.Dense> Planes { get; }
     public MemoryBuffer1D<int, Stride1D.Dense> Perm { get; }
     public MemoryBuffer1D<int, Stride1D.Dense> OutlierRowOffsets { get; }
@@ -92,13 +142,8 @@ public sealed class GpuSpqrLayer : IDisposable
             Rows = l.Rows, Cols = l.Cols, Groups = l.Groups, WBits = l.WBits, RowBytes = l.RowBytes, StatRowBytes = l.StatRowBytes,
             StatBits = l.StatBits, ScaleBits = l.ScaleBits, QqGroupSize = l.QqGroupSize, Fp16 = l.Fp16Arithmetic ? 1 : 0,
         };
-        long n = (long)l.RowGroups * l.Groups;
-        var planes = new float[4 * n];
-        for (long i = 0; i < n; i++)
-        {
-            planes[i] = (float)l.Stats2![i * 4]; planes[n + i] = (float)l.Stats2[i * 4 + 1];
-            planes[2 * n + i] = (float)l.Stats2[i * 4 + 2]; planes[3 * n + i] = (float)l.Stats2[i * 4 + 3];
-        }
+        var planes = new float[l.Stats2!.Length]; // (rowGroups, groups, 4): the stored order, widened (one 16-byte load per group)
+        for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
         // 16 zero bytes past the end: the last row's last chunk may read past its codes (multiplied by zero x̃)
         Codes = acc.Allocate1D<byte>((l.Codes.Length + 16 + 3) / 4 * 4);
         Codes.MemSetToZero();
@@ -127,7 +172,10 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _gather;
     private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>? _spqrMatVec;
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepare;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>? _prepare;
+    /// <summary>Kernel choice for benchmarks: the wide kernel where it applies (default), or false for the four-row one.</summary>
+    public bool SpqrWide { get; set; } = true;
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrWide = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
     /// <summary>Kernel choice for benchmarks: column splits K of the four-row kernel (0 = chosen by shape), or −1 for the
     /// earlier two-row kernel.</summary>
     public int SpqrColumnSplits { get; set; }
@@ -137,7 +185,15 @@ public sealed partial class GpuKernels
     // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
     private const int LaneCols = 32;
 
-    private long SpqrSwizzled(SpqrDims d) => ((long)d.Groups * 16 + LaneCols * _acc.WarpSize - 1) / (LaneCols * _acc.WarpSize) * (LaneCols * _acc.WarpSize);
+    // columns per lane per step on the wide path (eight groups: 16·b code bytes, b 16-byte loads per row)
+    private const int WideCols = 128;
+
+    // x̃ padded to whole warp steps of either layout
+    private long SpqrSwizzled(SpqrDims d) => ((long)d.Groups * 16 + WideCols * _acc.WarpSize - 1) / (WideCols * _acc.WarpSize) * (WideCols * _acc.WarpSize);
+
+    // the wide kernel's shapes: whole 128-column chunks (so rows of codes and stat codes start 16- and F-byte aligned),
+    // row pairs in one row group, stat fields of ≤ 8 bits
+    private static bool WideApplies(SpqrDims d) => d.Groups % 8 == 0 && d.QqGroupSize % 2 == 0 && d.StatBits <= 8 && d.RowBytes % 16 == 0;
 
     /// <summary>Device floats of the scratch a matvec needs: x' (Groups·16), x̃ swizzled for the lanes (padded to a whole
     /// warp step) and xsum (Groups).</summary>
@@ -153,11 +209,25 @@ public sealed partial class GpuKernels
         var xp = scratch.SubView(0, padded);
         if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
         {
-            _prepare ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(SpqrPrepareKernel);
+            _prepare ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(SpqrPrepareKernel);
             int blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
             int total = (d.Groups + (d.Groups & 1)) * 16;
+            bool wide = SpqrWide && WideApplies(d);
             bool rowsPath = SpqrColumnSplits >= 0 && d.QqGroupSize % SpqrRowsPerWarp == 0 && (d.RowBytes & 3) == 0 && d.StatBits <= 8;
-            if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize);
+            if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize, wide ? WideCols : LaneCols);
+            if (wide)
+            {
+                var kw = _spqrWide[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
+                    d.WBits switch { 2 => SpqrMatVecW2Kernel, 3 => SpqrMatVecW3Kernel, _ => SpqrMatVecW4Kernel });
+                if (_acc.AcceleratorType == AcceleratorType.Cuda)
+                {
+                    d.CodesPtr = ((ArrayView<byte>)w.Codes.View).LoadEffectiveAddressAsPtr(); d.PlanesPtr = ((ArrayView<float>)w.Planes.View).LoadEffectiveAddressAsPtr();
+                    d.ScratchPtr = scratch.LoadEffectiveAddressAsPtr();
+                }
+                kw(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
+                   w.OutlierDeltas.View, scratch, y, d);
+                return;
+            }
             if (rowsPath)
             {
                 var kr = _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
@@ -194,10 +264,12 @@ public sealed partial class GpuKernels
 
     // one thread per column c (of 16·G, plus one zero group when G is odd): x' (scratch[0, P)) for the outliers, xsum
     // (scratch[P, P + G)) reduced over the 16 threads of a group with shuffles, and x̃ (from P + G rounded up to 4):
-    // x' scaled by 2^−b·(c mod 8) (the bit position of column c's code in its half-group word) and swizzled so that each
-    // load instruction of a warp reads 32 consecutive floats (one L1 wavefront): column c of lane chunk u = c / 32
-    // (step u / W, lane u % W) at ((u / W)·32 + c mod 32)·W + u % W. P = 16·G; zero past cols.
-    private static void SpqrPrepareKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b, int W)
+    // x' scaled by 2^−b·(c mod 8) (the bit position of column c's code in its half-group word) and swizzled for the
+    // lanes: with lane chunks of 32 columns (four-row kernel) column c of chunk u = c / 32 (step u / W, lane u % W) sits
+    // at ((u / W)·32 + c mod 32)·W + u % W, so each load instruction of a warp reads 32 consecutive floats; with chunks
+    // of 128 (wide kernel) float4 k / 4 of chunk u sits at (u / W)·128·W + (k / 4)·4W + (u % W)·4, k = c mod 128, so each
+    // 16-byte load instruction of a warp reads 512 consecutive bytes. P = 16·G; zero past cols.
+    private static void SpqrPrepareKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b, int W, int chunk)
     {
         int c = Grid.GlobalIndex.X;
         int groups = (cols + 15) / 16, padded = groups * 16, xt = (padded + groups + 3) & ~3, total = (groups + (groups & 1)) * 16;
@@ -213,8 +285,10 @@ public sealed partial class GpuKernels
         if (c >= total) return;
         if (c < padded) scratch[c] = v;
         if ((c & 15) == 0 && c < padded) scratch[padded + c / 16] = sum;
-        int u = c / LaneCols;
-        scratch[xt + ((u / W) * LaneCols + c % LaneCols) * W + u % W] = v * Interop.IntAsFloat((uint)((127 - b * (c & 7)) << 23));
+        float xs = v * Interop.IntAsFloat((uint)((127 - b * (c & 7)) << 23));
+        int u = c / chunk;
+        if (chunk == LaneCols) scratch[xt + ((u / W) * LaneCols + c % LaneCols) * W + u % W] = xs;
+        else if (c < padded) { int k = c % WideCols; scratch[xt + (u / W) * WideCols * W + (k >> 2) * 4 * W + (u % W) * 4 + (k & 3)] = xs; }
     }
 
 
@@ -245,7 +319,6 @@ public sealed partial class GpuKernels
         if (r0 >= d.Rows) return;
         int r1 = Math.Min(r0 + 1, d.Rows - 1); // an odd last row is computed twice and stored once
         int groups = d.Groups, lane = Warp.LaneIdx, W = Warp.WarpSize, padded = groups * 16;
-        int n = (d.Rows + d.QqGroupSize - 1) / d.QqGroupSize * groups;
         int xt = (padded + groups + 3) & ~3, m = (1 << b) - 1;
         var u32 = codes.Cast<uint>();
         bool aligned = (d.RowBytes & 3) == 0;
@@ -292,8 +365,8 @@ public sealed partial class GpuKernels
                         int bit = rowStatBits + g * d.StatBits;
                         int f = ((statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8)) >> (bit & 7)) & ((1 << d.StatBits) - 1);
                         int i = pg + g;
-                        float s = planes[i] * ((f & ((1 << d.ScaleBits) - 1)) - planes[n + i]);
-                        float z = planes[2 * n + i] * ((f >> d.ScaleBits) - planes[3 * n + i]);
+                        float s = planes[4 * i] * ((f & ((1 << d.ScaleBits) - 1)) - planes[4 * i + 1]);
+                        float z = planes[4 * i + 2] * ((f >> d.ScaleBits) - planes[4 * i + 3]);
                         part += s * ((t == 0 ? dA : dB) - z * scratch[padded + g]);
                     }
                     if (h == 0) acc0 += part; else acc1 += part;
@@ -341,7 +414,7 @@ public sealed partial class GpuKernels
         bool live = r0 < d.Rows;
         int rb = live ? r0 : 0;
         int groups = d.Groups, padded = groups * 16;
-        int n = (d.Rows + d.QqGroupSize - 1) / d.QqGroupSize * groups, pg = rb / d.QqGroupSize * groups;
+        int pg = rb / d.QqGroupSize * groups;
         int xt = (padded + groups + 3) & ~3;
         var u32 = codes.Cast<uint>();
         float acc0 = 0; float acc1 = 0; float acc2 = 0; float acc3 = 0; 
@@ -372,8 +445,8 @@ public sealed partial class GpuKernels
                 int g0 = 2 * u, g1 = g0 + 1;
                 bool has1 = g1 < groups;
                 int i0 = pg + g0, i1 = has1 ? i0 + 1 : i0;
-                float ss0 = planes[i0], sz0 = planes[n + i0], zs0 = planes[2 * n + i0], zz0 = planes[3 * n + i0];
-                float ss1 = planes[i1], sz1 = planes[n + i1], zs1 = planes[2 * n + i1], zz1 = planes[3 * n + i1];
+                float ss0 = planes[4 * i0], sz0 = planes[4 * i0 + 1], zs0 = planes[4 * i0 + 2], zz0 = planes[4 * i0 + 3];
+                float ss1 = planes[4 * i1], sz1 = planes[4 * i1 + 1], zs1 = planes[4 * i1 + 2], zz1 = planes[4 * i1 + 3];
                 float xs0 = scratch[padded + g0], xs1 = has1 ? scratch[padded + g1] : 0f;
                 acc0 += SpqrRowCompute(c0, d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
                 acc1 += SpqrRowCompute(c1, d, b, has1, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
@@ -407,6 +480,106 @@ public sealed partial class GpuKernels
             if (rb + 2 <= last) y[rb + 2] = acc2;
             if (rb + 3 <= last) y[rb + 3] = acc3;
         }
+    }
+
+    private static void SpqrMatVecW2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d)
+        => SpqrMatVecWide(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, 2);
+    private static void SpqrMatVecW3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d)
+        => SpqrMatVecWide(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, 3);
+    private static void SpqrMatVecW4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d)
+        => SpqrMatVecWide(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, 4);
+
+    // The wide kernel (WideApplies): one warp per row pair (one row group); lane l takes a chunk of 8 groups (128 columns)
+    // per warp step: per row b 16-byte code loads and the chunk's F stat bytes; then four pairs of groups, each with its
+    // 32 x̃ (eight 16-byte loads), the two groups' (ss, sz, zs, zz) (one 16-byte load each) and xsums, shared by both rows.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrMatVecWide(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int b)
+    {
+        int r0 = 2 * RowIndex();
+        if (r0 >= d.Rows) return;
+        int r1 = Math.Min(r0 + 1, d.Rows - 1); // an odd last row is computed twice and stored once
+        int W = Warp.WarpSize, lane = Warp.LaneIdx, groups = d.Groups, padded = groups * 16, F = d.StatBits;
+        int xt = (padded + groups + 3) & ~3, chunks = groups / 8, steps = (chunks + W - 1) / W, pg = r0 / d.QqGroupSize * groups;
+        var u32 = codes.Cast<uint>();
+        float acc0 = 0, acc1 = 0;
+        for (int st = 0; st < steps; st++)
+        {
+            int u = st * W + lane;
+            if (u < chunks)
+            {
+                long q0 = ((long)r0 * d.RowBytes + (long)u * 16 * b) >> 2, q1 = ((long)r1 * d.RowBytes + (long)u * 16 * b) >> 2;
+                var a = U16.Load(u32, d.CodesPtr, q0, b);
+                var c = U16.Load(u32, d.CodesPtr, q1, b);
+                ulong s0 = StatChunk(statCodes, (long)r0 * d.StatRowBytes + (long)u * F, F), s1 = StatChunk(statCodes, (long)r1 * d.StatRowBytes + (long)u * F, F);
+                int xb = xt + st * WideCols * W + lane * 4, gb = 8 * u;
+                // the four pairs unrolled by hand (a constant m selects the code words without indexing)
+                WidePair(0, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
+                WidePair(1, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
+                WidePair(2, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
+                WidePair(3, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
+            }
+        }
+        acc0 += OutlierPart(offsets, ocols, deltas, scratch, r0);
+        acc1 += OutlierPart(offsets, ocols, deltas, scratch, r1);
+        acc0 = WarpSum(acc0);
+        acc1 = WarpSum(acc1);
+        if (Warp.IsFirstLane) { y[r0] = acc0; y[r1] = acc1; }
+    }
+
+    // pair m (groups gb + 2m, gb + 2m + 1) of both rows: its 32 x̃, the two groups' second-order statistics and xsums
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void WidePair(int m, int b, U16 a, U16 c, ulong s0, ulong s1, ArrayView<float> planes, ArrayView<float> scratch, SpqrDims d,
+                                 int xb, int gb, int pg, int padded, int W, ref float acc0, ref float acc1)
+    {
+        int F = d.StatBits;
+        var xv = X32.LoadWide(scratch, d.ScratchPtr, xb + m * 32 * W, W);
+        int g0 = gb + 2 * m, i0 = pg + g0;
+        Load4(planes, d.PlanesPtr, 4 * i0, out float ss0, out float sz0, out float zs0, out float zz0);
+        Load4(planes, d.PlanesPtr, 4 * i0 + 4, out float ss1, out float sz1, out float zs1, out float zz1);
+        float xs0 = scratch[padded + g0], xs1 = scratch[padded + g0 + 1];
+        acc0 += SpqrRowCompute(a.Pair(m, b, (int)(s0 >> (2 * F * m))), d, b, true, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+        acc1 += SpqrRowCompute(c.Pair(m, b, (int)(s1 >> (2 * F * m))), d, b, true, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
+    }
+
+    // the F stat bytes (8 fields of F bits) of one row's chunk, little-endian
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static ulong StatChunk(ArrayView<byte> statCodes, long at, int F)
+    {
+        ulong v = 0;
+        for (int k = 0; k < F; k++) v |= (ulong)statCodes[at + k] << (8 * k);
+        return v;
+    }
+
+    // four consecutive elements from a 16-byte aligned index: one ld.global.nc.v4 on CUDA at basePtr (the view's device
+    // address) + 4·i bytes (ILGPU splits struct loads into scalar loads), four loads of the view elsewhere
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static void Load4(ArrayView<float> v, long basePtr, int i, out float e0, out float e1, out float e2, out float e3)
+    {
+        if (ILGPU.Runtime.Cuda.CudaAsm.IsSupported)
+        {
+            ILGPU.Runtime.Cuda.Output<float> o0 = default, o1 = default, o2 = default, o3 = default;
+            ILGPU.Runtime.Cuda.Input<long> p = basePtr + 4L * i;
+            ILGPU.Runtime.Cuda.CudaAsm.EmitRef("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];", ref o0, ref o1, ref o2, ref o3, ref p);
+            e0 = o0.Value; e1 = o1.Value; e2 = o2.Value; e3 = o3.Value;
+        }
+        else { e0 = v[i]; e1 = v[i + 1]; e2 = v[i + 2]; e3 = v[i + 3]; }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static void Load4(ArrayView<uint> v, long basePtr, long i, out uint e0, out uint e1, out uint e2, out uint e3)
+    {
+        if (ILGPU.Runtime.Cuda.CudaAsm.IsSupported)
+        {
+            ILGPU.Runtime.Cuda.Output<uint> o0 = default, o1 = default, o2 = default, o3 = default;
+            ILGPU.Runtime.Cuda.Input<long> p = basePtr + 4L * i;
+            ILGPU.Runtime.Cuda.CudaAsm.EmitRef("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];", ref o0, ref o1, ref o2, ref o3, ref p);
+            e0 = o0.Value; e1 = o1.Value; e2 = o2.Value; e3 = o3.Value;
+        }
+        else { e0 = v[i]; e1 = v[i + 1]; e2 = v[i + 2]; e3 = v[i + 3]; }
     }
 
     // this lane's share of row r's outlier deltas · x'
@@ -485,19 +658,19 @@ public sealed partial class GpuKernels
     // stored form's arithmetic (fp16 steps for fp16-step layers): the general kernels' one statistics decoder
     private static void GroupStat(ArrayView<byte> statCodes, ArrayView<float> planes, SpqrDims d, int r, int g, out float s, out float z)
     {
-        long n = (long)((d.Rows + d.QqGroupSize - 1) / d.QqGroupSize) * d.Groups, i = (long)(r / d.QqGroupSize) * d.Groups + g;
+        long i = (long)(r / d.QqGroupSize) * d.Groups + g;
         long bit = (long)r * d.StatRowBytes * 8 + (long)g * d.StatBits;
         int f = ((statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8)) >> (int)(bit & 7)) & ((1 << d.StatBits) - 1);
         int smask = (1 << d.ScaleBits) - 1;
         if (d.Fp16 != 0)
         {
-            s = H(planes[i] * H((f & smask) - planes[n + i]));
-            z = H(planes[2 * n + i] * H((f >> d.ScaleBits) - planes[3 * n + i]));
+            s = H(planes[4 * i] * H((f & smask) - planes[4 * i + 1]));
+            z = H(planes[4 * i + 2] * H((f >> d.ScaleBits) - planes[4 * i + 3]));
         }
         else
         {
-            s = planes[i] * ((f & smask) - planes[n + i]);
-            z = planes[2 * n + i] * ((f >> d.ScaleBits) - planes[3 * n + i]);
+            s = planes[4 * i] * ((f & smask) - planes[4 * i + 1]);
+            z = planes[4 * i + 2] * ((f >> d.ScaleBits) - planes[4 * i + 3]);
         }
     }
 

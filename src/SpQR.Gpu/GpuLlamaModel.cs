@@ -206,8 +206,14 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     /// Replay each step's kernels from a CUDA graph (GpuGraph): recorded on the second step, one driver call per token
     /// afterwards instead of ~10 launches per layer. Default on; off, every step launches its kernels (the first step
     /// always does, which also loads them). The position lives in a device buffer, so one graph serves every step.
+    /// Setting it (either way) drops a recorded graph, e.g. after a kernel choice changed.
     /// </summary>
-    public bool UseGraph { get; set; } = true;
+    public bool UseGraph
+    {
+        get => _useGraph;
+        set { _graph?.Dispose(); _graph = null; _warm = false; _useGraph = value; }
+    }
+    private bool _useGraph = true;
     /// <summary>Nodes of the recorded step graph (0 before it is recorded or when the device has no graphs).</summary>
     public int GraphNodes => _graph?.Nodes ?? 0;
     private GpuGraph? _graph;

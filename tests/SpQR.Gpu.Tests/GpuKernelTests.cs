@@ -96,6 +96,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     [InlineData(1, 1, 3, false)] [InlineData(33, 70, 3, false)] [InlineData(40, 300, 4, false)] [InlineData(17, 129, 2, false)]
     [InlineData(24, 96, 5, false)] [InlineData(9, 200, 8, false)] [InlineData(48, 160, 3, true)] [InlineData(20, 77, 4, true)]
     [InlineData(50, 320, 3, false)] [InlineData(64, 512, 3, false)] [InlineData(23, 48, 2, false)]
+    [InlineData(33, 256, 4, false)] [InlineData(17, 384, 2, false)] [InlineData(31, 1024, 3, false)]
     public void Spqr_matvec_matches_the_cpu_kernel(int rows, int cols, int wbits, bool fp16)
     {
         var acc = fx.Backend.Accelerator;
@@ -105,20 +106,22 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
         using var g = new GpuSpqrLayer(acc, layer);
         using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(fx.Backend.Kernels.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
-        // every kernel version: four rows per warp with K by shape, K = 1 and K = 2, and two rows per warp
+        // every kernel version: the wide kernel (where cols % 128 == 0), four rows per warp with K by shape, K = 1 and K = 2,
+        // and two rows per warp
         var k = fx.Backend.Kernels;
         try
         {
-            foreach (int splits in new[] { 0, 1, 2, -1 })
+            foreach (int splits in new[] { 99, 0, 1, 2, -1 })
             {
-                k.SpqrColumnSplits = splits;
+                k.SpqrWide = splits == 99;
+                k.SpqrColumnSplits = splits == 99 ? 0 : splits;
                 dy.MemSetToZero();
                 k.SpqrMatVec(g, dx.View, dxp.View, dy.View);
                 acc.Synchronize();
-                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits} (column splits {splits})");
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits} ({(splits == 99 ? "wide" : $"column splits {splits}")})");
             }
         }
-        finally { k.SpqrColumnSplits = 0; }
+        finally { k.SpqrColumnSplits = 0; k.SpqrWide = true; }
     }
 
     [Theory]
