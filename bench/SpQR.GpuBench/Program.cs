@@ -138,8 +138,8 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         SpqrMatVec.MatVec(l, x, e);
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        // the kernel versions side by side: the wide kernel (the default for these shapes), the four-row kernel with K
-        // column splits by shape (0) or fixed, and the earlier two-rows-per-warp kernel (−1)
+        // the kernel versions side by side: the wide kernel (the default for these shapes), the four-row kernel with K column
+        // splits by shape or K = 1, and the earlier two-rows-per-warp kernel; the default also without its prepare launch
         foreach (var (name, wide, splits) in new[] { ("", true, 0), ("_rows4", false, 0), ("_rows4_k1", false, 1), ("_rows2", false, -1) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
@@ -157,6 +157,11 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
             acc.Synchronize();
             double tg = TimeGraph(Call, n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nv:E2},{enq * 1e6:F1},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
+            if (name == "")
+            {
+                double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
+                Console.WriteLine($"{rows}x{cols},spqr_w{bits}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
+            }
         }
         backend.Kernels.SpqrWide = true; backend.Kernels.SpqrColumnSplits = 0;
         foreach (var g in layers) g.Dispose();

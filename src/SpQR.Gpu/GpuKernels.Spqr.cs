@@ -1,18 +1,17 @@
 // SpQR matvec y = Ŵ·x on the device, over the same bytes as the CPU format (docs/formats/spqr.md), uploaded once
 // (GpuSpqrLayer). Mirrors src/SpQR.Quant/Decode/SpqrMatVec.Cpu.cs (same algebra, float32 accumulation).
-// Fast path (wbits 2-4, float32 statistics), two launches per call:
+// Fast paths (wbits 2-4, float32 statistics), two launches per call:
 //   1. prepare, one thread per column: x' = x[perm] (zero past cols), xsum_g = Σ x' over each group, and x̃ = x' scaled
-//      by 2^−pos, pos = the bit position its code has in its half-group word (exact: a power of 2), swizzled so that a
-//      warp's load of "column j of every lane's chunk" is 32 consecutive floats;
-//   2. four rows per warp (SpqrMatVecRows4P): lane l takes a chunk of 32 columns (two groups) per warp step and loads its
-//      32 x̃, the two groups' second-order planes and xsums once for the four rows (they share a β2 row group); per row
-//      it reads the chunk's 4·b code bytes as b words and the two stat fields (≤ 3 bytes), masks each code in place
-//      (code·2^pos converts to float exactly; x̃ undoes the 2^pos) and adds s·(Σ q·x̃ − z·xsum). K warps of a block split
-//      a row tile's warp steps (K chosen so about 16 warps per multiprocessor have work); their partial sums meet in
-//      shared memory. The code words and stat bytes of a lane's next step are loaded before the current step computes
-//      (software pipelining: 96 registers instead of 72, but the loads overlap the arithmetic). Then the rows' CSR
-//      outlier deltas · x', shuffle reduction. Shapes this path does not take
-//      (β2 % 4 ≠ 0, a row's code bytes not a multiple of 4, F > 8) use the earlier two-rows-per-warp kernel.
+//      by 2^−b·(k mod 4), k = the code's index in its half-group word (exact: a power of 2), swizzled for the kernel's
+//      lane chunks (SpqrPrepareKernel);
+//   2. the wide kernel (SpqrMatVecWide, the default where cols % 128 == 0): a warp per row pair, lane chunks of 128
+//      columns read as 16-byte loads (codes, x̃, statistics); else four rows per warp (SpqrMatVecRows4P): lane chunks of
+//      32 columns, x̃ and the second-order statistics loaded once for four rows of one row group, K warps of a block
+//      splitting a row tile's steps (partials meet in shared memory), the next step's code words prefetched; else (β2 % 4
+//      ≠ 0, a row's code bytes not a multiple of 4, F > 8) the earlier two-rows-per-warp kernel.
+//   Codes become floats without an int→float conversion (Code: mask, OR onto 2^23, subtract 2^23 — full-rate ops; I2F
+//   issues at an eighth of FFMA's rate on sm_90 and had bounded these kernels), each row adds s·(Σ q·x̃ − z·xsum), then
+//   its CSR outlier deltas · x', shuffle reduction.
 // General path (any wbits, fp16-step layers): one warp per row, a lane per group, one code at a time.
 using ILGPU;
 using ILGPU.Runtime;
@@ -24,9 +23,6 @@ namespace SpQR.Gpu;
 public struct SpqrDims
 {
     public int Rows, Cols, Groups, WBits, RowBytes, StatRowBytes, StatBits, ScaleBits, QqGroupSize, Fp16;
-    /// <summary>Device addresses of the codes, planes and scratch views (wide kernel, CUDA: its 16-byte loads are inline
-    /// PTX, which takes addresses; ILGPU's in-kernel address-of does not compile for the CPU accelerator).</summary>
-    public long CodesPtr, PlanesPtr, ScratchPtr;
 }
 
 /// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
@@ -73,17 +69,17 @@ public struct X32
 
     /// <summary>The wide layout: the 32 columns of a pair as 8 float4 at xi + j·4W (xi includes the lane's 4·lane).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static X32 LoadWide(ArrayView<float> scratch, long basePtr, int xi, int W)
+    public static X32 LoadWide(ArrayView<float> scratch, int xi, int W)
     {
         X32 x = default;
-        GpuKernels.Load4(scratch, basePtr, xi + 0 * 4 * W, out x.V0, out x.V1, out x.V2, out x.V3);
-        GpuKernels.Load4(scratch, basePtr, xi + 1 * 4 * W, out x.V4, out x.V5, out x.V6, out x.V7);
-        GpuKernels.Load4(scratch, basePtr, xi + 2 * 4 * W, out x.V8, out x.V9, out x.V10, out x.V11);
-        GpuKernels.Load4(scratch, basePtr, xi + 3 * 4 * W, out x.V12, out x.V13, out x.V14, out x.V15);
-        GpuKernels.Load4(scratch, basePtr, xi + 4 * 4 * W, out x.V16, out x.V17, out x.V18, out x.V19);
-        GpuKernels.Load4(scratch, basePtr, xi + 5 * 4 * W, out x.V20, out x.V21, out x.V22, out x.V23);
-        GpuKernels.Load4(scratch, basePtr, xi + 6 * 4 * W, out x.V24, out x.V25, out x.V26, out x.V27);
-        GpuKernels.Load4(scratch, basePtr, xi + 7 * 4 * W, out x.V28, out x.V29, out x.V30, out x.V31);
+        GpuKernels.Load4(scratch, xi + 0 * 4 * W, out x.V0, out x.V1, out x.V2, out x.V3);
+        GpuKernels.Load4(scratch, xi + 1 * 4 * W, out x.V4, out x.V5, out x.V6, out x.V7);
+        GpuKernels.Load4(scratch, xi + 2 * 4 * W, out x.V8, out x.V9, out x.V10, out x.V11);
+        GpuKernels.Load4(scratch, xi + 3 * 4 * W, out x.V12, out x.V13, out x.V14, out x.V15);
+        GpuKernels.Load4(scratch, xi + 4 * 4 * W, out x.V16, out x.V17, out x.V18, out x.V19);
+        GpuKernels.Load4(scratch, xi + 5 * 4 * W, out x.V20, out x.V21, out x.V22, out x.V23);
+        GpuKernels.Load4(scratch, xi + 6 * 4 * W, out x.V24, out x.V25, out x.V26, out x.V27);
+        GpuKernels.Load4(scratch, xi + 7 * 4 * W, out x.V28, out x.V29, out x.V30, out x.V31);
         return x;
     }
 }
@@ -94,13 +90,13 @@ public struct U16
     public uint A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15;
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static U16 Load(ArrayView<uint> u32, long basePtr, long q, int b)
+    public static U16 Load(ArrayView<uint> u32, long q, int b)
     {
         U16 w = default;
-        GpuKernels.Load4(u32, basePtr, q, out w.A0, out w.A1, out w.A2, out w.A3);
-        GpuKernels.Load4(u32, basePtr, q + 4, out w.A4, out w.A5, out w.A6, out w.A7);
-        if (b > 2) GpuKernels.Load4(u32, basePtr, q + 8, out w.A8, out w.A9, out w.A10, out w.A11);
-        if (b > 3) GpuKernels.Load4(u32, basePtr, q + 12, out w.A12, out w.A13, out w.A14, out w.A15);
+        GpuKernels.Load4(u32, q, out w.A0, out w.A1, out w.A2, out w.A3);
+        GpuKernels.Load4(u32, q + 4, out w.A4, out w.A5, out w.A6, out w.A7);
+        if (b > 2) GpuKernels.Load4(u32, q + 8, out w.A8, out w.A9, out w.A10, out w.A11);
+        if (b > 3) GpuKernels.Load4(u32, q + 12, out w.A12, out w.A13, out w.A14, out w.A15);
         return w;
     }
 
@@ -219,11 +215,6 @@ public sealed partial class GpuKernels
             {
                 var kw = _spqrWide[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
                     d.WBits switch { 2 => SpqrMatVecW2Kernel, 3 => SpqrMatVecW3Kernel, _ => SpqrMatVecW4Kernel });
-                if (_acc.AcceleratorType == AcceleratorType.Cuda)
-                {
-                    d.CodesPtr = ((ArrayView<byte>)w.Codes.View).LoadEffectiveAddressAsPtr(); d.PlanesPtr = ((ArrayView<float>)w.Planes.View).LoadEffectiveAddressAsPtr();
-                    d.ScratchPtr = scratch.LoadEffectiveAddressAsPtr();
-                }
                 kw(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
                    w.OutlierDeltas.View, scratch, y, d);
                 return;
@@ -264,7 +255,7 @@ public sealed partial class GpuKernels
 
     // one thread per column c (of 16·G, plus one zero group when G is odd): x' (scratch[0, P)) for the outliers, xsum
     // (scratch[P, P + G)) reduced over the 16 threads of a group with shuffles, and x̃ (from P + G rounded up to 4):
-    // x' scaled by 2^−b·(c mod 8) (the bit position of column c's code in its half-group word) and swizzled for the
+    // x' scaled by 2^−b·(c mod 4) (Code leaves code k of a half-group at bit b·(k mod 4), k = c mod 8) and swizzled for the
     // lanes: with lane chunks of 32 columns (four-row kernel) column c of chunk u = c / 32 (step u / W, lane u % W) sits
     // at ((u / W)·32 + c mod 32)·W + u % W, so each load instruction of a warp reads 32 consecutive floats; with chunks
     // of 128 (wide kernel) float4 k / 4 of chunk u sits at (u / W)·128·W + (k / 4)·4W + (u % W)·4, k = c mod 128, so each
@@ -285,7 +276,7 @@ public sealed partial class GpuKernels
         if (c >= total) return;
         if (c < padded) scratch[c] = v;
         if ((c & 15) == 0 && c < padded) scratch[padded + c / 16] = sum;
-        float xs = v * Interop.IntAsFloat((uint)((127 - b * (c & 7)) << 23));
+        float xs = v * Interop.IntAsFloat((uint)((127 - b * (c & 3)) << 23));
         int u = c / chunk;
         if (chunk == LaneCols) scratch[xt + ((u / W) * LaneCols + c % LaneCols) * W + u % W] = xs;
         else if (c < padded) { int k = c % WideCols; scratch[xt + (u / W) * WideCols * W + (k >> 2) * 4 * W + (u % W) * 4 + (k & 3)] = xs; }
@@ -309,8 +300,7 @@ public sealed partial class GpuKernels
 
     // one warp per PAIR of rows (x̃ loaded once per step, used for both); lane l takes 32 columns (two groups, four
     // half-groups: 4·b bytes per row) per step, W·32 a step: its own two groups' statistics per row, 4·b code bytes per
-    // row and 32 coalesced loads of the swizzled x̃. Each code is masked in place: code·2^(b·k) converts to float exactly
-    // and x̃ carries the 2^−(b·k); with b = 4 code 7 holds the sign bit, so it is shifted down first.
+    // row and 32 coalesced loads of the swizzled x̃; codes through Code (x̃ carries their 2^−b·(k mod 4)).
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecFast(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                        ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int b)
@@ -353,9 +343,10 @@ public sealed partial class GpuKernels
                     }
                     uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
                     uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
-                    int h0i = (int)h0, h1i = (int)h1, h2i = (int)h2, h3i = (int)h3;
-                    float dA = ((h0i) & (m << (0 * b))) * xv.V0 + ((h0i) & (m << (1 * b))) * xv.V1 + ((h0i) & (m << (2 * b))) * xv.V2 + ((h0i) & (m << (3 * b))) * xv.V3 + ((h0i) & (m << (4 * b))) * xv.V4 + ((h0i) & (m << (5 * b))) * xv.V5 + ((h0i) & (m << (6 * b))) * xv.V6 + (b == 4 ? (int)(h0 >> 28) * 268435456f : ((h0i) & (m << (7 * b)))) * xv.V7 + ((h1i) & (m << (0 * b))) * xv.V8 + ((h1i) & (m << (1 * b))) * xv.V9 + ((h1i) & (m << (2 * b))) * xv.V10 + ((h1i) & (m << (3 * b))) * xv.V11 + ((h1i) & (m << (4 * b))) * xv.V12 + ((h1i) & (m << (5 * b))) * xv.V13 + ((h1i) & (m << (6 * b))) * xv.V14 + (b == 4 ? (int)(h1 >> 28) * 268435456f : ((h1i) & (m << (7 * b)))) * xv.V15;
-                    float dB = ((h2i) & (m << (0 * b))) * xv.V16 + ((h2i) & (m << (1 * b))) * xv.V17 + ((h2i) & (m << (2 * b))) * xv.V18 + ((h2i) & (m << (3 * b))) * xv.V19 + ((h2i) & (m << (4 * b))) * xv.V20 + ((h2i) & (m << (5 * b))) * xv.V21 + ((h2i) & (m << (6 * b))) * xv.V22 + (b == 4 ? (int)(h2 >> 28) * 268435456f : ((h2i) & (m << (7 * b)))) * xv.V23 + ((h3i) & (m << (0 * b))) * xv.V24 + ((h3i) & (m << (1 * b))) * xv.V25 + ((h3i) & (m << (2 * b))) * xv.V26 + ((h3i) & (m << (3 * b))) * xv.V27 + ((h3i) & (m << (4 * b))) * xv.V28 + ((h3i) & (m << (5 * b))) * xv.V29 + ((h3i) & (m << (6 * b))) * xv.V30 + (b == 4 ? (int)(h3 >> 28) * 268435456f : ((h3i) & (m << (7 * b)))) * xv.V31;
+                    float dA = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
+                             + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
+                    float dB = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
+                             + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
                     int pg = r / d.QqGroupSize * groups, rowStatBits = r * d.StatRowBytes * 8;
                     float part = 0;
                     for (int t = 0; t < 2; t++)
@@ -394,10 +385,17 @@ public sealed partial class GpuKernels
                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecRows4P(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
 
-    // code k of a half-group word, left in place (code·2^(b·k), exact in float); b = 4 shifts code 7 out of the sign bit
+    // code k of a half-group word as the float code·2^(b·(k mod 4)) (x̃ carries the 2^−b·(k mod 4)), exactly and without an
+    // int→float conversion (I2F issues at 16 per clock per SM on sm_90, an eighth of FFMA): codes 0-3 stay in place, codes
+    // 4-7 come from the word shifted down by 4b, so v < 2^16; OR-ing v onto 2^23's bits gives the float 2^23 + v, and
+    // subtracting 2^23 leaves v (LOP3 + FADD, both full rate)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static float Code(uint h, int k, int b, int m)
-        => b == 4 && k == 7 ? (int)(h >> 28) * 268435456f : (int)(h & (uint)(m << (b * k)));
+        => Small(k < 4 ? h & (uint)(m << (b * k)) : (h >> (4 * b)) & (uint)(m << (b * (k - 4))));
+
+    // v < 2^23 as a float, exactly: 2^23's bits OR v is the float 2^23 + v
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float Small(uint v) => Interop.IntAsFloat(v | 0x4B000000u) - 8388608f;
 
     // The four-row kernel (see the file header): the next step's code words and stat bytes are loaded before this step
     // computes. A plain version without the prefetch (72 registers instead of 96) was 3-21% slower on the H200 (run 10,
@@ -512,8 +510,8 @@ public sealed partial class GpuKernels
             if (u < chunks)
             {
                 long q0 = ((long)r0 * d.RowBytes + (long)u * 16 * b) >> 2, q1 = ((long)r1 * d.RowBytes + (long)u * 16 * b) >> 2;
-                var a = U16.Load(u32, d.CodesPtr, q0, b);
-                var c = U16.Load(u32, d.CodesPtr, q1, b);
+                var a = U16.Load(u32, q0, b);
+                var c = U16.Load(u32, q1, b);
                 ulong s0 = StatChunk(statCodes, (long)r0 * d.StatRowBytes + (long)u * F, F), s1 = StatChunk(statCodes, (long)r1 * d.StatRowBytes + (long)u * F, F);
                 int xb = xt + st * WideCols * W + lane * 4, gb = 8 * u;
                 // the four pairs unrolled by hand (a constant m selects the code words without indexing)
@@ -536,10 +534,10 @@ public sealed partial class GpuKernels
                                  int xb, int gb, int pg, int padded, int W, ref float acc0, ref float acc1)
     {
         int F = d.StatBits;
-        var xv = X32.LoadWide(scratch, d.ScratchPtr, xb + m * 32 * W, W);
+        var xv = X32.LoadWide(scratch, xb + m * 32 * W, W);
         int g0 = gb + 2 * m, i0 = pg + g0;
-        Load4(planes, d.PlanesPtr, 4 * i0, out float ss0, out float sz0, out float zs0, out float zz0);
-        Load4(planes, d.PlanesPtr, 4 * i0 + 4, out float ss1, out float sz1, out float zs1, out float zz1);
+        Load4(planes, 4 * i0, out float ss0, out float sz0, out float zs0, out float zz0);
+        Load4(planes, 4 * i0 + 4, out float ss1, out float sz1, out float zs1, out float zz1);
         float xs0 = scratch[padded + g0], xs1 = scratch[padded + g0 + 1];
         acc0 += SpqrRowCompute(a.Pair(m, b, (int)(s0 >> (2 * F * m))), d, b, true, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
         acc1 += SpqrRowCompute(c.Pair(m, b, (int)(s1 >> (2 * F * m))), d, b, true, ss0, sz0, zs0, zz0, ss1, sz1, zs1, zz1, xs0, xs1, xv);
@@ -554,33 +552,26 @@ public sealed partial class GpuKernels
         return v;
     }
 
-    // four consecutive elements from a 16-byte aligned index: one ld.global.nc.v4 on CUDA at basePtr (the view's device
-    // address) + 4·i bytes (ILGPU splits struct loads into scalar loads), four loads of the view elsewhere
+    // four consecutive elements at a 16-byte aligned index i, as one struct load of a view ILGPU knows is 16-byte aligned:
+    // its PTX backend then emits one ld.global.v4 (it splits loads of unaligned structs into scalar loads)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static void Load4(ArrayView<float> v, long basePtr, int i, out float e0, out float e1, out float e2, out float e3)
+    internal static void Load4(ArrayView<float> v, int i, out float e0, out float e1, out float e2, out float e3)
     {
-        if (ILGPU.Runtime.Cuda.CudaAsm.IsSupported)
-        {
-            ILGPU.Runtime.Cuda.Output<float> o0 = default, o1 = default, o2 = default, o3 = default;
-            ILGPU.Runtime.Cuda.Input<long> p = basePtr + 4L * i;
-            ILGPU.Runtime.Cuda.CudaAsm.EmitRef("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];", ref o0, ref o1, ref o2, ref o3, ref p);
-            e0 = o0.Value; e1 = o1.Value; e2 = o2.Value; e3 = o3.Value;
-        }
-        else { e0 = v[i]; e1 = v[i + 1]; e2 = v[i + 2]; e3 = v[i + 3]; }
+        var q = v.Cast<F4>().AsAligned(16)[i >> 2];
+        e0 = q.X; e1 = q.Y; e2 = q.Z; e3 = q.W;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static void Load4(ArrayView<uint> v, long basePtr, long i, out uint e0, out uint e1, out uint e2, out uint e3)
+    internal static void Load4(ArrayView<uint> v, long i, out uint e0, out uint e1, out uint e2, out uint e3)
     {
-        if (ILGPU.Runtime.Cuda.CudaAsm.IsSupported)
-        {
-            ILGPU.Runtime.Cuda.Output<uint> o0 = default, o1 = default, o2 = default, o3 = default;
-            ILGPU.Runtime.Cuda.Input<long> p = basePtr + 4L * i;
-            ILGPU.Runtime.Cuda.CudaAsm.EmitRef("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];", ref o0, ref o1, ref o2, ref o3, ref p);
-            e0 = o0.Value; e1 = o1.Value; e2 = o2.Value; e3 = o3.Value;
-        }
-        else { e0 = v[i]; e1 = v[i + 1]; e2 = v[i + 2]; e3 = v[i + 3]; }
+        var q = v.Cast<U4>().AsAligned(16)[i >> 2];
+        e0 = q.X; e1 = q.Y; e2 = q.Z; e3 = q.W;
     }
+
+#pragma warning disable CS0649 // filled by device loads
+    internal struct F4 { public float X, Y, Z, W; }
+    internal struct U4 { public uint X, Y, Z, W; }
+#pragma warning restore CS0649
 
     // this lane's share of row r's outlier deltas · x'
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -624,8 +615,9 @@ public sealed partial class GpuKernels
                    + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
         int v = l.Stat, F = d.StatBits, qs = d.ScaleBits;
         int f0 = v & ((1 << F) - 1), f1 = (v >> F) & ((1 << F) - 1);
-        float s0 = ss0 * ((f0 & ((1 << qs) - 1)) - sz0), z0 = zs0 * ((f0 >> qs) - zz0);
-        float s1 = ss1 * ((f1 & ((1 << qs) - 1)) - sz1), z1 = zs1 * ((f1 >> qs) - zz1);
+        // the statistic codes to float through the same exact OR-onto-2^23 (no I2F)
+        float s0 = ss0 * (Small((uint)(f0 & ((1 << qs) - 1))) - sz0), z0 = zs0 * (Small((uint)(f0 >> qs)) - zz0);
+        float s1 = ss1 * (Small((uint)(f1 & ((1 << qs) - 1))) - sz1), z1 = zs1 * (Small((uint)(f1 >> qs)) - zz1);
         return s0 * (dot0 - z0 * xs0) + (has1 ? s1 * (dot1 - z1 * xs1) : 0f);
     }
 
