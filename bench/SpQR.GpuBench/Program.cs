@@ -259,6 +259,32 @@ if (choice != DeviceChoice.Cpu && !args.Contains("noencode"))
     }
 }
 
+// The small kernels of one LLaMA-7B decode layer (hidden 4096, 32 heads of 128, intermediate 11008), graph-timed µs each
+if (choice != DeviceChoice.Cpu)
+{
+    int d = 4096, heads = 32, hd = 128, ctx = 256, inter = 11008;
+    using var bx = acc.Allocate1D(Enumerable.Range(0, d).Select(i => (float)Math.Sin(i)).ToArray()); using var bw = acc.Allocate1D(Enumerable.Repeat(1f, d).ToArray());
+    using var bo = acc.Allocate1D<float>(d); using var bq = acc.Allocate1D(Enumerable.Range(0, d).Select(i => (float)Math.Cos(i)).ToArray());
+    using var bk = acc.Allocate1D<float>(d); using var bv = acc.Allocate1D<float>(d);
+    using var keys = acc.Allocate1D(Enumerable.Range(0, ctx * d).Select(i => (float)Math.Sin(0.37 * i)).ToArray()); using var vals = acc.Allocate1D(Enumerable.Range(0, ctx * d).Select(i => (float)Math.Cos(0.11 * i)).ToArray());
+    using var sc = acc.Allocate1D<float>(heads * ctx); using var att = acc.Allocate1D<float>(d);
+    using var cos = acc.Allocate1D(Enumerable.Repeat(0.5f, ctx * hd / 2).ToArray()); using var sin = acc.Allocate1D(Enumerable.Repeat(0.5f, ctx * hd / 2).ToArray());
+    using var g = acc.Allocate1D(Enumerable.Repeat(0.1f, inter).ToArray()); using var u = acc.Allocate1D(Enumerable.Repeat(0.2f, inter).ToArray());
+    using var p = acc.Allocate1D(new[] { 50 });
+    var k = backend.Kernels;
+    var dims = new AttentionDims { Heads = heads, KvHeads = heads, HeadDim = hd, MaxContext = ctx };
+    var items = new (string, Action<int>)[]
+    {
+        ("rmsnorm", _ => k.RmsNorm(bx.View, bw.View, bo.View, 1, 1e-5f)),
+        ("rope_store", _ => k.RopeStore(bq.View, bk.View, bv.View, cos.View, sin.View, p.View, keys.View, vals.View, heads, heads, hd, false)),
+        ("attention_pos50", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p.View, dims)),
+        ("swiglu", _ => k.SwiGlu(g.View, u.View, inter)),
+        ("add", _ => k.Add(bo.View, bx.View, d)),
+    };
+    foreach (var (name, a) in items) { a(0); acc.Synchronize(); }
+    Console.WriteLine("layer_kernels," + string.Join(",", items.Select(it => $"{it.Item1} {TimeGraph(it.Item2, 100) * 1e6:F1} us")));
+}
+
 // Decode tokens/s of a LLaMA-7B-shaped model (32 layers, random weights) with F16 and SpQR w3 linears, one token at a
 // time through GpuLlamaModel (each step uploads one embedding row and downloads the logits). Skipped on the CPU
 // accelerator (too slow) and when args contain "nodecode".

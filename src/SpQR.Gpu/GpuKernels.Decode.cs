@@ -1,6 +1,6 @@
 // The per-token kernels of a decoder layer on the device, mirroring the CPU files: rotary (Cpu/CpuKernels.Rope.cs,
 // both layouts; fused with the KV-cache writes, the position read on the device), attention of one query over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per
-// head: scores, max, exp, sum and the weighted sum of V with group-wide reductions in shared memory), SwiGLU and the
+// head: a warp per position for the scores, group-wide max and sum, the weighted sum of V split over positions), SwiGLU and the
 // residual add (Cpu/CpuKernels.Activation.cs / Elementwise.cs).
 using ILGPU;
 using ILGPU.Runtime;
@@ -16,11 +16,11 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _splitQkv;
 
-    /// <summary>x (n,) -> dst = (x − mean)/√(var + eps)·w + b (torch LayerNorm, two-pass variance), one warp.</summary>
+    /// <summary>x (n,) -> dst = (x − mean)/√(var + eps)·w + b (torch LayerNorm, two-pass variance), one thread group.</summary>
     public void LayerNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, float eps)
     {
         _layerNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(LayerNormKernel);
-        _layerNorm(new KernelConfig(1, _acc.WarpSize), x, w, b, dst, (int)w.Length, eps);
+        _layerNorm(new KernelConfig(1, NormThreads), x, w, b, dst, (int)w.Length, eps);
     }
 
     /// <summary>x = GELU(x) in erf form over n (erf as the CPU kernel: Abramowitz &amp; Stegun 7.1.26).</summary>
@@ -42,12 +42,12 @@ public sealed partial class GpuKernels
     private static void LayerNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, int n, float eps)
     {
         float s = 0;
-        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) s += x[i];
-        float mean = Warp.Shuffle(WarpSum(s), 0) / n;
+        for (int i = Group.IdxX; i < n; i += Group.DimX) s += x[i];
+        float mean = BlockSum(s) / n;
         float v = 0;
-        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) { float d = x[i] - mean; v += d * d; }
-        float inv = 1f / MathF.Sqrt(Warp.Shuffle(WarpSum(v), 0) / n + eps);
-        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) dst[i] = (x[i] - mean) * inv * w[i] + b[i];
+        for (int i = Group.IdxX; i < n; i += Group.DimX) { float d = x[i] - mean; v += d * d; }
+        float inv = 1f / MathF.Sqrt(BlockSum(v) / n + eps);
+        for (int i = Group.IdxX; i < n; i += Group.DimX) dst[i] = (x[i] - mean) * inv * w[i] + b[i];
     }
 
     private static void GeluKernel(ArrayView<float> x, int n)
@@ -90,7 +90,7 @@ public sealed partial class GpuKernels
     public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
         _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
-        _attention(new KernelConfig(d.Heads, Math.Min(128, _acc.MaxNumThreadsPerGroup)), q, keys, values, output, scores, pos, d);
+        _attention(new KernelConfig(d.Heads, Math.Min(256, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize), q, keys, values, output, scores, pos, d);
     }
 
     /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
@@ -154,40 +154,49 @@ public sealed partial class GpuKernels
         return p * Interop.IntAsFloat((uint)((k1 + 127) << 23)) * Interop.IntAsFloat((uint)((k2 + 127) << 23));
     }
 
-    private static float GroupReduce(ArrayView<float> shared, float v, bool max)
+    // max over the thread group (as BlockSum)
+    private static float BlockMax(float v)
     {
-        int tid = Group.IdxX, n = Group.DimX;
-        shared[tid] = v;
+        var sh = SharedMemory.Allocate<float>(33);
+        for (int o = Warp.WarpSize / 2; o > 0; o /= 2) v = Math.Max(v, Warp.ShuffleDown(v, o));
+        int nw = Group.DimX / Warp.WarpSize;
+        if (Warp.IsFirstLane) sh[Warp.WarpIdx] = v;
         Group.Barrier();
-        for (int s = n / 2; s > 0; s /= 2)
+        if (Group.IdxX == 0)
         {
-            if (tid < s) shared[tid] = max ? Math.Max(shared[tid], shared[tid + s]) : shared[tid] + shared[tid + s];
-            Group.Barrier();
+            float t = sh[0];
+            for (int i = 1; i < nw; i++) t = Math.Max(t, sh[i]);
+            sh[32] = t;
         }
-        float r = shared[0];
+        Group.Barrier();
+        float r = sh[32];
         Group.Barrier();
         return r;
     }
 
+    // one thread group per head: scores with a warp per cached position (lanes over the head dimension, coalesced), the
+    // softmax with group-wide max and sum, then o = Σ_t p_t·v_t with thread i % hd on dimension i and the positions split
+    // among n / hd parts that meet in shared memory
     private static void AttentionKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
         int positions = pos[0] + 1;
-        int h = Grid.IdxX, tid = Group.IdxX, n = Group.DimX;
-        var shared = SharedMemory.Allocate<float>(128);
+        var part = SharedMemory.Allocate<float>(1024);
+        int h = Grid.IdxX, tid = Group.IdxX, n = Group.DimX, W = Warp.WarpSize, nw = n / W, lane = Warp.LaneIdx;
         int kvh = h / (d.Heads / d.KvHeads), hd = d.HeadDim, stride = d.KvHeads * hd;
         int qb = h * hd, sb = h * d.MaxContext;
         float scale = 1f / MathF.Sqrt(hd);
-        float localMax = float.NegativeInfinity;
-        for (int t = tid; t < positions; t += n)
+        for (int t = Warp.WarpIdx; t < positions; t += nw)
         {
             int kb = t * stride + kvh * hd;
             float s = 0;
-            for (int i = 0; i < hd; i++) s += q[qb + i] * keys[kb + i];
-            s *= scale;
-            scores[sb + t] = s;
-            localMax = Math.Max(localMax, s);
+            for (int i = lane; i < hd; i += W) s += q[qb + i] * keys[kb + i];
+            s = WarpSum(s);
+            if (Warp.IsFirstLane) scores[sb + t] = s * scale;
         }
-        float mx = GroupReduce(shared, localMax, true);
+        Group.Barrier();
+        float localMax = float.NegativeInfinity;
+        for (int t = tid; t < positions; t += n) localMax = Math.Max(localMax, scores[sb + t]);
+        float mx = BlockMax(localMax);
         float localSum = 0;
         for (int t = tid; t < positions; t += n)
         {
@@ -195,13 +204,31 @@ public sealed partial class GpuKernels
             scores[sb + t] = e;
             localSum += e;
         }
-        float sum = GroupReduce(shared, localSum, false);
-        for (int i = tid; i < hd; i += n)
+        float sum = BlockSum(localSum); // its barriers also publish the e values
+        if (n >= hd)
         {
-            float acc = 0;
-            for (int t = 0; t < positions; t++) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
-            output[qb + i] = acc / sum;
+            int parts = n / hd, p = tid / hd, i = tid % hd;
+            if (p < parts)
+            {
+                float acc = 0;
+                for (int t = p; t < positions; t += parts) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
+                part[tid] = acc;
+            }
+            Group.Barrier();
+            if (tid < hd)
+            {
+                float acc = 0;
+                for (int k = 0; k < parts; k++) acc += part[k * hd + tid];
+                output[qb + tid] = acc / sum;
+            }
         }
+        else
+            for (int i = tid; i < hd; i += n)
+            {
+                float acc = 0;
+                for (int t = 0; t < positions; t++) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
+                output[qb + i] = acc / sum;
+            }
     }
 
     private static void SwiGluKernel(ArrayView<float> gate, ArrayView<float> up, int n)

@@ -92,8 +92,32 @@ public sealed partial class GpuKernels
     private static float HalfBitsToF32(uint bits, int bf) => bf != 0 ? Interop.IntAsFloat((bits & 0xFFFFu) << 16) : F16BitsToF32(bits);
 
     // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), one warp per row
+    // one block per row (a decode step normalizes one row: a single warp left the device idle for microseconds)
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
-        => _rmsNorm(RowsConfig(rows, out _), x, w, dst, (int)w.Length, eps);
+        => _rmsNorm(new KernelConfig(rows, NormThreads), x, w, dst, (int)w.Length, eps);
+
+    private int NormThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
+
+    // Σ v over the thread group (any size up to 32 warps): shuffles within each warp, the warp sums through shared memory,
+    // the total broadcast to every thread
+    private static float BlockSum(float v)
+    {
+        var sh = SharedMemory.Allocate<float>(33);
+        v = WarpSum(v);
+        int nw = Group.DimX / Warp.WarpSize;
+        if (Warp.IsFirstLane) sh[Warp.WarpIdx] = v;
+        Group.Barrier();
+        if (Group.IdxX == 0)
+        {
+            float t = 0;
+            for (int i = 0; i < nw; i++) t += sh[i];
+            sh[32] = t;
+        }
+        Group.Barrier();
+        float r = sh[32];
+        Group.Barrier();
+        return r;
+    }
 
     private static float WarpSum(float v)
     {
@@ -154,13 +178,11 @@ public sealed partial class GpuKernels
 
     private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int n, float eps)
     {
-        int r = RowIndex();
-        if (r * (long)n >= x.Length) return;
-        long b = (long)r * n;
+        long b = (long)Grid.IdxX * n;
         float ss = 0;
-        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) ss += x[b + i] * x[b + i];
-        ss = Warp.Shuffle(WarpSum(ss), 0);
+        for (int i = Group.IdxX; i < n; i += Group.DimX) ss += x[b + i] * x[b + i];
+        ss = BlockSum(ss);
         float inv = 1f / MathF.Sqrt(ss / n + eps); // ILGPU maps MathF.Sqrt to the device intrinsic
-        for (int i = Warp.LaneIdx; i < n; i += Warp.WarpSize) dst[b + i] = w[i] * (x[b + i] * inv);
+        for (int i = Group.IdxX; i < n; i += Group.DimX) dst[b + i] = w[i] * (x[b + i] * inv);
     }
 }
