@@ -90,7 +90,7 @@ public sealed partial class GpuKernels
     public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
         _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
-        _attention(new KernelConfig(d.Heads, Math.Min(256, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize), q, keys, values, output, scores, pos, d);
+        _attention(new KernelConfig(d.Heads, Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize), q, keys, values, output, scores, pos, d);
     }
 
     /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
@@ -210,9 +210,16 @@ public sealed partial class GpuKernels
             int parts = n / hd, p = tid / hd, i = tid % hd;
             if (p < parts)
             {
-                float acc = 0;
-                for (int t = p; t < positions; t += parts) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
-                part[tid] = acc;
+                // two positions per iteration, two chains: their loads are independent
+                float acc = 0, acc2 = 0;
+                int t = p;
+                for (; t + parts < positions; t += 2 * parts)
+                {
+                    acc += scores[sb + t] * values[t * stride + kvh * hd + i];
+                    acc2 += scores[sb + t + parts] * values[(t + parts) * stride + kvh * hd + i];
+                }
+                if (t < positions) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
+                part[tid] = acc + acc2;
             }
             Group.Barrier();
             if (tid < hd)

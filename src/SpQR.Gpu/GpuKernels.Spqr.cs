@@ -171,6 +171,8 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>? _prepare;
     /// <summary>Kernel choice for benchmarks: the wide kernel where it applies (default), or false for the four-row one.</summary>
     public bool SpqrWide { get; set; } = true;
+    /// <summary>Warps (row pairs) per block of the wide kernel (benchmarks; default 8).</summary>
+    public int SpqrWideWarps { get; set; } = 8;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrWide = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
     /// <summary>Kernel choice for benchmarks: column splits K of the four-row kernel (0 = chosen by shape), or −1 for the
     /// earlier two-row kernel.</summary>
@@ -215,7 +217,8 @@ public sealed partial class GpuKernels
             {
                 var kw = _spqrWide[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
                     d.WBits switch { 2 => SpqrMatVecW2Kernel, 3 => SpqrMatVecW3Kernel, _ => SpqrMatVecW4Kernel });
-                kw(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
+                int wpbW = Math.Max(1, Math.Min(SpqrWideWarps, _acc.MaxNumThreadsPerGroup / _acc.WarpSize)), pairs = (d.Rows + 1) / 2;
+                kw(new KernelConfig((pairs + wpbW - 1) / wpbW, wpbW * _acc.WarpSize), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
                    w.OutlierDeltas.View, scratch, y, d);
                 return;
             }
@@ -503,16 +506,19 @@ public sealed partial class GpuKernels
         int W = Warp.WarpSize, lane = Warp.LaneIdx, groups = d.Groups, padded = groups * 16, F = d.StatBits;
         int xt = (padded + groups + 3) & ~3, chunks = groups / 8, steps = (chunks + W - 1) / W, pg = r0 / d.QqGroupSize * groups;
         var u32 = codes.Cast<uint>();
-        float acc0 = 0, acc1 = 0;
+        // the first step's code words and stat bytes are requested before the outliers' dependent loads (offsets → columns
+        // → x'), so that chain runs while they are in flight
+        U16 a = default, c = default;
+        ulong s0 = 0, s1 = 0;
+        if (lane < chunks) WideLoad(u32, statCodes, d, r0, r1, lane, b, out a, out c, out s0, out s1);
+        float acc0 = OutlierPart(offsets, ocols, deltas, scratch, r0);
+        float acc1 = OutlierPart(offsets, ocols, deltas, scratch, r1);
         for (int st = 0; st < steps; st++)
         {
             int u = st * W + lane;
             if (u < chunks)
             {
-                long q0 = ((long)r0 * d.RowBytes + (long)u * 16 * b) >> 2, q1 = ((long)r1 * d.RowBytes + (long)u * 16 * b) >> 2;
-                var a = U16.Load(u32, q0, b);
-                var c = U16.Load(u32, q1, b);
-                ulong s0 = StatChunk(statCodes, (long)r0 * d.StatRowBytes + (long)u * F, F), s1 = StatChunk(statCodes, (long)r1 * d.StatRowBytes + (long)u * F, F);
+                if (st > 0) WideLoad(u32, statCodes, d, r0, r1, u, b, out a, out c, out s0, out s1);
                 int xb = xt + st * WideCols * W + lane * 4, gb = 8 * u;
                 // the four pairs unrolled by hand (a constant m selects the code words without indexing)
                 WidePair(0, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
@@ -521,11 +527,19 @@ public sealed partial class GpuKernels
                 WidePair(3, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
             }
         }
-        acc0 += OutlierPart(offsets, ocols, deltas, scratch, r0);
-        acc1 += OutlierPart(offsets, ocols, deltas, scratch, r1);
         acc0 = WarpSum(acc0);
         acc1 = WarpSum(acc1);
         if (Warp.IsFirstLane) { y[r0] = acc0; y[r1] = acc1; }
+    }
+
+    // rows r0 and r1, chunk u: b 16-byte code loads each and their F stat bytes
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void WideLoad(ArrayView<uint> u32, ArrayView<byte> statCodes, SpqrDims d, int r0, int r1, int u, int b, out U16 a, out U16 c, out ulong s0, out ulong s1)
+    {
+        a = U16.Load(u32, ((long)r0 * d.RowBytes + (long)u * 16 * b) >> 2, b);
+        c = U16.Load(u32, ((long)r1 * d.RowBytes + (long)u * 16 * b) >> 2, b);
+        s0 = StatChunk(statCodes, (long)r0 * d.StatRowBytes + (long)u * d.StatBits, d.StatBits);
+        s1 = StatChunk(statCodes, (long)r1 * d.StatRowBytes + (long)u * d.StatBits, d.StatBits);
     }
 
     // pair m (groups gb + 2m, gb + 2m + 1) of both rows: its 32 x̃, the two groups' second-order statistics and xsums
