@@ -506,19 +506,13 @@ public sealed partial class GpuKernels
         int W = Warp.WarpSize, lane = Warp.LaneIdx, groups = d.Groups, padded = groups * 16, F = d.StatBits;
         int xt = (padded + groups + 3) & ~3, chunks = groups / 8, steps = (chunks + W - 1) / W, pg = r0 / d.QqGroupSize * groups;
         var u32 = codes.Cast<uint>();
-        // the first step's code words and stat bytes are requested before the outliers' dependent loads (offsets → columns
-        // → x'), so that chain runs while they are in flight
-        U16 a = default, c = default;
-        ulong s0 = 0, s1 = 0;
-        if (lane < chunks) WideLoad(u32, statCodes, d, r0, r1, lane, b, out a, out c, out s0, out s1);
-        float acc0 = OutlierPart(offsets, ocols, deltas, scratch, r0);
-        float acc1 = OutlierPart(offsets, ocols, deltas, scratch, r1);
+        float acc0 = 0, acc1 = 0;
         for (int st = 0; st < steps; st++)
         {
             int u = st * W + lane;
             if (u < chunks)
             {
-                if (st > 0) WideLoad(u32, statCodes, d, r0, r1, u, b, out a, out c, out s0, out s1);
+                WideLoad(u32, statCodes, d, r0, r1, u, b, out var a, out var c, out ulong s0, out ulong s1);
                 int xb = xt + st * WideCols * W + lane * 4, gb = 8 * u;
                 // the four pairs unrolled by hand (a constant m selects the code words without indexing)
                 WidePair(0, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
@@ -527,6 +521,10 @@ public sealed partial class GpuKernels
                 WidePair(3, b, a, c, s0, s1, planes, scratch, d, xb, gb, pg, padded, W, ref acc0, ref acc1);
             }
         }
+        // the outliers after the codes: requesting the first codes before the outliers' dependent loads (offsets →
+        // columns → x') was measured no faster on the H200 (11008x4096: 27.6 µs against 24.6 main-kernel time)
+        acc0 += OutlierPart(offsets, ocols, deltas, scratch, r0);
+        acc1 += OutlierPart(offsets, ocols, deltas, scratch, r1);
         acc0 = WarpSum(acc0);
         acc1 = WarpSum(acc1);
         if (Warp.IsFirstLane) { y[r0] = acc0; y[r1] = acc1; }
