@@ -39,6 +39,7 @@ public sealed unsafe class GpuGraph : IDisposable
         var acc = gpu.Accelerator;
         if (acc is not CudaAccelerator || acc.DefaultStream is not CudaStream { StreamPtr: not 0 } cs || !CudaDriver.Available)
             return new GpuGraph(acc, enqueue, 0, 0, 0, 0);
+        acc.Bind(); // the driver calls below act on the calling thread's current context
         acc.Synchronize();
         nint s = cs.StreamPtr, graph = 0, exec = 0;
         CudaDriver.Check(CudaDriver.StreamBeginCapture(s, 2 /* CU_STREAM_CAPTURE_MODE_RELAXED */), "cuStreamBeginCapture");
@@ -64,6 +65,7 @@ public sealed unsafe class GpuGraph : IDisposable
     public void Launch()
     {
         if (_exec == 0) { _replay!(); return; }
+        _acc.Bind();
         CudaDriver.Check(CudaDriver.GraphLaunch(_exec, _stream), "cuGraphLaunch");
     }
 

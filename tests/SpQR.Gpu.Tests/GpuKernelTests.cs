@@ -58,6 +58,43 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         NumericAssert.Nmse(e, dd.GetAsArray1D(), Tolerances.GpuNmse, "RMSNorm");
     }
 
+    [Theory]
+    // heads, KV heads, head dim, position (cached positions before this token), layout: head dims below and above the
+    // thread group's size exercise both ways the value sum is split (on CUDA and on the CPU accelerator's 16-thread groups)
+    [InlineData(4, 2, 8, 0, false)] [InlineData(4, 2, 8, 37, true)] [InlineData(6, 1, 32, 70, false)] [InlineData(8, 8, 16, 5, false)]
+    public void Rope_store_and_attention_match_the_cpu(int heads, int kvHeads, int hd, int pos, bool interleaved)
+    {
+        var acc = fx.Backend.Accelerator;
+        int ctx = 96, half = hd / 2, kvDim = kvHeads * hd, layoutSeed = heads * 100 + pos;
+        var layout = interleaved ? RopeLayout.Interleaved : RopeLayout.HalfSplit;
+        var rope = new RopeFrequencies(hd, ctx, 10000);
+        var cos = new float[ctx * half]; var sin = new float[ctx * half];
+        for (int t = 0; t < ctx; t++) { rope.Cos(t).CopyTo(cos.AsSpan(t * half)); rope.Sin(t).CopyTo(sin.AsSpan(t * half)); }
+        // a cache already holding positions 0..pos-1, and this token's q, k, v
+        var keys = TestData.Uniform(ctx * kvDim, layoutSeed, -1, 1); var values = TestData.Uniform(ctx * kvDim, layoutSeed + 1, -1, 1);
+        var q = TestData.Uniform(heads * hd, layoutSeed + 2, -2, 2); var k = TestData.Uniform(kvDim, layoutSeed + 3, -2, 2); var v = TestData.Uniform(kvDim, layoutSeed + 4, -1, 1);
+        // CPU: rotate q and k at pos, store k and v at row pos, attend over 0..pos
+        var qe = (float[])q.Clone(); var ke = (float[])k.Clone();
+        CpuKernels.Rope(qe, heads, hd, rope.Cos(pos), rope.Sin(pos), layout);
+        CpuKernels.Rope(ke, kvHeads, hd, rope.Cos(pos), rope.Sin(pos), layout);
+        var keysE = (float[])keys.Clone(); var valuesE = (float[])values.Clone();
+        ke.CopyTo(keysE, pos * kvDim); v.CopyTo(valuesE, pos * kvDim);
+        var oe = new float[heads * hd];
+        CpuKernels.CausalAttention(qe, keysE, valuesE, oe, 1, pos, heads, kvHeads, hd, new float[heads * (pos + 1)]);
+        using var dq = acc.Allocate1D(q); using var dk = acc.Allocate1D(k); using var dv = acc.Allocate1D(v);
+        using var dcos = acc.Allocate1D(cos); using var dsin = acc.Allocate1D(sin); using var dpos = acc.Allocate1D(new[] { pos });
+        using var dkeys = acc.Allocate1D(keys); using var dvals = acc.Allocate1D(values);
+        using var dout = acc.Allocate1D<float>(heads * hd); using var dsc = acc.Allocate1D<float>(heads * ctx);
+        var kk = fx.Backend.Kernels;
+        kk.RopeStore(dq.View, dk.View, dv.View, dcos.View, dsin.View, dpos.View, dkeys.View, dvals.View, heads, kvHeads, hd, interleaved);
+        kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View, dpos.View, new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx });
+        acc.Synchronize();
+        NumericAssert.Nmse(qe, dq.GetAsArray1D(), Tolerances.GpuNmse, "rotated q");
+        NumericAssert.Nmse(keysE, dkeys.GetAsArray1D(), Tolerances.GpuNmse, "key cache");
+        NumericAssert.Nmse(valuesE, dvals.GetAsArray1D(), Tolerances.GpuNmse, "value cache");
+        NumericAssert.Nmse(oe, dout.GetAsArray1D(), Tolerances.GpuNmse, "attention output");
+    }
+
     [Fact]
     public void A_graph_replays_its_work_with_the_inputs_of_each_launch()
     {
