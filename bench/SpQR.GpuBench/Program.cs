@@ -2,7 +2,7 @@
 // Each measurement queues 200 calls back to back (weights rotate over >= 256 MB so the L2 cannot hold them),
 // synchronizes once, and divides; median of 5 such runs. Every kernel is first checked against the CPU kernel
 // (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
-// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode]
+// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode]
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 using System.Diagnostics;
@@ -63,6 +63,17 @@ double TimeGraph(Action<int> call, int n)
     ts.Sort();
     return ts[2];
 }
+static double Nmse(float[] e, float[] a)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
+    return num / Math.Max(den, 1e-30);
+}
+
+// `onlydecode` skips the kernel sections (GEMV, SpQR, matmul) and the encoder
+bool kernels = !args.Contains("onlydecode");
+if (kernels)
+{
 Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu,us_per_call_graph,GB_per_s_graph");
 foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     foreach (string dt in new[] { "f16", "bf16", "f32" })
@@ -103,12 +114,6 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
     }
 
 // SpQR: correctness sweep on the device, then timings
-static double Nmse(float[] e, float[] a)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < e.Length; i++) { num += Math.Pow(a[i] - e[i], 2); den += (double)e[i] * e[i]; }
-    return num / Math.Max(den, 1e-30);
-}
 double worst = 0;
 foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, false), (40, 300, 4, false), (17, 129, 2, false), (24, 96, 5, false), (9, 200, 8, false), (48, 160, 3, true), (257, 1000, 3, false), (300, 4096, 4, false) })
 {
@@ -192,10 +197,11 @@ if (choice != DeviceChoice.Cpu)
         Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{2.0 * T * rows * cols / tS / 1e9:F0},{tD * 1e6:F1},{nm:E2}");
     }
 }
+}
 
 // The encoder: one layer at the paper's recipe (w3, β1 = β2 = 16, 3-bit statistics, τ 0.2, act_order), H = 2/N XᵀX of
 // 8192 correlated samples accumulated on the device; the device encoder against the CPU encoder on this host (same W, H).
-if (choice != DeviceChoice.Cpu && !args.Contains("noencode"))
+if (choice != DeviceChoice.Cpu && !args.Contains("noencode") && kernels)
 {
     var opts = new SpQR.Quant.Encode.SpqrOptions();
     { var wq = Enumerable.Range(0, 64 * 64).Select(i => (float)Math.Sin(i)).ToArray(); var hq = new double[64 * 64]; for (int i = 0; i < 64; i++) hq[i * 65] = 1; SpQR.Gpu.GpuSpqrEncoder.Quantize(backend, wq, hq, 64, 64, opts); } // kernels compiled
@@ -308,13 +314,18 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         return n / sw.Elapsed.TotalSeconds;
     }
     // each model twice: kernels launched one by one from the host, then replayed from one CUDA graph per step
+    // and with the graph but q/k/v and gate/up one after another (ConcurrentBranches off)
     string Both(GpuLlamaModel m)
     {
         m.UseGraph = false;
         double launched = Decode(m);
         m.UseGraph = true;
         double graph = Decode(m);
-        return $"{launched:F1} tokens/s launched,{graph:F1} tokens/s graph ({m.GraphNodes} nodes),{m.WeightBytes / 1e9:F2} GB of weights per token";
+        int nodes = m.GraphNodes;
+        m.ConcurrentBranches = false;
+        double serial = Decode(m);
+        m.ConcurrentBranches = true;
+        return $"{launched:F1} tokens/s launched,{graph:F1} tokens/s graph ({nodes} nodes),{serial:F1} tokens/s graph without concurrent branches,{m.WeightBytes / 1e9:F2} GB of weights per token";
     }
     using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 256))
         Console.WriteLine($"decode,f16,{Both(m)}");

@@ -29,14 +29,56 @@ public sealed class GpuBackend : IDisposable
     /// <summary>
     /// ILGPU 1.5 launches every kernel and copy on Accelerator.DefaultStream, for CUDA the legacy NULL stream, which CUDA
     /// cannot capture into a graph (GpuGraph). The backend's accelerator therefore gets a stream of its own as its default
-    /// stream (DefaultStream has a protected setter; set through reflection once, here). Ordering is unchanged: all work
-    /// still goes to one stream, and Accelerator.Synchronize still waits for the whole device.
+    /// stream (DefaultStream has a protected setter, used through reflection here and by Fork). Accelerator.Synchronize
+    /// still waits for the whole device.
     /// </summary>
-    private static void UseOwnStream(Accelerator acc)
+    private void UseOwnStream(Accelerator acc)
     {
         var setter = typeof(Accelerator).GetProperty(nameof(Accelerator.DefaultStream))?.GetSetMethod(nonPublic: true);
         if (setter is null) return; // a later ILGPU: graphs fall back to replaying the work (GpuGraph.IsNative false)
-        setter.Invoke(acc, [acc.CreateStream()]);
+        _setStream = s => setter.Invoke(acc, [s]);
+        _main = acc.CreateStream();
+        _setStream(_main);
+    }
+
+    private Action<AcceleratorStream>? _setStream;
+    private AcceleratorStream? _main;
+    private readonly List<(AcceleratorStream Stream, nint Done)> _side = new();
+    private nint _forked;
+
+    /// <summary>
+    /// Runs independent pieces of device work concurrently: branch 0 on the backend's stream, branch i on side stream i,
+    /// each side stream first waiting for the work queued so far, the backend's stream then waiting for all of them (CUDA
+    /// events). Inside a GpuGraph capture this records parallel branches. The branches must not share buffers they write
+    /// (e.g. each SpQR matvec its own scratch). On accelerators without streams (ILGPU's CPU accelerator) the branches run
+    /// one after another.
+    /// </summary>
+    public void Fork(params Action[] branches)
+    {
+        if (_setStream is null || _main is not CudaStream main || !CudaDriver.Available || branches.Length < 2)
+        {
+            foreach (var b in branches) b();
+            return;
+        }
+        Accelerator.Bind();
+        if (_forked == 0) _forked = CudaDriver.NewEvent();
+        while (_side.Count < branches.Length - 1) _side.Add((Accelerator.CreateStream(), CudaDriver.NewEvent()));
+        CudaDriver.EventRecord(_forked, main.StreamPtr);
+        try
+        {
+            for (int i = 1; i < branches.Length; i++)
+            {
+                var (side, done) = _side[i - 1];
+                nint sp = ((CudaStream)side).StreamPtr;
+                CudaDriver.StreamWaitEvent(sp, _forked);
+                _setStream(side);
+                branches[i]();
+                CudaDriver.EventRecord(done, sp);
+            }
+        }
+        finally { _setStream(main); }
+        branches[0]();
+        for (int i = 1; i < branches.Length; i++) CudaDriver.StreamWaitEvent(main.StreamPtr, _side[i - 1].Done);
     }
 
     /// <summary>True when ILGPU finds a CUDA device (the driver, libcuda, is loadable and reports a GPU).</summary>
@@ -66,6 +108,8 @@ public sealed class GpuBackend : IDisposable
 
     public void Dispose()
     {
+        foreach (var (_, done) in _side) CudaDriver.EventDestroy(done);
+        if (_forked != 0) CudaDriver.EventDestroy(_forked);
         Accelerator.Dispose();
         Context.Dispose();
     }

@@ -76,11 +76,19 @@ public sealed unsafe class GpuGraph : IDisposable
     }
 }
 
-/// <summary>The CUDA driver entry points ILGPU 1.5 does not expose (stream capture and graphs), bound from libcuda.</summary>
+/// <summary>The CUDA driver entry points ILGPU 1.5 does not expose (stream capture, graphs, events), bound from libcuda.</summary>
 internal static unsafe class CudaDriver
 {
     private static readonly nint Lib = Load();
-    public static bool Available => Lib != 0 && StreamBeginCapture != null;
+    public static bool Available => Lib != 0 && StreamBeginCapture != null && EventCreate != null && StreamWaitEventFn != null && EventRecordFn != null;
+
+    /// <summary>An event without timing (CU_EVENT_DISABLE_TIMING), for ordering streams.</summary>
+    public static nint NewEvent()
+    {
+        nint e = 0;
+        Check(EventCreate(&e, 2), "cuEventCreate");
+        return e;
+    }
 
     public static readonly delegate* unmanaged<nint, int, int> StreamBeginCapture = (delegate* unmanaged<nint, int, int>)Export("cuStreamBeginCapture_v2");
     public static readonly delegate* unmanaged<nint, nint*, int> StreamEndCapture = (delegate* unmanaged<nint, nint*, int>)Export("cuStreamEndCapture");
@@ -89,6 +97,16 @@ internal static unsafe class CudaDriver
     public static readonly delegate* unmanaged<nint, nint*, nuint*, int> GraphGetNodes = (delegate* unmanaged<nint, nint*, nuint*, int>)Export("cuGraphGetNodes");
     public static readonly delegate* unmanaged<nint, int> GraphExecDestroy = (delegate* unmanaged<nint, int>)Export("cuGraphExecDestroy");
     public static readonly delegate* unmanaged<nint, int> GraphDestroy = (delegate* unmanaged<nint, int>)Export("cuGraphDestroy");
+    private static readonly delegate* unmanaged<nint*, uint, int> EventCreate = (delegate* unmanaged<nint*, uint, int>)Export("cuEventCreate");
+    private static readonly delegate* unmanaged<nint, nint, int> EventRecordFn = (delegate* unmanaged<nint, nint, int>)Export("cuEventRecord");
+    private static readonly delegate* unmanaged<nint, nint, uint, int> StreamWaitEventFn = (delegate* unmanaged<nint, nint, uint, int>)Export("cuStreamWaitEvent");
+    private static readonly delegate* unmanaged<nint, int> EventDestroyFn = (delegate* unmanaged<nint, int>)Export("cuEventDestroy_v2");
+
+    /// <summary>Event e marks the work queued on stream s so far.</summary>
+    public static void EventRecord(nint e, nint s) => Check(EventRecordFn(e, s), "cuEventRecord");
+    /// <summary>Work queued on stream s after this waits for event e.</summary>
+    public static void StreamWaitEvent(nint s, nint e) => Check(StreamWaitEventFn(s, e, 0), "cuStreamWaitEvent");
+    public static void EventDestroy(nint e) => EventDestroyFn(e);
     private static readonly delegate* unmanaged<int, byte**, int> GetErrorName = (delegate* unmanaged<int, byte**, int>)Export("cuGetErrorName");
 
     private static nint Load()

@@ -4,7 +4,7 @@
 // step on, the step's kernels replay from one CUDA graph (GpuGraph). They mirror Models/Llama/LlamaModel.cs and
 // Models/Falcon/FalconModel.cs step by step:
 //   LLaMA:  h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
-//           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)
+//           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)     (q/k/v and gate/up run concurrently: Branches)
 //   Falcon: h = layernorm(x); q,k,v = split(Wqkv h); rope; cache; a = attention; m = ln_mlp(x) or h;
 //           x += Wdense a + W4h→h gelu(Wh→4h m)
 //   logits = Whead norm(x)
@@ -79,7 +79,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     public int MaxBatch => 64;
     protected GpuBackend Gpu { get; }
     protected GpuKernels K => Gpu.Kernels;
-    protected readonly MemoryBuffer1D<float, Stride1D.Dense> X, H, Q, Kb, V, Att, Scratch;
+    protected readonly MemoryBuffer1D<float, Stride1D.Dense> X, H, Q, Kb, V, Att, Scratch, Scratch2, Scratch3;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _logits, _scores, _cos, _sin, _finalW;
     private readonly MemoryBuffer1D<float, Stride1D.Dense>? _finalB;
     private readonly MemoryBuffer1D<float, Stride1D.Dense>[] _keys, _values;
@@ -115,6 +115,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         _keys = [.. Enumerable.Range(0, c.NumLayers).Select(_ => Buf((long)MaxContext * c.KvDim))];
         _values = [.. Enumerable.Range(0, c.NumLayers).Select(_ => Buf((long)MaxContext * c.KvDim))];
         Scratch = Buf(1 << 18); // ≥ any layer's SpQR scratch (Groups·17 + a warp step): 65,536 columns need 135,168 floats
+        Scratch2 = Buf(1 << 18); Scratch3 = Buf(1 << 18); // the concurrent branches' own scratch (Branches)
         _row = new float[c.HiddenSize];
         _pos = acc.Allocate1D<int>(1);
         _logitsHost = new float[c.VocabSize];
@@ -214,6 +215,25 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         set { _graph?.Dispose(); _graph = null; _warm = false; _useGraph = value; }
     }
     private bool _useGraph = true;
+    /// <summary>
+    /// Run the projections that read the same input concurrently (q, k, v; gate, up) on separate streams
+    /// (GpuBackend.Fork; parallel branches of the step graph): one small matvec leaves most of the device idle. Default
+    /// on; setting it drops a recorded graph.
+    /// </summary>
+    public bool ConcurrentBranches
+    {
+        get => _concurrent;
+        set { _graph?.Dispose(); _graph = null; _warm = false; _concurrent = value; }
+    }
+    private bool _concurrent = true;
+
+    /// <summary>Independent pieces of a layer, concurrently when ConcurrentBranches (branch i uses scratch i).</summary>
+    protected void Branches(Action[] branches)
+    {
+        if (_concurrent) Gpu.Fork(branches);
+        else foreach (var b in branches) b();
+    }
+
     /// <summary>Nodes of the recorded step graph (0 before it is recorded or when the device has no graphs).</summary>
     public int GraphNodes => _graph?.Nodes ?? 0;
     private GpuGraph? _graph;
@@ -317,8 +337,14 @@ public sealed class GpuLlamaModel : GpuDecoder
                 Lin(p + "mlp.down_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias));
         }
         _o = Buf(c.HiddenSize); _gate = Buf(c.IntermediateSize); _up = Buf(c.IntermediateSize);
+        // the q/k/v and gate/up projections of each layer as concurrent branches (built once: no allocation per token)
+        var hv = H.View.SubView(0, c.HiddenSize);
+        _qkv = [.. _blocks.Select(b => new Action[] { () => b.Q.Forward(K, hv, Q.View, Scratch.View), () => b.K.Forward(K, hv, Kb.View, Scratch2.View), () => b.V.Forward(K, hv, V.View, Scratch3.View) })];
+        _gateUp = [.. _blocks.Select(b => new Action[] { () => b.Gate.Forward(K, hv, _gate.View, Scratch.View), () => b.Up.Forward(K, hv, _up.View, Scratch2.View) })];
         CreateHead();
     }
+
+    private readonly Action[][] _qkv, _gateUp;
 
     protected override void Layer(int l)
     {
@@ -326,15 +352,12 @@ public sealed class GpuLlamaModel : GpuDecoder
         int d = c.HiddenSize;
         var h = H.View.SubView(0, d);
         Norm(X.View, b.InputNorm, null, h);
-        b.Q.Forward(K, h, Q.View, Scratch.View);
-        b.K.Forward(K, h, Kb.View, Scratch.View);
-        b.V.Forward(K, h, V.View, Scratch.View);
+        Branches(_qkv[l]);
         Attend(l);
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
         K.Add(X.View, _o.View, d);
         Norm(X.View, b.PostNorm, null, h);
-        b.Gate.Forward(K, h, _gate.View, Scratch.View);
-        b.Up.Forward(K, h, _up.View, Scratch.View);
+        Branches(_gateUp[l]);
         K.SwiGlu(_gate.View, _up.View, c.IntermediateSize);
         b.Down.Forward(K, _gate.View, _o.View, Scratch.View);
         K.Add(X.View, _o.View, d);

@@ -120,6 +120,28 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     }
 
     [Fact]
+    public void Forked_branches_join_before_the_work_after_them_eagerly_and_in_a_graph()
+    {
+        // a = 1; fork { a += b, c += d eight times, e += f }; then a += c, a += e on the main stream (wrong without the join)
+        var acc = fx.Backend.Accelerator; var k = fx.Backend.Kernels;
+        int n = 1 << 16;
+        float[] Fill(float v) => Enumerable.Repeat(v, n).ToArray();
+        using var a = acc.Allocate1D(Fill(1)); using var b = acc.Allocate1D(Fill(2)); using var c = acc.Allocate1D(Fill(0));
+        using var d = acc.Allocate1D(Fill(3)); using var e = acc.Allocate1D(Fill(0)); using var f = acc.Allocate1D(Fill(4));
+        var branches = new Action[] { () => k.Add(a.View, b.View, n), () => { for (int i = 0; i < 8; i++) k.Add(c.View, d.View, n); }, () => k.Add(e.View, f.View, n) };
+        void Work() { fx.Backend.Fork(branches); k.Add(a.View, c.View, n); k.Add(a.View, e.View, n); }
+        Work(); // eager: a = 1 + 2 + 24 + 4 = 31, c = 24, e = 4
+        acc.Synchronize();
+        Assert.All(a.GetAsArray1D(), v => Assert.Equal(31f, v));
+        using var g = GpuGraph.Capture(fx.Backend, Work);
+        if (g.IsNative) Assert.Equal(12, g.Nodes); // the 12 kernels; the fork's events become edges, not nodes
+        g.Launch(); // c = 48, e = 8, a = 31 + 2 + 48 + 8 = 89
+        acc.Synchronize();
+        Assert.All(a.GetAsArray1D(), v => Assert.Equal(89f, v));
+        Assert.All(c.GetAsArray1D(), v => Assert.Equal(48f, v));
+    }
+
+    [Fact]
     public void Asking_for_a_gpu_without_one_is_a_clear_error()
     {
         if (Environment.GetEnvironmentVariable("SPQR_DEVICE") == "gpu") return; // on the GPU host there is one
