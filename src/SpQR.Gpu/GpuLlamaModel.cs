@@ -6,7 +6,7 @@
 //   LLaMA:  h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
 //           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)     (q/k/v and gate/up run concurrently: Branches)
 //   Falcon: h = layernorm(x); q,k,v = split(Wqkv h); rope; cache; a = attention; m = ln_mlp(x) or h;
-//           x += Wdense a + W4h→h gelu(Wh→4h m)
+//           x += Wdense a + W4h→h gelu(Wh→4h m)          (the attention and MLP paths run concurrently: Branches)
 //   logits = Whead norm(x)
 using ILGPU;
 using ILGPU.Runtime;
@@ -390,26 +390,41 @@ public sealed class GpuFalconModel : GpuDecoder
                 Lin(p + "mlp.dense_4h_to_h", c.HiddenSize, c.IntermediateSize, c.MlpBias));
         }
         _qkv = Buf(qkvRows); _mlpIn = Buf(c.HiddenSize); _ff = Buf(c.IntermediateSize); _attnOut = Buf(c.HiddenSize); _mlpOut = Buf(c.HiddenSize);
+        _paths = [.. Enumerable.Range(0, c.NumLayers).Select(l => new Action[] { () => AttentionPath(l), () => MlpPath(l) })];
         CreateHead();
     }
+
+    private readonly Action[][] _paths;
 
     protected override void Layer(int l)
     {
         var c = Config; var b = _blocks[l];
         int d = c.HiddenSize;
-        var h = H.View.SubView(0, d);
-        Norm(X.View, b.AttnNormW, b.AttnNormB, h);
-        b.Qkv.Forward(K, h, _qkv.View, Scratch.View);
-        K.SplitQkv(_qkv.View, Q.View, Kb.View, V.View, c.NumKvHeads, c.KvGroups, c.HeadDim);
-        Attend(l);
-        b.Dense.Forward(K, Att.View, _attnOut.View, Scratch.View);
-        var mlpIn = h;
-        if (b.MlpNormW is not null) { Norm(X.View, b.MlpNormW, b.MlpNormB, _mlpIn.View); mlpIn = _mlpIn.View; }
-        b.HTo4H.Forward(K, mlpIn, _ff.View, Scratch.View);
-        K.Gelu(_ff.View, c.IntermediateSize);
-        b.FourHToH.Forward(K, _ff.View, _mlpOut.View, Scratch.View);
+        Norm(X.View, b.AttnNormW, b.AttnNormB, H.View.SubView(0, d));
+        // parallel attention: the attention path and the MLP path only meet in the adds below
+        Branches(_paths[l]);
         // mlp_output += attention_output; x += mlp_output
         K.Add(_mlpOut.View, _attnOut.View, d);
         K.Add(X.View, _mlpOut.View, d);
+    }
+
+    private void AttentionPath(int l)
+    {
+        var c = Config; var b = _blocks[l];
+        b.Qkv.Forward(K, H.View.SubView(0, c.HiddenSize), _qkv.View, Scratch.View);
+        K.SplitQkv(_qkv.View, Q.View, Kb.View, V.View, c.NumKvHeads, c.KvGroups, c.HeadDim);
+        Attend(l);
+        b.Dense.Forward(K, Att.View, _attnOut.View, Scratch.View);
+    }
+
+    // reads x (or h) only; writes its own buffers and scratch, so it can run beside AttentionPath
+    private void MlpPath(int l)
+    {
+        var c = Config; var b = _blocks[l];
+        var mlpIn = H.View.SubView(0, c.HiddenSize);
+        if (b.MlpNormW is not null) { Norm(X.View, b.MlpNormW, b.MlpNormB, _mlpIn.View); mlpIn = _mlpIn.View; }
+        b.HTo4H.Forward(K, mlpIn, _ff.View, Scratch2.View);
+        K.Gelu(_ff.View, c.IntermediateSize);
+        b.FourHToH.Forward(K, _ff.View, _mlpOut.View, Scratch2.View);
     }
 }
