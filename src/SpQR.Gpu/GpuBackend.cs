@@ -1,6 +1,8 @@
 // The GPU device behind SpQR.Native: one ILGPU context and accelerator, picked by --device cpu|gpu|auto.
 // "gpu" without a CUDA device fails with GpuUnavailableException (never a silent CPU fallback); "cpu" uses ILGPU's
 // CPU accelerator, which runs the same kernels (tests in CI use it); "auto" prefers CUDA and says what it picked.
+// On CUDA the backend owns the accelerator's stream (capturable into graphs, GpuGraph) and side streams for Fork
+// (independent work as concurrent branches).
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
