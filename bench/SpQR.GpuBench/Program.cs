@@ -143,12 +143,13 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         SpqrMatVec.MatVec(l, x, e);
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        // the kernel versions side by side: the wide kernel (the default for these shapes; 8, 4 or 16 row pairs per block), the four-row
-        // kernel with K column splits by shape, and the earlier two-rows-per-warp kernel; the default also without its prepare launch
-        foreach (var (name, wide, splits, warps) in new[] { ("", true, 0, 8), ("_wide_4warps", true, 0, 4), ("_wide_16warps", true, 0, 16), ("_rows4", false, 0, 8), ("_rows2", false, -1, 8) })
+        // the kernel versions side by side: the wide kernel (the default for these shapes), the four-row kernel with K
+        // column splits by shape or K = 1, and the earlier two-rows-per-warp kernel; the default also without its
+        // prepare launch
+        foreach (var (name, wide, splits) in new[] { ("", true, 0), ("_rows4", false, 0), ("_rows4_k1", false, 1), ("_rows2", false, -1) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
-            backend.Kernels.SpqrWide = wide; backend.Kernels.SpqrColumnSplits = splits; backend.Kernels.SpqrWideWarps = warps;
+            backend.Kernels.SpqrWide = wide; backend.Kernels.SpqrColumnSplits = splits;
             dy.MemSetToZero();
             Call(0);
             acc.Synchronize();
@@ -168,7 +169,7 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
                 Console.WriteLine($"{rows}x{cols},spqr_w{bits}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
             }
         }
-        backend.Kernels.SpqrWide = true; backend.Kernels.SpqrColumnSplits = 0; backend.Kernels.SpqrWideWarps = 8;
+        backend.Kernels.SpqrWide = true; backend.Kernels.SpqrColumnSplits = 0;
         foreach (var g in layers) g.Dispose();
     }
 
@@ -189,7 +190,7 @@ if (choice != DeviceChoice.Cpu)
         backend.Kernels.SpqrMatMul(g, dX.View, T, dY.View, ds.View);
         acc.Synchronize();
         double nm = Nmse(e, dY.GetAsArray1D());
-        double Time(Action a) { a(); acc.Synchronize(); var ts = new List<double>(); for (int rep = 0; rep < 5; rep++) { var sw = Stopwatch.StartNew(); for (int i = 0; i < 20; i++) a(); acc.Synchronize(); ts.Add(sw.Elapsed.TotalSeconds / 20); } ts.Sort(); return ts[2]; }
+        double Time(Action a) { a(); acc.Synchronize(); return TimeQueue(_ => a(), 20); }
         double tS = Time(() => backend.Kernels.SpqrMatMul(g, dX.View, T, dY.View, ds.View));
         int padded = l.Groups * 16;
         var wsub = ds.View.SubView(0, (long)rows * padded); var xsub = ds.View.SubView((long)rows * padded, (long)T * padded);

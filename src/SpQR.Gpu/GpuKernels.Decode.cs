@@ -1,7 +1,8 @@
 // The per-token kernels of a decoder layer on the device, mirroring the CPU files: rotary (Cpu/CpuKernels.Rope.cs,
-// both layouts; fused with the KV-cache writes, the position read on the device), attention of one query over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per
-// head: a warp per position for the scores, group-wide max and sum, the weighted sum of V split over positions), SwiGLU and the
-// residual add (Cpu/CpuKernels.Activation.cs / Elementwise.cs).
+// both layouts; fused with the KV-cache writes, the position read on the device), attention of one query over the KV
+// cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per head: a warp per position for the scores, group-wide
+// max and sum, the weighted sum of V split over positions), SwiGLU and the residual add (Cpu/CpuKernels.Activation.cs /
+// Elementwise.cs).
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -154,26 +155,6 @@ public sealed partial class GpuKernels
         return p * Interop.IntAsFloat((uint)((k1 + 127) << 23)) * Interop.IntAsFloat((uint)((k2 + 127) << 23));
     }
 
-    // max over the thread group (as BlockSum)
-    private static float BlockMax(float v)
-    {
-        var sh = SharedMemory.Allocate<float>(33);
-        for (int o = Warp.WarpSize / 2; o > 0; o /= 2) v = Math.Max(v, Warp.ShuffleDown(v, o));
-        int nw = Group.DimX / Warp.WarpSize;
-        if (Warp.IsFirstLane) sh[Warp.WarpIdx] = v;
-        Group.Barrier();
-        if (Group.IdxX == 0)
-        {
-            float t = sh[0];
-            for (int i = 1; i < nw; i++) t = Math.Max(t, sh[i]);
-            sh[32] = t;
-        }
-        Group.Barrier();
-        float r = sh[32];
-        Group.Barrier();
-        return r;
-    }
-
     // one thread group per head: scores with a warp per cached position (lanes over the head dimension, coalesced), the
     // softmax with group-wide max and sum, then o = Σ_t p_t·v_t with thread i % hd on dimension i and the positions split
     // among n / hd parts that meet in shared memory
@@ -196,7 +177,7 @@ public sealed partial class GpuKernels
         Group.Barrier();
         float localMax = float.NegativeInfinity;
         for (int t = tid; t < positions; t += n) localMax = Math.Max(localMax, scores[sb + t]);
-        float mx = BlockMax(localMax);
+        float mx = BlockReduce(localMax, true);
         float localSum = 0;
         for (int t = tid; t < positions; t += n)
         {

@@ -99,19 +99,19 @@ public sealed partial class GpuKernels
 
     private int NormThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
 
-    // Σ v over the thread group (any size up to 32 warps): shuffles within each warp, the warp sums through shared memory,
-    // the total broadcast to every thread
-    private static float BlockSum(float v)
+    // Σ v (or the max, max: a constant at each call site) over the thread group, any size up to 32 warps: shuffles within
+    // each warp, the warp results through shared memory, the total broadcast to every thread
+    private static float BlockReduce(float v, bool max)
     {
         var sh = SharedMemory.Allocate<float>(33);
-        v = WarpSum(v);
+        for (int o = Warp.WarpSize / 2; o > 0; o /= 2) { float u = Warp.ShuffleDown(v, o); v = max ? Math.Max(v, u) : v + u; }
         int nw = Group.DimX / Warp.WarpSize;
         if (Warp.IsFirstLane) sh[Warp.WarpIdx] = v;
         Group.Barrier();
         if (Group.IdxX == 0)
         {
-            float t = 0;
-            for (int i = 0; i < nw; i++) t += sh[i];
+            float t = sh[0];
+            for (int i = 1; i < nw; i++) t = max ? Math.Max(t, sh[i]) : t + sh[i];
             sh[32] = t;
         }
         Group.Barrier();
@@ -119,6 +119,8 @@ public sealed partial class GpuKernels
         Group.Barrier();
         return r;
     }
+
+    private static float BlockSum(float v) => BlockReduce(v, false);
 
     private static float WarpSum(float v)
     {

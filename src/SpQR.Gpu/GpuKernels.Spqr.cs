@@ -16,6 +16,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 using SpQR.Quant.Formats;
+// the launchers of the SpQR matvec kernels: (codes, stat codes, planes, CSR offsets, CSR columns, outlier deltas, x' / scratch, y, dims[, K])
+using SpqrLaunch = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<byte>, ILGPU.ArrayView<byte>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<ushort>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SpQR.Gpu.SpqrDims>;
+using SpqrLaunchK = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<byte>, ILGPU.ArrayView<byte>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<ushort>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SpQR.Gpu.SpqrDims, int>;
 
 namespace SpQR.Gpu;
 
@@ -166,19 +169,20 @@ public sealed class GpuSpqrLayer : IDisposable
 public sealed partial class GpuKernels
 {
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _gather;
-    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>? _spqrMatVec;
+    private SpqrLaunch? _spqrMatVec;
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>? _prepare;
     /// <summary>Kernel choice for benchmarks: the wide kernel where it applies (default), or false for the four-row one.</summary>
     public bool SpqrWide { get; set; } = true;
-    /// <summary>Warps (row pairs) per block of the wide kernel (benchmarks; default 8).</summary>
-    public int SpqrWideWarps { get; set; } = 8;
-    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrWide = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
+    private readonly SpqrLaunch?[] _spqrWide = new SpqrLaunch?[5];
     /// <summary>Kernel choice for benchmarks: column splits K of the four-row kernel (0 = chosen by shape), or −1 for the
     /// earlier two-row kernel.</summary>
     public int SpqrColumnSplits { get; set; }
-    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _spqrRows = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
-    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[] _spqrFast = new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>?[5];
+    private readonly SpqrLaunchK?[] _spqrRows = new SpqrLaunchK?[5];
+    private readonly SpqrLaunch?[] _spqrFast = new SpqrLaunch?[5];
+
+    private SpqrLaunch LoadSpqr(Action<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims> kernel) => _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(kernel);
+    private SpqrLaunchK LoadSpqrK(Action<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int> kernel) => _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(kernel);
 
     // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
     private const int LaneCols = 32;
@@ -198,7 +202,8 @@ public sealed partial class GpuKernels
     public long SpqrScratch(GpuSpqrLayer w) => ((long)w.Dims.Groups * 17 + 3) / 4 * 4 + SpqrSwizzled(w.Dims);
 
     /// <summary>y (rows,) = Ŵ·x (cols,); scratch holds ≥ <see cref="SpqrScratch"/> floats. prepare: false reuses the
-    /// x' / x̃ / xsum already in scratch from a previous call with the same x and layer shape (e.g. q, k, v of one token).</summary>
+    /// x' / x̃ / xsum already in scratch from a previous call with the same x and the same layer (benchmarks time the
+    /// main kernel alone this way; layers of one input differ in their permutation, so they cannot share it).</summary>
     public void SpqrMatVec(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare = true)
     {
         var d = w.Dims;
@@ -215,16 +220,16 @@ public sealed partial class GpuKernels
             if (prepare) _prepare(new KernelConfig((total + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits, _acc.WarpSize, wide ? WideCols : LaneCols);
             if (wide)
             {
-                var kw = _spqrWide[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
+                var kw = _spqrWide[d.WBits] ??= LoadSpqr(
                     d.WBits switch { 2 => SpqrMatVecW2Kernel, 3 => SpqrMatVecW3Kernel, _ => SpqrMatVecW4Kernel });
-                int wpbW = Math.Max(1, Math.Min(SpqrWideWarps, _acc.MaxNumThreadsPerGroup / _acc.WarpSize)), pairs = (d.Rows + 1) / 2;
-                kw(new KernelConfig((pairs + wpbW - 1) / wpbW, wpbW * _acc.WarpSize), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
+                // 8 row pairs per block (4 and 16 were measured no better on the H200)
+                kw(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
                    w.OutlierDeltas.View, scratch, y, d);
                 return;
             }
             if (rowsPath)
             {
-                var kr = _spqrRows[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                var kr = _spqrRows[d.WBits] ??= LoadSpqrK(
                     d.WBits switch { 2 => SpqrMatVecP2Kernel, 3 => SpqrMatVecP3Kernel, _ => SpqrMatVecP4Kernel });
                 // K column splits: about 16 warps per multiprocessor (measured best on the H200: more warps of less work lose), each split ≥ 1 warp step
                 int wpb = Math.Max(1, Math.Min(8, _acc.MaxNumThreadsPerGroup / _acc.WarpSize));
@@ -242,7 +247,7 @@ public sealed partial class GpuKernels
                    w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
                 return;
             }
-            var k = _spqrFast[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(
+            var k = _spqrFast[d.WBits] ??= LoadSpqr(
                 d.WBits switch { 2 => SpqrMatVec2Kernel, 3 => SpqrMatVec3Kernel, _ => SpqrMatVec4Kernel });
             k(RowsConfig((d.Rows + 1) / 2, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
               w.OutlierDeltas.View, scratch, y, d);
@@ -250,7 +255,7 @@ public sealed partial class GpuKernels
         }
         int block = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _gather ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(GatherKernel);
-        _spqrMatVec ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(SpqrMatVecKernel);
+        _spqrMatVec ??= LoadSpqr(SpqrMatVecKernel);
         _gather(new KernelConfig((padded + block - 1) / block, block), x, w.Perm.View, xp, d.Cols, padded);
         _spqrMatVec(RowsConfig(d.Rows, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
                     w.OutlierDeltas.View, xp, y, d);
@@ -312,7 +317,7 @@ public sealed partial class GpuKernels
         if (r0 >= d.Rows) return;
         int r1 = Math.Min(r0 + 1, d.Rows - 1); // an odd last row is computed twice and stored once
         int groups = d.Groups, lane = Warp.LaneIdx, W = Warp.WarpSize, padded = groups * 16;
-        int xt = (padded + groups + 3) & ~3, m = (1 << b) - 1;
+        int xt = (padded + groups + 3) & ~3;
         var u32 = codes.Cast<uint>();
         bool aligned = (d.RowBytes & 3) == 0;
         float acc0 = 0, acc1 = 0;
@@ -344,23 +349,13 @@ public sealed partial class GpuKernels
                         if (b > 2) w2 = (uint)(codes[p + 8] | (codes[p + 9] << 8) | (codes[p + 10] << 16) | (codes[p + 11] << 24));
                         if (b > 3) w3 = (uint)(codes[p + 12] | (codes[p + 13] << 8) | (codes[p + 14] << 16) | (codes[p + 15] << 24));
                     }
-                    uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
-                    uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
-                    float dA = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
-                             + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
-                    float dB = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
-                             + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
-                    int pg = r / d.QqGroupSize * groups, rowStatBits = r * d.StatRowBytes * 8;
+                    PairDots(w0, w1, w2, w3, b, xv, out float dA, out float dB);
                     float part = 0;
                     for (int t = 0; t < 2; t++)
                     {
                         int g = 2 * u + t;
                         if (g >= groups) break;
-                        int bit = rowStatBits + g * d.StatBits;
-                        int f = ((statCodes[bit >> 3] | (statCodes[(bit >> 3) + 1] << 8)) >> (bit & 7)) & ((1 << d.StatBits) - 1);
-                        int i = pg + g;
-                        float s = planes[4 * i] * ((f & ((1 << d.ScaleBits) - 1)) - planes[4 * i + 1]);
-                        float z = planes[4 * i + 2] * ((f >> d.ScaleBits) - planes[4 * i + 3]);
+                        GroupStat(statCodes, planes, d, r, g, out float s, out float z);
                         part += s * ((t == 0 ? dA : dB) - z * scratch[padded + g]);
                     }
                     if (h == 0) acc0 += part; else acc1 += part;
@@ -503,7 +498,7 @@ public sealed partial class GpuKernels
         int r0 = 2 * RowIndex();
         if (r0 >= d.Rows) return;
         int r1 = Math.Min(r0 + 1, d.Rows - 1); // an odd last row is computed twice and stored once
-        int W = Warp.WarpSize, lane = Warp.LaneIdx, groups = d.Groups, padded = groups * 16, F = d.StatBits;
+        int W = Warp.WarpSize, lane = Warp.LaneIdx, groups = d.Groups, padded = groups * 16;
         int xt = (padded + groups + 3) & ~3, chunks = groups / 8, steps = (chunks + W - 1) / W, pg = r0 / d.QqGroupSize * groups;
         var u32 = codes.Cast<uint>();
         float acc0 = 0, acc1 = 0;
@@ -617,20 +612,26 @@ public sealed partial class GpuKernels
     private static float SpqrRowCompute(RowWords l, SpqrDims d, int b, bool has1,
                                         float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1, X32 xv)
     {
-        int m = (1 << b) - 1;
-        uint w0 = l.W0, w1 = l.W1, w2 = l.W2, w3 = l.W3;
-        uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
-        uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
-        float dot0 = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
-                   + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
-        float dot1 = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
-                   + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
+        PairDots(l.W0, l.W1, l.W2, l.W3, b, xv, out float dot0, out float dot1);
         int v = l.Stat, F = d.StatBits, qs = d.ScaleBits;
         int f0 = v & ((1 << F) - 1), f1 = (v >> F) & ((1 << F) - 1);
         // the statistic codes to float through the same exact OR-onto-2^23 (no I2F)
         float s0 = ss0 * (Small((uint)(f0 & ((1 << qs) - 1))) - sz0), z0 = zs0 * (Small((uint)(f0 >> qs)) - zz0);
         float s1 = ss1 * (Small((uint)(f1 & ((1 << qs) - 1))) - sz1), z1 = zs1 * (Small((uint)(f1 >> qs)) - zz1);
         return s0 * (dot0 - z0 * xs0) + (has1 ? s1 * (dot1 - z1 * xs1) : 0f);
+    }
+
+    // the two groups' code·x̃ sums of one chunk: its b words hold four half-group words of 8 codes (h0..h3)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void PairDots(uint w0, uint w1, uint w2, uint w3, int b, X32 xv, out float dot0, out float dot1)
+    {
+        int m = (1 << b) - 1;
+        uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
+        uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
+        dot0 = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
+             + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
+        dot1 = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
+             + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
     }
 
     private static void GatherKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> xp, int cols, int padded)

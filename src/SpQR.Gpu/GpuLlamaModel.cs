@@ -212,7 +212,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     public bool UseGraph
     {
         get => _useGraph;
-        set { _graph?.Dispose(); _graph = null; _warm = false; _useGraph = value; }
+        set { DropGraph(); _useGraph = value; }
     }
     private bool _useGraph = true;
     /// <summary>
@@ -223,7 +223,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     public bool ConcurrentBranches
     {
         get => _concurrent;
-        set { _graph?.Dispose(); _graph = null; _warm = false; _concurrent = value; }
+        set { DropGraph(); _concurrent = value; }
     }
     private bool _concurrent = true;
 
@@ -238,6 +238,9 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     public int GraphNodes => _graph?.Nodes ?? 0;
     private GpuGraph? _graph;
     private bool _warm;
+
+    // the next step launches its kernels directly, the one after records a new graph
+    private void DropGraph() { _graph?.Dispose(); _graph = null; _warm = false; }
 
     // the whole step queued on the device; the logits land in _logits
     private void Enqueue(int token, int pos)
@@ -273,6 +276,8 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         float[] last = [];
         for (int t = 0; t < tokens.Length; t++)
         {
+            // a prompt token whose logits nobody reads is only queued: no wait, no 4·vocab-byte download
+            if (!allLogits && t < tokens.Length - 1) { Enqueue(tokens[t], pos + t); continue; }
             last = Step(tokens[t], pos + t);
             if (allLogits) last.CopyTo(_all, t * vocab);
         }
