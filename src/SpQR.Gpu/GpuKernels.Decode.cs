@@ -15,13 +15,14 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
     private Action<KernelConfig, ArrayView<float>, int>? _gelu;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _splitQkv;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
 
-    /// <summary>x (n,) -> dst = (x − mean)/√(var + eps)·w + b (torch LayerNorm, two-pass variance), one thread group.</summary>
-    public void LayerNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, float eps)
+    /// <summary>x (rows, n) -> dst = (x − mean)/√(var + eps)·w + b per row (torch LayerNorm, two-pass variance), a
+    /// thread group per row.</summary>
+    public void LayerNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, float eps, int rows = 1)
     {
         _layerNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(LayerNormKernel);
-        _layerNorm(new KernelConfig(1, NormThreads), x, w, b, dst, (int)w.Length, eps);
+        _layerNorm(new KernelConfig(rows, NormThreads), x, w, b, dst, (int)w.Length, eps);
     }
 
     /// <summary>x = GELU(x) in erf form over n (erf as the CPU kernel: Abramowitz &amp; Stegun 7.1.26).</summary>
@@ -32,23 +33,25 @@ public sealed partial class GpuKernels
         _gelu(new KernelConfig((n + blk - 1) / blk, blk), x, n);
     }
 
-    /// <summary>Falcon's fused qkv row, grouped per KV head as [q × group, k, v] × kv, into q (heads·hd), k and v (kv·hd).</summary>
-    public void SplitQkv(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int headDim)
+    /// <summary>Falcon's fused qkv rows (tokens, kv·(group + 2)·hd), grouped per KV head as [q × group, k, v] × kv, into
+    /// q (tokens, heads·hd), k and v (tokens, kv·hd).</summary>
+    public void SplitQkv(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int headDim, int tokens = 1)
     {
-        _splitQkv ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(SplitQkvKernel);
-        int n = kvHeads * (group + 2) * headDim, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _splitQkv(new KernelConfig((n + blk - 1) / blk, blk), qkv, q, k, v, kvHeads, group, headDim);
+        _splitQkv ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(SplitQkvKernel);
+        int n = tokens * kvHeads * (group + 2) * headDim, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _splitQkv(new KernelConfig((n + blk - 1) / blk, blk), qkv, q, k, v, kvHeads, group, headDim, tokens);
     }
 
     private static void LayerNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, int n, float eps)
     {
+        long o = (long)Grid.IdxX * n;
         float s = 0;
-        for (int i = Group.IdxX; i < n; i += Group.DimX) s += x[i];
+        for (int i = Group.IdxX; i < n; i += Group.DimX) s += x[o + i];
         float mean = BlockSum(s) / n;
         float v = 0;
-        for (int i = Group.IdxX; i < n; i += Group.DimX) { float d = x[i] - mean; v += d * d; }
+        for (int i = Group.IdxX; i < n; i += Group.DimX) { float d = x[o + i] - mean; v += d * d; }
         float inv = 1f / MathF.Sqrt(BlockSum(v) / n + eps);
-        for (int i = Group.IdxX; i < n; i += Group.DimX) dst[i] = (x[i] - mean) * inv * w[i] + b[i];
+        for (int i = Group.IdxX; i < n; i += Group.DimX) dst[o + i] = (x[o + i] - mean) * inv * w[i] + b[i];
     }
 
     private static void GeluKernel(ArrayView<float> x, int n)
@@ -62,36 +65,42 @@ public sealed partial class GpuKernels
         x[i] = 0.5f * v * (1f + (v < 0 ? -erf : erf));
     }
 
-    private static void SplitQkvKernel(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int hd)
+    private static void SplitQkvKernel(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int hd, int tokens)
     {
-        int i = Grid.GlobalIndex.X, block = (group + 2) * hd;
-        if (i >= kvHeads * block) return;
-        int g = i / block, j = i % block;
-        if (j < group * hd) q[g * group * hd + j] = qkv[i];
-        else if (j < (group + 1) * hd) k[g * hd + j - group * hd] = qkv[i];
-        else v[g * hd + j - (group + 1) * hd] = qkv[i];
+        int i = Grid.GlobalIndex.X, block = (group + 2) * hd, row = kvHeads * block;
+        if (i >= tokens * row) return;
+        int t = i / row, g = i % row / block, j = i % block;
+        int qo = t * kvHeads * group * hd, ko = t * kvHeads * hd;
+        if (j < group * hd) q[qo + g * group * hd + j] = qkv[i];
+        else if (j < (group + 1) * hd) k[ko + g * hd + j - group * hd] = qkv[i];
+        else v[ko + g * hd + j - (group + 1) * hd] = qkv[i];
     }
 
-    /// <summary>One launch per layer and token for what follows the q/k/v projections: q (nHeads, headDim) rotated in
-    /// place, k (nKv, headDim) rotated into row pos of the key cache and v copied into row pos of the value cache
-    /// (caches (maxCtx, nKv·headDim)); cos/sin are the whole tables (maxCtx, headDim/2) and pos (1,) is read on the
-    /// device, so the same launch serves every position (and a captured graph).</summary>
+    /// <summary>One launch per layer for what follows the q/k/v projections of `tokens` tokens at positions pos[0]..:
+    /// q (tokens, nHeads, headDim) rotated in place, k (tokens, nKv, headDim) rotated into rows pos.. of the key cache
+    /// and v copied into rows pos.. of the value cache (caches (maxCtx, nKv·headDim)); cos/sin are the whole tables
+    /// (maxCtx, headDim/2) and pos (1,) is read on the device, so the same launch serves every position (and a captured
+    /// graph).</summary>
     public void RopeStore(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> pos,
-                          ArrayView<float> keys, ArrayView<float> values, int nHeads, int nKv, int headDim, bool interleaved)
+                          ArrayView<float> keys, ArrayView<float> values, int nHeads, int nKv, int headDim, bool interleaved, int tokens = 1)
     {
         if (headDim % 2 != 0) throw new ArgumentException($"rotary needs an even head dimension, got {headDim}", nameof(headDim));
         _ropeStore ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>(RopeStoreKernel);
         var d = new RopeDims { Heads = nHeads, KvHeads = nKv, HeadDim = headDim, Interleaved = interleaved ? 1 : 0 };
         int n = (nHeads + nKv) * (headDim / 2) + nKv * headDim, blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
-        _ropeStore(new KernelConfig((n + blk - 1) / blk, blk), q, k, v, cos, sin, pos, keys, values, d);
+        _ropeStore(new KernelConfig(new Index2D((n + blk - 1) / blk, tokens), new Index2D(blk, 1)), q, k, v, cos, sin, pos, keys, values, d);
     }
 
-    /// <summary>out (nHeads, headDim) = softmax(q kᵀ/√d) v over cache positions [0, pos[0]] of one layer; keys and values
-    /// (maxCtx, nKv, headDim); scores is a scratch of nHeads·maxCtx floats; pos (1,) is read on the device.</summary>
-    public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
+    /// <summary>Causal attention of `tokens` queries at positions pos[0]..: out (tokens, nHeads, headDim) = softmax(q kᵀ/√d) v,
+    /// query t over cache positions [0, pos[0] + t] of one layer; keys and values (maxCtx, nKv, headDim); scores is a
+    /// scratch of tokens·nHeads·maxCtx floats; pos (1,) is read on the device.</summary>
+    public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d,
+                          int tokens = 1)
     {
+        if (scores.Length < (long)tokens * d.Heads * d.MaxContext) throw new ArgumentException($"scores holds {scores.Length} floats, need {tokens}x{d.Heads}x{d.MaxContext}");
         _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
-        _attention(new KernelConfig(d.Heads, Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize), q, keys, values, output, scores, pos, d);
+        int n = Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
+        _attention(new KernelConfig(new Index2D(d.Heads, tokens), new Index2D(n, 1)), q, keys, values, output, scores, pos, d);
     }
 
     /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
@@ -114,12 +123,13 @@ public sealed partial class GpuKernels
     private static void RopeStoreKernel(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> cos, ArrayView<float> sin,
                                         ArrayView<int> pos, ArrayView<float> keys, ArrayView<float> values, RopeDims d)
     {
-        int t = Grid.GlobalIndex.X, hd = d.HeadDim, half = hd / 2, p = pos[0], kvDim = d.KvHeads * hd;
-        int pairs = (d.Heads + d.KvHeads) * half;
+        // token Grid.IdxY at position pos[0] + token; its q row at token·heads·hd, k and v rows at token·kvDim
+        int t = Grid.IdxX * Group.DimX + Group.IdxX, token = Grid.IdxY, hd = d.HeadDim, half = hd / 2, p = pos[0] + token, kvDim = d.KvHeads * hd;
+        int pairs = (d.Heads + d.KvHeads) * half, qo = token * d.Heads * hd, ko = token * kvDim;
         if (t >= pairs)
         {
             int j = t - pairs;
-            if (j < kvDim) values[p * kvDim + j] = v[j];
+            if (j < kvDim) values[p * kvDim + j] = v[ko + j];
             return;
         }
         bool isK = t >= d.Heads * half;
@@ -128,13 +138,13 @@ public sealed partial class GpuKernels
         float co = cos[p * half + i], si = sin[p * half + i];
         if (!isK)
         {
-            float a = q[ia], c = q[ib];
-            q[ia] = a * co - c * si;
-            q[ib] = c * co + a * si;
+            float a = q[qo + ia], c = q[qo + ib];
+            q[qo + ia] = a * co - c * si;
+            q[qo + ib] = c * co + a * si;
         }
         else
         {
-            float a = k[ia], c = k[ib];
+            float a = k[ko + ia], c = k[ko + ib];
             keys[p * kvDim + ia] = a * co - c * si;
             keys[p * kvDim + ib] = c * co + a * si;
         }
@@ -160,11 +170,12 @@ public sealed partial class GpuKernels
     // among n / hd parts that meet in shared memory
     private static void AttentionKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
-        int positions = pos[0] + 1;
+        // query Grid.IdxY (position pos[0] + token), head Grid.IdxX
+        int token = Grid.IdxY, positions = pos[0] + token + 1;
         var part = SharedMemory.Allocate<float>(1024);
         int h = Grid.IdxX, tid = Group.IdxX, n = Group.DimX, W = Warp.WarpSize, nw = n / W, lane = Warp.LaneIdx;
         int kvh = h / (d.Heads / d.KvHeads), hd = d.HeadDim, stride = d.KvHeads * hd;
-        int qb = h * hd, sb = h * d.MaxContext;
+        int qb = (token * d.Heads + h) * hd, sb = (token * d.Heads + h) * d.MaxContext;
         float scale = 1f / MathF.Sqrt(hd);
         for (int t = Warp.WarpIdx; t < positions; t += nw)
         {

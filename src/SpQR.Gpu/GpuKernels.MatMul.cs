@@ -1,23 +1,38 @@
-// Batched SpQR matmul Y (T, rows) = X (T, cols) · Ŵᵀ on the device (the prefill form of GpuKernels.Spqr.cs; mirrors
-// SpqrMatVec.Cpu.cs's T > 1 path): the layer is dequantized once into a dense float32 Ŵ in permuted column order
-// (SpqrDequantize: a thread per (row, group), the exact float operations of the stored form, outliers replaced by their
-// kept values), the T inputs are gathered through the permutation (SpqrGatherRows), and a shared-memory tiled GEMM
-// multiplies them (GemmNT: C (M, N) = A (M, K) · B (N, K)ᵀ, B·B tiles of A and B staged in shared memory, a thread per
-// output, sums over k in order). Decoding costs 1/T per token.
+// Batched products on the device, the prefill form of the GEMV and SpQR matvec files: C (M, N) = A (M, K) · Bᵀ with
+// A the M tokens' activations (float32, row-major) and B the weight (N, K) as float32, F16 or BF16 bits, or a SpQR layer
+// decoded tile by tile in the kernel (mirrors Cpu/CpuKernels.Gemm.cs and SpqrMatVec.Cpu.cs's T > 1 path).
+// One register-blocked kernel (GemmCore): a thread group of tx × ty threads owns a BM × BN block of C (BM = 4·ty token
+// rows, BN = 8·tx weight rows) and walks K in steps of 16, staging A and B slices in shared memory ([k][m] and [k][n],
+// padded rows); each thread accumulates a 4 × 8 block of C in registers (32 FMAs per 12 shared loads). The B stage is a
+// constant per kernel: float32, half bits widened as the GEMV kernels do, or SpQR — a 16-column step is exactly one
+// group, so each (row, half-group) decodes its 8 codes with the group's statistics in the stored form's arithmetic
+// (GroupStat), zero past cols. SpQR's outliers are added afterwards (SpqrOutlierKernel: C[t, r] += Σ δ·x'[t, col]), on the
+// gathered X' (SpqrGatherRows: X through the permutation, zero-padded to whole groups).
+// The block shape shrinks (16×16 → 4×4 threads) until the grid fills the device, and to the group limit of ILGPU's
+// CPU accelerator (CI runs the same kernels there).
 using ILGPU;
 using ILGPU.Runtime;
 
 namespace SpQR.Gpu;
 
+/// <summary>Shape of C (M, N) = A (M, K) · B (N, K)ᵀ; Bf = 1 reads half bits as BF16.</summary>
+public struct GemmDims
+{
+    public int M, N, K, Bf;
+}
+
 public sealed partial class GpuKernels
 {
-    private const int GemmTileMax = 16;
-    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SpqrDims>? _spqrDequantize;
+    private const int GemmBK = 16, GemmMaxBM = 64, GemmMaxBN = 128, GemmPad = 4;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>? _gemmF32;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>? _gemmHalf;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int>? _gemmSpqr;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _gatherRows;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _gemmNT;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>? _spqrOutliers;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>? _addBias;
 
-    /// <summary>Device floats of the scratch a batched matmul of T tokens needs: Ŵ (rows, 16·groups) and X' (T, 16·groups).</summary>
-    public static long SpqrMatMulScratch(GpuSpqrLayer w, int T) => ((long)w.Dims.Rows + T) * w.Dims.Groups * 16;
+    /// <summary>Device floats of the scratch a batched SpQR matmul of T tokens needs: X' (T, 16·groups).</summary>
+    public static long SpqrMatMulScratch(GpuSpqrLayer w, int T) => (long)T * w.Dims.Groups * 16;
 
     /// <summary>Y (T, rows) = X (T, cols) · Ŵᵀ; scratch holds ≥ <see cref="SpqrMatMulScratch"/> floats.</summary>
     public void SpqrMatMul(GpuSpqrLayer w, ArrayView<float> X, int T, ArrayView<float> Y, ArrayView<float> scratch)
@@ -27,57 +42,159 @@ public sealed partial class GpuKernels
         if (X.Length < (long)T * d.Cols) throw new ArgumentException($"X holds {X.Length} floats, expected {T}x{d.Cols}");
         if (Y.Length < (long)T * d.Rows) throw new ArgumentException($"Y holds {Y.Length} floats, expected {T}x{d.Rows}");
         if (scratch.Length < SpqrMatMulScratch(w, T)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrMatMulScratch(w, T)}");
-        var wd = scratch.SubView(0, (long)d.Rows * padded);
-        var xp = scratch.SubView((long)d.Rows * padded, (long)T * padded);
+        var xp = scratch.SubView(0, (long)T * padded);
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _spqrDequantize ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SpqrDims>(SpqrDequantizeKernel);
         _gatherRows ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(GatherRowsKernel);
-        long units = (long)d.Rows * d.Groups, gathers = (long)T * padded;
-        _spqrDequantize(new KernelConfig((int)((units + blk - 1) / blk), blk), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View,
-                        w.OutlierCols.View, w.OutlierDeltas.View, wd, d);
+        _gemmSpqr ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(GemmSpqrKernel);
+        _spqrOutliers ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrOutlierKernel);
+        long gathers = (long)T * padded, outputs = (long)T * d.Rows;
         _gatherRows(new KernelConfig((int)((gathers + blk - 1) / blk), blk), X, w.Perm.View, xp, T, d.Cols, padded);
-        GemmNT(xp, wd, Y, T, d.Rows, padded);
+        _gemmSpqr(GemmConfig(T, d.Rows), xp, w.Codes.View, w.StatCodes.View, w.Planes.View, Y, d, T);
+        _spqrOutliers(new KernelConfig((int)((outputs + blk - 1) / blk), blk), xp, w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, Y, T, d.Rows, padded);
     }
 
     /// <summary>C (M, N) = A (M, K) · B (N, K)ᵀ, all row-major float32.</summary>
     public void GemmNT(ArrayView<float> A, ArrayView<float> B, ArrayView<float> C, int M, int N, int K)
     {
-        int tile = 1;
-        while ((tile * 2) * (tile * 2) <= _acc.MaxNumThreadsPerGroup && tile * 2 <= GemmTileMax) tile *= 2;
-        _gemmNT ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(GemmNTKernel);
-        var grid = new Index2D((N + tile - 1) / tile, (M + tile - 1) / tile);
-        _gemmNT(new KernelConfig(grid, new Index2D(tile, tile)), A, B, C, M, N, K, tile);
+        Check(A, B.Length, C, M, N, K);
+        _gemmF32 ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>(GemmF32Kernel);
+        _gemmF32(GemmConfig(M, N), A, B, C, new GemmDims { M = M, N = N, K = K });
     }
 
-    // a thread per (row, group): the group's 16 weights as the stored form decodes them, outliers replaced by their kept
-    // values (decoded + delta), into wd (rows, 16·groups) in permuted column order (zero past cols)
-    private static void SpqrDequantizeKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> wd, SpqrDims d)
+    /// <summary>C (M, N) = A (M, K) · B (N, K)ᵀ with B as F16 (bf16: false) or BF16 bits, widened exactly in the kernel.</summary>
+    public void GemmNTHalf(ArrayView<float> A, ArrayView<ushort> B, ArrayView<float> C, int M, int N, int K, bool bf16)
     {
-        long t = Grid.GlobalIndex.X;
-        if (t >= (long)d.Rows * d.Groups) return;
-        int r = (int)(t / d.Groups), g = (int)(t % d.Groups), b = d.WBits, padded = d.Groups * 16;
-        GroupStat(statCodes, planes, d, r, g, out float s, out float z);
-        long p = (long)r * d.RowBytes + (long)g * 2 * b, o = (long)r * padded + g * 16;
-        for (int k = 0; k < 16; k++)
+        Check(A, B.Length, C, M, N, K);
+        _gemmHalf ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>(GemmHalfKernel);
+        _gemmHalf(GemmConfig(M, N), A, B, C, new GemmDims { M = M, N = N, K = K, Bf = bf16 ? 1 : 0 });
+    }
+
+    /// <summary>Y (T, n) += bias (n,) on every row.</summary>
+    public void AddBias(ArrayView<float> Y, ArrayView<float> bias, int T, int n)
+    {
+        _addBias ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(AddBiasKernel);
+        long total = (long)T * n;
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _addBias(new KernelConfig((int)((total + blk - 1) / blk), blk), Y, bias, T, n);
+    }
+
+    private static void Check(ArrayView<float> A, long bLength, ArrayView<float> C, int M, int N, int K)
+    {
+        if (A.Length < (long)M * K) throw new ArgumentException($"A holds {A.Length} floats, expected {M}x{K}");
+        if (bLength < (long)N * K) throw new ArgumentException($"B holds {bLength} elements, expected {N}x{K}");
+        if (C.Length < (long)M * N) throw new ArgumentException($"C holds {C.Length} floats, expected {M}x{N}");
+    }
+
+    // tx × ty threads (BN = 8·tx, BM = 4·ty): 16 × 16 where the group limit allows, halved (ty first while BM
+    // exceeds M, then the larger side) until the grid has ≥ 2 blocks per multiprocessor
+    private KernelConfig GemmConfig(int M, int N)
+    {
+        int tx = 16, ty = 16;
+        while (tx * ty > _acc.MaxNumThreadsPerGroup) { if (tx >= ty) tx /= 2; else ty /= 2; }
+        while (ty > 4 && 4 * ty / 2 >= M) ty /= 2;
+        int want = 2 * Math.Max(1, _acc.NumMultiprocessors);
+        while ((tx > 4 || ty > 4) && (long)((N + 8 * tx - 1) / (8 * tx)) * ((M + 4 * ty - 1) / (4 * ty)) < want)
         {
-            int c = g * 16 + k;
-            float v = 0;
-            if (c < d.Cols)
+            if (tx >= 2 * ty || ty == 4) tx /= 2; else ty /= 2;
+        }
+        return new KernelConfig(new Index2D((N + 8 * tx - 1) / (8 * tx), (M + 4 * ty - 1) / (4 * ty)), new Index2D(tx, ty));
+    }
+
+    private static void GemmF32Kernel(ArrayView<float> A, ArrayView<float> B, ArrayView<float> C, GemmDims d)
+        => GemmCore(A, B, default, default, default, default, default, C, d.M, d.N, d.K, 0);
+
+    private static void GemmHalfKernel(ArrayView<float> A, ArrayView<ushort> B, ArrayView<float> C, GemmDims d)
+        => GemmCore(A, default, B, default, default, default, default, C, d.M, d.N, d.K, 1 + d.Bf);
+
+    private static void GemmSpqrKernel(ArrayView<float> xp, ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> C, SpqrDims sd, int T)
+        => GemmCore(xp, default, default, codes, statCodes, planes, sd, C, T, sd.Rows, sd.Groups * 16, 3);
+
+    // kind (a constant at each call site): 0 B float32, 1 F16 bits, 2 BF16 bits, 3 SpQR codes (K = 16·groups)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void GemmCore(ArrayView<float> A, ArrayView<float> Bf, ArrayView<ushort> Bh, ArrayView<byte> codes, ArrayView<byte> statCodes,
+                                 ArrayView<float> planes, SpqrDims sd, ArrayView<float> C, int M, int N, int K, int kind)
+    {
+        var As = SharedMemory.Allocate<float>(GemmBK * (GemmMaxBM + GemmPad)); // [k][m], row stride BM + 4
+        var Bs = SharedMemory.Allocate<float>(GemmBK * (GemmMaxBN + GemmPad)); // [k][n], row stride BN + 4
+        int tx = Group.IdxX, ty = Group.IdxY, nx = Group.DimX, ny = Group.DimY;
+        int BM = 4 * ny, BN = 8 * nx, sa = BM + GemmPad, sbs = BN + GemmPad, tid = ty * nx + tx, nt = nx * ny;
+        int m0 = Grid.IdxY * BM, n0 = Grid.IdxX * BN, hb = BN / 2;
+        Acc4x8 acc = default;
+        for (int k0 = 0; k0 < K; k0 += GemmBK)
+        {
+            // A slice (BM, 16): consecutive threads read consecutive k of a row
+            for (int e = tid; e < BM * GemmBK; e += nt)
             {
-                int q = HalfCode(codes, p + (k >> 3) * b, b, k & 7);
-                v = d.Fp16 != 0 ? H(s * H(q - z)) : s * (q - z);
+                int m = e >> 4, k = e & 15;
+                As[k * sa + m] = m0 + m < M && k0 + k < K ? A[(long)(m0 + m) * K + k0 + k] : 0f;
             }
-            wd[o + k] = v;
+            if (kind == 3) SpqrTile(codes, statCodes, planes, sd, Bs, n0, k0 >> 4, BN, sbs, tid, nt);
+            else
+                for (int e = tid; e < BN * GemmBK; e += nt)
+                {
+                    int n = e >> 4, k = e & 15;
+                    float v = 0f;
+                    if (n0 + n < N && k0 + k < K)
+                    {
+                        long i = (long)(n0 + n) * K + k0 + k;
+                        v = kind == 0 ? Bf[i] : HalfBitsToF32(Bh[i], kind - 1);
+                    }
+                    Bs[k * sbs + n] = v;
+                }
+            Group.Barrier();
+            for (int k = 0; k < GemmBK; k++)
+            {
+                int ai = k * sa + 4 * ty, bi = k * sbs + 4 * tx;
+                acc.Fma(As[ai], As[ai + 1], As[ai + 2], As[ai + 3],
+                        Bs[bi], Bs[bi + 1], Bs[bi + 2], Bs[bi + 3], Bs[bi + hb], Bs[bi + hb + 1], Bs[bi + hb + 2], Bs[bi + hb + 3]);
+            }
+            Group.Barrier();
         }
-        // this row's outliers inside the group: binary search of the row's ascending columns
-        int lo = offsets[r], hi = offsets[r + 1];
-        while (lo < hi)
+        int mb = m0 + 4 * ty, nb = n0 + 4 * tx;
+        acc.Store(C, mb, nb, nb + hb, M, N);
+    }
+
+    // B slice of a SpQR layer: rows n0.. of group g, one (row, half-group) per thread step: 8 codes of b bits with the
+    // group's (scale, zero) in the stored form's arithmetic, zero past cols (padding columns meet zero x' anyway)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrTile(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, SpqrDims d, ArrayView<float> Bs,
+                                 int n0, int g, int BN, int sbs, int tid, int nt)
+    {
+        int b = d.WBits;
+        for (int u = tid; u < 2 * BN; u += nt)
         {
-            int mid = (lo + hi) >> 1;
-            if (ocols[mid] < g * 16) lo = mid + 1; else hi = mid;
+            int n = u >> 1, h = u & 1, r = n0 + n;
+            if (r >= d.Rows)
+            {
+                for (int k = 0; k < 8; k++) Bs[(8 * h + k) * sbs + n] = 0f;
+                continue;
+            }
+            GroupStat(statCodes, planes, d, r, g, out float s, out float z);
+            long p = (long)r * d.RowBytes + (long)g * 2 * b + h * b;
+            uint word = 0;
+            if (b <= 4) { word = codes[p]; for (int j = 1; j < b; j++) word |= (uint)codes[p + j] << (8 * j); }
+            int c0 = g * 16 + 8 * h;
+            for (int k = 0; k < 8; k++)
+            {
+                int q = b <= 4 ? (int)((word >> (b * k)) & (uint)((1 << b) - 1)) : HalfCode(codes, p, b, k);
+                float v = d.Fp16 != 0 ? H(s * H(q - z)) : s * (q - z);
+                Bs[(8 * h + k) * sbs + n] = c0 + k < d.Cols ? v : 0f;
+            }
         }
-        for (int e = lo; e < offsets[r + 1] && ocols[e] < g * 16 + 16; e++) wd[o + ocols[e] - g * 16] += deltas[e];
+    }
+
+    // C[t, r] += Σ over row r's outliers δ·x'[t, col] (a thread per output; columns in permuted order, as x')
+    private static void SpqrOutlierKernel(ArrayView<float> xp, ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> C,
+                                          int T, int rows, int padded)
+    {
+        long i = Grid.GlobalIndex.X;
+        if (i >= (long)T * rows) return;
+        int t = (int)(i / rows), r = (int)(i % rows);
+        int lo = offsets[r], hi = offsets[r + 1];
+        if (lo == hi) return;
+        float acc = 0;
+        for (int e = lo; e < hi; e++) acc += deltas[e] * xp[(long)t * padded + ocols[e]];
+        C[i] += acc;
     }
 
     // xp (T, padded) = X (T, cols) gathered through perm, zero past cols
@@ -89,25 +206,49 @@ public sealed partial class GpuKernels
         xp[t] = c < cols ? X[(long)row * cols + perm[c]] : 0f;
     }
 
-    // C[m, n] = Σ_k A[m, k]·B[n, k]; a tile×tile thread group computes a tile×tile block of C, staging tile-wide slices
-    // of A and B in shared memory
-    private static void GemmNTKernel(ArrayView<float> A, ArrayView<float> B, ArrayView<float> C, int M, int N, int K, int tile)
+    private static void AddBiasKernel(ArrayView<float> Y, ArrayView<float> bias, int T, int n)
     {
-        var sa = SharedMemory.Allocate<float>(GemmTileMax * GemmTileMax);
-        var sb = SharedMemory.Allocate<float>(GemmTileMax * GemmTileMax);
-        int tx = Group.IdxX, ty = Group.IdxY;
-        int n = Grid.IdxX * tile + tx, m = Grid.IdxY * tile + ty;
-        float acc = 0;
-        for (int k0 = 0; k0 < K; k0 += tile)
+        long i = Grid.GlobalIndex.X;
+        if (i < (long)T * n) Y[i] += bias[(int)(i % n)];
+    }
+
+    /// <summary>A thread's 4 × 8 block of C in registers: rows m..m+3, columns n..n+3 and n'..n'+3.</summary>
+    private struct Acc4x8
+    {
+        public float C00, C01, C02, C03, C04, C05, C06, C07, C10, C11, C12, C13, C14, C15, C16, C17;
+        public float C20, C21, C22, C23, C24, C25, C26, C27, C30, C31, C32, C33, C34, C35, C36, C37;
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public void Fma(float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3, float b4, float b5, float b6, float b7)
         {
-            // sa[ty][tx] = A[m, k0 + tx]; sb[ty][tx] = B[n' = Grid.IdxX·tile + ty, k0 + tx]
-            int nb = Grid.IdxX * tile + ty;
-            sa[ty * GemmTileMax + tx] = m < M && k0 + tx < K ? A[(long)m * K + k0 + tx] : 0f;
-            sb[ty * GemmTileMax + tx] = nb < N && k0 + tx < K ? B[(long)nb * K + k0 + tx] : 0f;
-            Group.Barrier();
-            for (int k = 0; k < tile; k++) acc += sa[ty * GemmTileMax + k] * sb[tx * GemmTileMax + k];
-            Group.Barrier();
+            C00 += a0 * b0; C01 += a0 * b1; C02 += a0 * b2; C03 += a0 * b3; C04 += a0 * b4; C05 += a0 * b5; C06 += a0 * b6; C07 += a0 * b7;
+            C10 += a1 * b0; C11 += a1 * b1; C12 += a1 * b2; C13 += a1 * b3; C14 += a1 * b4; C15 += a1 * b5; C16 += a1 * b6; C17 += a1 * b7;
+            C20 += a2 * b0; C21 += a2 * b1; C22 += a2 * b2; C23 += a2 * b3; C24 += a2 * b4; C25 += a2 * b5; C26 += a2 * b6; C27 += a2 * b7;
+            C30 += a3 * b0; C31 += a3 * b1; C32 += a3 * b2; C33 += a3 * b3; C34 += a3 * b4; C35 += a3 * b5; C36 += a3 * b6; C37 += a3 * b7;
         }
-        if (m < M && n < N) C[(long)m * N + n] = acc;
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public readonly void Store(ArrayView<float> C, int m, int n, int n2, int M, int N)
+        {
+            Row(C, m, n, n2, M, N, C00, C01, C02, C03, C04, C05, C06, C07);
+            Row(C, m + 1, n, n2, M, N, C10, C11, C12, C13, C14, C15, C16, C17);
+            Row(C, m + 2, n, n2, M, N, C20, C21, C22, C23, C24, C25, C26, C27);
+            Row(C, m + 3, n, n2, M, N, C30, C31, C32, C33, C34, C35, C36, C37);
+        }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private static void Row(ArrayView<float> C, int m, int n, int n2, int M, int N, float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+        {
+            if (m >= M) return;
+            long b = (long)m * N;
+            if (n < N) C[b + n] = v0;
+            if (n + 1 < N) C[b + n + 1] = v1;
+            if (n + 2 < N) C[b + n + 2] = v2;
+            if (n + 3 < N) C[b + n + 3] = v3;
+            if (n2 < N) C[b + n2] = v4;
+            if (n2 + 1 < N) C[b + n2 + 1] = v5;
+            if (n2 + 2 < N) C[b + n2 + 2] = v6;
+            if (n2 + 3 < N) C[b + n2 + 3] = v7;
+        }
     }
 }

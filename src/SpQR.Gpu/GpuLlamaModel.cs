@@ -67,6 +67,20 @@ public sealed class GpuLinear : IDisposable
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
+    /// <summary>Y (T, Rows) = X (T, Cols) · Wᵀ (+ bias) for T tokens: the register-blocked GEMM, SpQR decoded in its tiles;
+    /// scratch holds ≥ <see cref="BatchScratch"/> floats.</summary>
+    public void ForwardBatch(GpuKernels k, ArrayView<float> X, int T, ArrayView<float> Y, ArrayView<float> scratch)
+    {
+        if (Spqr is not null) k.SpqrMatMul(Spqr, X, T, Y, scratch);
+        else if (_f16 is not null) k.GemmNTHalf(X, _f16.View, Y, T, Rows, Cols, bf16: false);
+        else if (_bf16 is not null) k.GemmNTHalf(X, _bf16.View, Y, T, Rows, Cols, bf16: true);
+        else k.GemmNT(X, _f32!.View, Y, T, Rows, Cols);
+        if (_bias is not null) k.AddBias(Y, _bias.View, T, Rows);
+    }
+
+    /// <summary>Device floats of the scratch ForwardBatch needs for T tokens.</summary>
+    public long BatchScratch(int T) => Spqr is null ? 0 : GpuKernels.SpqrMatMulScratch(Spqr, T);
+
     public void Dispose() { _f32?.Dispose(); _f16?.Dispose(); _bf16?.Dispose(); _bias?.Dispose(); Spqr?.Dispose(); }
 }
 
@@ -75,8 +89,9 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
 {
     public TransformerConfig Config { get; }
     public int MaxContext { get; }
-    /// <summary>Tokens per Forward call: the device decoder runs them one at a time (prefill is token by token).</summary>
-    public int MaxBatch => 64;
+    /// <summary>Tokens per Forward call: one token runs the decode step (its graph), several run one batched pass
+    /// (GEMMs over all of them, causal attention over the cache), whose buffers are allocated at the first such call.</summary>
+    public int MaxBatch { get; }
     protected GpuBackend Gpu { get; }
     protected GpuKernels K => Gpu.Kernels;
     protected readonly MemoryBuffer1D<float, Stride1D.Dense> X, H, Q, Kb, V, Att, Scratch, Scratch2, Scratch3;
@@ -94,11 +109,12 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     private readonly IWeightSource _source;
     private readonly Func<string, SpqrLayer?>? _spqr;
 
-    protected GpuDecoder(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr, int maxContext,
+    protected GpuDecoder(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr, int maxContext, int maxBatch,
                          string embedding, string finalNormW, string? finalNormB)
     {
         Gpu = gpu; Config = c; _source = source; _spqr = spqr;
         MaxContext = Math.Min(maxContext, c.MaxPositions);
+        MaxBatch = Math.Max(1, Math.Min(maxBatch, MaxContext));
         var acc = gpu.Accelerator;
         _embed = source.Get(embedding, new Shape(c.VocabSize, c.HiddenSize));
         _finalW = Vec(finalNormW, c.HiddenSize);
@@ -174,6 +190,84 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     }
 
     protected abstract void Layer(int l);
+
+    // ---- batched passes (Forward of several tokens): (MaxBatch, ·) row-major device buffers, allocated at the first one ----
+    protected MemoryBuffer1D<float, Stride1D.Dense> XB = null!, HB = null!, QB = null!, KB = null!, VB = null!, AttB = null!, ScratchB = null!;
+    private MemoryBuffer1D<float, Stride1D.Dense> _scoresB = null!;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _logitsB;
+    private float[] _rows = [];
+    private bool _batchReady;
+
+    /// <summary>A subclass's own (MaxBatch, ·) buffers for LayerBatch.</summary>
+    protected abstract void AllocateBatch(int B);
+
+    /// <summary>Layer l for the T tokens in XB (positions _pos[0]..), in place.</summary>
+    protected abstract void LayerBatch(int l, int T);
+
+    private void EnsureBatch()
+    {
+        if (_batchReady) return;
+        var c = Config;
+        int B = MaxBatch;
+        XB = Buf((long)B * c.HiddenSize); HB = Buf((long)B * Math.Max(c.HiddenSize, c.QDim));
+        QB = Buf((long)B * c.QDim); KB = Buf((long)B * c.KvDim); VB = Buf((long)B * c.KvDim); AttB = Buf((long)B * c.QDim);
+        ScratchB = Buf(_buffers.OfType<GpuLinear>().Select(l => l.BatchScratch(B)).DefaultIfEmpty(1).Max());
+        _scoresB = Buf((long)B * c.NumHeads * MaxContext);
+        _rows = new float[B * c.HiddenSize];
+        AllocateBatch(B);
+        _batchReady = true;
+    }
+
+    /// <summary>Norm of T rows (x → dst, both (T, hidden)).</summary>
+    protected void NormBatch(ArrayView<float> x, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst, int T)
+    {
+        if (Config.Norm == NormKind.RmsNorm) K.RmsNorm(x, w.View, dst, T, Config.NormEps);
+        else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps, T);
+    }
+
+    /// <summary>Rotary on QB and KB, the T tokens' K/V into layer l's cache from the device position, causal attention into AttB.</summary>
+    protected void AttendBatch(int l, int T)
+    {
+        var c = Config;
+        K.RopeStore(QB.View, KB.View, VB.View, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
+                    c.RopeLayout == RopeLayout.Interleaved, T);
+        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext };
+        K.Attention(QB.View, _keys[l].View, _values[l].View, AttB.View, _scoresB.View, _pos.View, dims, T);
+    }
+
+    // T ≥ 2 tokens at positions pos..: one batched pass; the logits of all tokens (into _all) or of the last (_logitsHost)
+    private void RunBatch(ReadOnlySpan<int> tokens, int pos, bool allLogits)
+    {
+        var c = Config;
+        int T = tokens.Length, d = c.HiddenSize, vocab = c.VocabSize;
+        EnsureBatch();
+        for (int t = 0; t < T; t++)
+        {
+            if ((uint)tokens[t] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), tokens[t], $"token id outside the vocabulary of {vocab}");
+            _embed.Row(tokens[t]).CopyToF32(_rows.AsSpan(t * d, d));
+        }
+        XB.View.SubView(0, (long)T * d).CopyFromCPU(ref _rows[0], (long)T * d);
+        _posHost[0] = pos;
+        _pos.View.CopyFromCPU(_posHost);
+        for (int l = 0; l < c.NumLayers; l++) LayerBatch(l, T);
+        if (allLogits)
+        {
+            _logitsB ??= Buf((long)MaxBatch * vocab);
+            NormBatch(XB.View, _finalW, _finalB, HB.View, T);
+            _head.ForwardBatch(K, HB.View, T, _logitsB.View, ScratchB.View);
+            Gpu.Accelerator.Synchronize();
+            if (_all.Length < T * vocab) _all = new float[MaxBatch * vocab];
+            _logitsB.View.SubView(0, (long)T * vocab).CopyToCPU(ref _all[0], (long)T * vocab);
+        }
+        else
+        {
+            var hf = H.View.SubView(0, d);
+            Norm(XB.View.SubView((long)(T - 1) * d, d), _finalW, _finalB, hf);
+            _head.Forward(K, hf, _logits.View, Scratch.View);
+            Gpu.Accelerator.Synchronize();
+            _logits.View.CopyToCPU(_logitsHost);
+        }
+    }
 
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
     public long WeightBytes => _buffers.OfType<GpuLinear>().Sum(l => l.Bytes) + (Config.TieWordEmbeddings ? _head.Bytes : 0);
@@ -268,20 +362,16 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         _head.Forward(K, hf, _logits.View, Scratch.View);
     }
 
-    /// <summary>ICausalLM: tokens at positions pos.. one decode step each; logits of the last token, or of all.</summary>
+    /// <summary>ICausalLM: T ≤ MaxBatch tokens at positions pos..; one token is a decode step (Step), several one
+    /// batched pass (RunBatch). Logits of the last token, or of all (T, vocab).</summary>
     public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int pos, bool allLogits)
     {
-        int vocab = Config.VocabSize;
-        if (allLogits && _all.Length < tokens.Length * vocab) _all = new float[Math.Max(tokens.Length, MaxBatch) * vocab];
-        float[] last = [];
-        for (int t = 0; t < tokens.Length; t++)
-        {
-            // a prompt token whose logits nobody reads is only queued: no wait, no 4·vocab-byte download
-            if (!allLogits && t < tokens.Length - 1) { Enqueue(tokens[t], pos + t); continue; }
-            last = Step(tokens[t], pos + t);
-            if (allLogits) last.CopyTo(_all, t * vocab);
-        }
-        return allLogits ? _all.AsSpan(0, tokens.Length * vocab) : last;
+        int T = tokens.Length;
+        if (T == 0 || T > MaxBatch) throw new ArgumentOutOfRangeException(nameof(tokens), T, $"a forward call takes 1..{MaxBatch} tokens");
+        if (pos < 0 || pos + T > MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"{T} tokens at position {pos} exceed the context of {MaxContext}");
+        if (T == 1) return Step(tokens[0], pos);
+        RunBatch(tokens, pos, allLogits);
+        return allLogits ? _all.AsSpan(0, T * Config.VocabSize) : _logitsHost;
     }
 
     /// <summary>
@@ -289,7 +379,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     /// device; the model owns the backend and the weight source. DeviceChoice.Gpu without CUDA throws
     /// GpuUnavailableException.
     /// </summary>
-    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048)
+    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048, int maxBatch = 64)
     {
         var cfg = TransformerConfig.Load(folder);
         var gpu = GpuBackend.Create(device);
@@ -299,7 +389,8 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
             var ck = SafetensorsCheckpoint.Open(folder);
             src = new SafetensorsWeightSource(ck); // owns the checkpoint
             Func<string, SpqrLayer?> spqr = name => SpQR.Transformer.Layers.SpqrLinearFactory.ReadLayer(ck, name, out _);
-            GpuDecoder m = cfg.Architecture == Architecture.Falcon ? new GpuFalconModel(gpu, cfg, src, spqr, maxContext) : new GpuLlamaModel(gpu, cfg, src, spqr, maxContext);
+            GpuDecoder m = cfg.Architecture == Architecture.Falcon ? new GpuFalconModel(gpu, cfg, src, spqr, maxContext, maxBatch)
+                                                                     : new GpuLlamaModel(gpu, cfg, src, spqr, maxContext, maxBatch);
             m.Owned = [src, gpu];
             return m;
         }
@@ -326,8 +417,8 @@ public sealed class GpuLlamaModel : GpuDecoder
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _o, _gate, _up;
 
     /// <param name="spqr">the SpQR layer of a linear (its HF name without ".weight"), or null for a dense one</param>
-    public GpuLlamaModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048)
-        : base(gpu, c, source, spqr, maxContext, "model.embed_tokens.weight", "model.norm.weight", null)
+    public GpuLlamaModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048, int maxBatch = 64)
+        : base(gpu, c, source, spqr, maxContext, maxBatch, "model.embed_tokens.weight", "model.norm.weight", null)
     {
         if (c.Architecture != Architecture.Llama) throw new NotSupportedException($"GpuLlamaModel runs LLaMA models; got {c.Architecture}");
         _blocks = new Block[c.NumLayers];
@@ -367,6 +458,34 @@ public sealed class GpuLlamaModel : GpuDecoder
         b.Down.Forward(K, _gate.View, _o.View, Scratch.View);
         K.Add(X.View, _o.View, d);
     }
+
+    private MemoryBuffer1D<float, Stride1D.Dense> _oB = null!, _gateB = null!, _upB = null!;
+
+    protected override void AllocateBatch(int B)
+    {
+        var c = Config;
+        _oB = Buf((long)B * c.HiddenSize); _gateB = Buf((long)B * c.IntermediateSize); _upB = Buf((long)B * c.IntermediateSize);
+    }
+
+    protected override void LayerBatch(int l, int T)
+    {
+        var c = Config; var b = _blocks[l];
+        var x = XB.View; var h = HB.View; var s = ScratchB.View;
+        int n = T * c.HiddenSize;
+        NormBatch(x, b.InputNorm, null, h, T);
+        b.Q.ForwardBatch(K, h, T, QB.View, s);
+        b.K.ForwardBatch(K, h, T, KB.View, s);
+        b.V.ForwardBatch(K, h, T, VB.View, s);
+        AttendBatch(l, T);
+        b.O.ForwardBatch(K, AttB.View, T, _oB.View, s);
+        K.Add(x, _oB.View, n);
+        NormBatch(x, b.PostNorm, null, h, T);
+        b.Gate.ForwardBatch(K, h, T, _gateB.View, s);
+        b.Up.ForwardBatch(K, h, T, _upB.View, s);
+        K.SwiGlu(_gateB.View, _upB.View, T * c.IntermediateSize);
+        b.Down.ForwardBatch(K, _gateB.View, T, _oB.View, s);
+        K.Add(x, _oB.View, n);
+    }
 }
 
 public sealed class GpuFalconModel : GpuDecoder
@@ -377,8 +496,8 @@ public sealed class GpuFalconModel : GpuDecoder
     private readonly Block[] _blocks;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _qkv, _mlpIn, _ff, _attnOut, _mlpOut;
 
-    public GpuFalconModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048)
-        : base(gpu, c, source, spqr, maxContext, "transformer.word_embeddings.weight", "transformer.ln_f.weight", "transformer.ln_f.bias")
+    public GpuFalconModel(GpuBackend gpu, TransformerConfig c, IWeightSource source, Func<string, SpqrLayer?>? spqr = null, int maxContext = 2048, int maxBatch = 64)
+        : base(gpu, c, source, spqr, maxContext, maxBatch, "transformer.word_embeddings.weight", "transformer.ln_f.weight", "transformer.ln_f.bias")
     {
         if (c.Architecture != Architecture.Falcon) throw new NotSupportedException($"GpuFalconModel runs Falcon models; got {c.Architecture}");
         int qkvRows = c.QDim + 2 * c.KvDim;
@@ -431,5 +550,34 @@ public sealed class GpuFalconModel : GpuDecoder
         b.HTo4H.Forward(K, mlpIn, _ff.View, Scratch2.View);
         K.Gelu(_ff.View, c.IntermediateSize);
         b.FourHToH.Forward(K, _ff.View, _mlpOut.View, Scratch2.View);
+    }
+
+    private MemoryBuffer1D<float, Stride1D.Dense> _qkvB = null!, _mlpInB = null!, _ffB = null!, _attnOutB = null!, _mlpOutB = null!;
+
+    protected override void AllocateBatch(int B)
+    {
+        var c = Config;
+        _qkvB = Buf((long)B * (c.QDim + 2 * c.KvDim)); _mlpInB = Buf((long)B * c.HiddenSize); _ffB = Buf((long)B * c.IntermediateSize);
+        _attnOutB = Buf((long)B * c.HiddenSize); _mlpOutB = Buf((long)B * c.HiddenSize);
+    }
+
+    protected override void LayerBatch(int l, int T)
+    {
+        var c = Config; var b = _blocks[l];
+        var x = XB.View; var h = HB.View; var s = ScratchB.View;
+        int n = T * c.HiddenSize;
+        NormBatch(x, b.AttnNormW, b.AttnNormB, h, T);
+        b.Qkv.ForwardBatch(K, h, T, _qkvB.View, s);
+        K.SplitQkv(_qkvB.View, QB.View, KB.View, VB.View, c.NumKvHeads, c.KvGroups, c.HeadDim, T);
+        AttendBatch(l, T);
+        b.Dense.ForwardBatch(K, AttB.View, T, _attnOutB.View, s);
+        var mlpIn = h;
+        if (b.MlpNormW is not null) { NormBatch(x, b.MlpNormW, b.MlpNormB, _mlpInB.View, T); mlpIn = _mlpInB.View; }
+        b.HTo4H.ForwardBatch(K, mlpIn, T, _ffB.View, s);
+        K.Gelu(_ffB.View, T * c.IntermediateSize);
+        b.FourHToH.ForwardBatch(K, _ffB.View, T, _mlpOutB.View, s);
+        // mlp_output += attention_output; x += mlp_output
+        K.Add(_mlpOutB.View, _attnOutB.View, n);
+        K.Add(x, _mlpOutB.View, n);
     }
 }

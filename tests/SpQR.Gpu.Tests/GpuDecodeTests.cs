@@ -1,6 +1,7 @@
 // The whole decode step on the device (GpuLlamaModel, ILGPU's CPU accelerator in CI) against the CPU model, token by
 // token: dense llama-tiny (F32), the SpQR authors' 3-bit export (SpQR layers with fp16-step decoding, GQA), Falcon
-// in both layouts (multi-query + parallel attention; grouped qkv with ln_attn/ln_mlp) and a tied-embedding LLaMA.
+// in both layouts (multi-query + parallel attention; grouped qkv with ln_attn/ln_mlp) and a tied-embedding LLaMA; and
+// the batched prefill pass (several tokens per Forward) against the CPU model's batched forward.
 using SpQR.Gpu;
 using SpQR.Tensors.IO;
 using SpQR.TestUtil;
@@ -36,6 +37,39 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
             var a = gpu.Step(ids[t], t);
             NumericAssert.Nmse(e, a, 1e-9, $"{folder} step {t}");
         }
+    }
+
+    [SharedTheory]
+    [InlineData("hf/llama-tiny")]
+    [InlineData("spqr-reference-export/llama-tiny-w3")]
+    [InlineData("hf/falcon-7b-style")]
+    [InlineData("hf/falcon-40b-style")]
+    [InlineData("hf/llama-tied-mha")]
+    public void Gpu_batched_prefill_matches_the_cpu_model_and_decoding_continues_from_it(string folder)
+    {
+        string path = Fixtures.Path(["fixtures", .. folder.Split('/')]);
+        var cfg = TransformerConfig.Load(path);
+        using var cpu = ModelLoader.Load(path, new ModelOptions { MaxContext = 64, MaxBatch = 16 });
+        using var ck = SafetensorsCheckpoint.Open(path);
+        using var source = new SafetensorsWeightSource(ck);
+        using GpuDecoder gpu = cfg.Architecture == Architecture.Falcon
+            ? new GpuFalconModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64, maxBatch: 8)
+            : new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64, maxBatch: 8);
+        int[] ids = [1, 17, 250, 3, 99, 41, 7, 300, 12, 5, 77];
+        // the first 8 tokens in one batched pass, every token's logits
+        var e = cpu.Forward(ids.AsSpan(0, 8), 0, allLogits: true).ToArray();
+        var a = gpu.Forward(ids.AsSpan(0, 8), 0, allLogits: true).ToArray();
+        NumericAssert.Nmse(e, a, 1e-9, $"{folder} prefill, all logits");
+        // a second batch at position 8 reads the first batch's cache: only the last token's logits come back
+        e = cpu.Forward(ids.AsSpan(8, 2), 8, allLogits: false).ToArray();
+        a = gpu.Forward(ids.AsSpan(8, 2), 8, allLogits: false).ToArray();
+        NumericAssert.Nmse(e, a, 1e-9, $"{folder} second batch, last logits");
+        // then a decode step (the single-token path and its graph) over the batched passes' cache
+        e = cpu.Forward(ids.AsSpan(10, 1), 10, allLogits: false).ToArray();
+        a = gpu.Step(ids[10], 10);
+        NumericAssert.Nmse(e, a, 1e-9, $"{folder} decode after prefill");
+        Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Forward(new int[9], 0, false));
+        Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Forward(new int[4], 61, false));
     }
 
     [SharedFact]

@@ -95,6 +95,47 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         NumericAssert.Nmse(oe, dout.GetAsArray1D(), Tolerances.GpuNmse, "attention output");
     }
 
+    [Theory]
+    // heads, KV heads, head dim, position of the first token, tokens, layout
+    [InlineData(4, 2, 8, 0, 5, false)] [InlineData(6, 1, 32, 21, 9, true)] [InlineData(8, 8, 16, 3, 2, false)]
+    public void Batched_rope_store_and_causal_attention_match_the_cpu(int heads, int kvHeads, int hd, int pos, int T, bool interleaved)
+    {
+        var acc = fx.Backend.Accelerator;
+        int ctx = 64, half = hd / 2, kvDim = kvHeads * hd, qDim = heads * hd, seed = 7 * heads + pos + T;
+        var layout = interleaved ? RopeLayout.Interleaved : RopeLayout.HalfSplit;
+        var rope = new RopeFrequencies(hd, ctx, 10000);
+        var cos = new float[ctx * half]; var sin = new float[ctx * half];
+        for (int t = 0; t < ctx; t++) { rope.Cos(t).CopyTo(cos.AsSpan(t * half)); rope.Sin(t).CopyTo(sin.AsSpan(t * half)); }
+        var keys = TestData.Uniform(ctx * kvDim, seed, -1, 1); var values = TestData.Uniform(ctx * kvDim, seed + 1, -1, 1);
+        var q = TestData.Uniform(T * qDim, seed + 2, -2, 2); var k = TestData.Uniform(T * kvDim, seed + 3, -2, 2); var v = TestData.Uniform(T * kvDim, seed + 4, -1, 1);
+        // CPU: rotate each token's q and k at its position, store k and v at rows pos.., then T causal queries
+        var qe = (float[])q.Clone(); var ke = (float[])k.Clone();
+        var keysE = (float[])keys.Clone(); var valuesE = (float[])values.Clone();
+        for (int t = 0; t < T; t++)
+        {
+            CpuKernels.Rope(qe.AsSpan(t * qDim, qDim), heads, hd, rope.Cos(pos + t), rope.Sin(pos + t), layout);
+            CpuKernels.Rope(ke.AsSpan(t * kvDim, kvDim), kvHeads, hd, rope.Cos(pos + t), rope.Sin(pos + t), layout);
+        }
+        ke.CopyTo(keysE, pos * kvDim); v.CopyTo(valuesE, pos * kvDim);
+        var oe = new float[T * qDim];
+        CpuKernels.CausalAttention(qe, keysE, valuesE, oe, T, pos, heads, kvHeads, hd, new float[heads * (pos + T)]);
+        using var dq = acc.Allocate1D(q); using var dk = acc.Allocate1D(k); using var dv = acc.Allocate1D(v);
+        using var dcos = acc.Allocate1D(cos); using var dsin = acc.Allocate1D(sin); using var dpos = acc.Allocate1D(new[] { pos });
+        using var dkeys = acc.Allocate1D(keys); using var dvals = acc.Allocate1D(values);
+        using var dout = acc.Allocate1D<float>(T * qDim); using var dsc = acc.Allocate1D<float>(T * heads * ctx);
+        var kk = fx.Backend.Kernels;
+        kk.RopeStore(dq.View, dk.View, dv.View, dcos.View, dsin.View, dpos.View, dkeys.View, dvals.View, heads, kvHeads, hd, interleaved, T);
+        kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View, dpos.View, new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx }, T);
+        acc.Synchronize();
+        NumericAssert.Nmse(qe, dq.GetAsArray1D(), Tolerances.GpuNmse, "rotated q");
+        NumericAssert.Nmse(keysE, dkeys.GetAsArray1D(), Tolerances.GpuNmse, "key cache");
+        NumericAssert.Nmse(valuesE, dvals.GetAsArray1D(), Tolerances.GpuNmse, "value cache");
+        NumericAssert.Nmse(oe, dout.GetAsArray1D(), Tolerances.GpuNmse, "attention output");
+        // a scores scratch too small for T queries is refused, not overrun
+        Assert.Throws<ArgumentException>(() => kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View.SubView(0, heads * ctx), dpos.View,
+            new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx }, T));
+    }
+
     [Fact]
     public void A_graph_replays_its_work_with_the_inputs_of_each_launch()
     {
@@ -226,6 +267,36 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         fx.Backend.Kernels.GemmNT(da.View, db.View, dc.View, M, N, K);
         acc.Synchronize();
         NumericAssert.Nmse(e, dc.GetAsArray1D(), Tolerances.GpuNmse, $"GEMM {M}x{N}x{K}");
+    }
+
+    [Theory]
+    [InlineData(2, 5, 16)] [InlineData(33, 130, 40)] [InlineData(64, 300, 129)]
+    public void Gemm_over_f16_and_bf16_weights_matches_the_cpu(int M, int N, int K)
+    {
+        var acc = fx.Backend.Accelerator;
+        var a = TestData.Uniform(M * K, 3); var w = TestData.Uniform(N * K, 4);
+        foreach (bool bf in new[] { false, true })
+        {
+            var h = new ushort[w.Length];
+            if (bf) CpuKernels.F32ToBF16(w, h); else CpuKernels.F32ToF16(w, h);
+            var e = new float[M * N];
+            for (int m = 0; m < M; m++)
+                if (bf) CpuKernels.GemvBF16(h, a.AsSpan(m * K, K), e.AsSpan(m * N, N), N, K);
+                else CpuKernels.GemvF16(h, a.AsSpan(m * K, K), e.AsSpan(m * N, N), N, K);
+            using var da = acc.Allocate1D(a); using var dh = acc.Allocate1D(h); using var dc = acc.Allocate1D<float>(M * N);
+            fx.Backend.Kernels.GemmNTHalf(da.View, dh.View, dc.View, M, N, K, bf);
+            acc.Synchronize();
+            NumericAssert.Nmse(e, dc.GetAsArray1D(), Tolerances.GpuNmse, $"GEMM {(bf ? "BF16" : "F16")} {M}x{N}x{K}");
+        }
+    }
+
+    [Fact]
+    public void Gemm_refuses_buffers_smaller_than_its_shape()
+    {
+        var acc = fx.Backend.Accelerator;
+        using var da = acc.Allocate1D<float>(12); using var db = acc.Allocate1D<float>(12); using var dc = acc.Allocate1D<float>(6);
+        var ex = Assert.Throws<ArgumentException>(() => fx.Backend.Kernels.GemmNT(da.View, db.View, dc.View, 2, 3, 6));
+        Assert.Contains("B holds 12", ex.Message);
     }
 
     [Fact]
