@@ -2,7 +2,7 @@
 // Each measurement queues 200 calls back to back (weights rotate over >= 256 MB so the L2 cannot hold them),
 // synchronizes once, and divides; median of 5 such runs. Every kernel is first checked against the CPU kernel
 // (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
-// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode]
+// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode] [nomatvec]
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 using System.Diagnostics;
@@ -13,6 +13,7 @@ using SpQR.Gpu;
 using SpQR.Quant.Decode;
 using SpQR.Quant.Formats;
 using SpQR.Tensors.Cpu;
+using SpQR.Transformer.Models;
 
 if (args.Length > 1 && args[0] == "ptx")
 {
@@ -72,10 +73,12 @@ static double Nmse(float[] e, float[] a)
 
 // `onlydecode` skips the kernel sections (GEMV, SpQR, matmul) and the encoder
 bool kernels = !args.Contains("onlydecode");
+// `nomatvec` skips the GEMV and SpQR matvec timings (the SpQR correctness sweep still runs)
+bool matvec = !args.Contains("nomatvec");
 if (kernels)
 {
 Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu,us_per_call_graph,GB_per_s_graph");
-foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096, 11008) } : [])
     foreach (string dt in new[] { "f16", "bf16", "f32" })
     {
         bool f16 = dt != "f32", bf = dt == "bf16";
@@ -129,7 +132,7 @@ foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, f
 }
 Console.WriteLine($"spqr correctness sweep (9 shapes, wbits 2..8, fp16-step layers): worst NMSE vs CPU {worst:E2}");
 Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu,us_enqueue_only,us_per_call_graph,GB_per_s_graph");
-foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096, 11008) } : [])
     foreach (int bits in new[] { 3, 4 })
     {
         var l = SpqrLayer.Random(rows, cols, bits, 0.01, 1);
@@ -173,29 +176,45 @@ foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) 
         foreach (var g in layers) g.Dispose();
     }
 
-// Batched SpQR matmul (prefill form), 64 tokens: dequantize once + tiled GEMM, against the same GEMM on a dense F32 Ŵ
+// Batched products (the prefill form), T = 64 and 256 tokens: the SpQR layer decoded inside the register-blocked GEMM's
+// tiles (plus the gather and outlier passes) against the same GEMM over the dense F16 weight, and T graph-timed SpQR
+// matvecs; checked against the CPU matmul first. Weights rotate over copies ≥ 256 MB as in the GEMV timings.
 if (choice != DeviceChoice.Cpu)
 {
-    Console.WriteLine("matmul,shape,T,spqr_us,spqr_gflops,dense_f32_gemm_us,nmse_vs_cpu");
-    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096) })
+    Console.WriteLine("matmul,shape,T,spqr_us,spqr_tflops,f16_gemm_us,f16_tflops,T_x_spqr_matvec_us,nmse_vs_cpu,spqr_us_unsplit,f16_gemm_us_unsplit");
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
-        int T = 64;
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 5);
-        var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
-        var e = new float[T * rows];
-        SpqrMatVec.MatMul(l, X, e, T);
-        using var g = new GpuSpqrLayer(acc, l);
-        using var dX = acc.Allocate1D(X); using var dY = acc.Allocate1D<float>(T * rows);
-        using var ds = acc.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(g, T));
-        backend.Kernels.SpqrMatMul(g, dX.View, T, dY.View, ds.View);
-        acc.Synchronize();
-        double nm = Nmse(e, dY.GetAsArray1D());
-        double Time(Action a) { a(); acc.Synchronize(); return TimeQueue(_ => a(), 20); }
-        double tS = Time(() => backend.Kernels.SpqrMatMul(g, dX.View, T, dY.View, ds.View));
-        int padded = l.Groups * 16;
-        var wsub = ds.View.SubView(0, (long)rows * padded); var xsub = ds.View.SubView((long)rows * padded, (long)T * padded);
-        double tD = Time(() => backend.Kernels.GemmNT(xsub, wsub, dY.View, T, rows, padded));
-        Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{2.0 * T * rows * cols / tS / 1e9:F0},{tD * 1e6:F1},{nm:E2}");
+        int copies = (int)Math.Max(1, (256L << 20) / l.StoredBytes + 1);
+        var gs = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(acc, l)).ToArray();
+        var w16 = new ushort[(long)rows * cols];
+        var rng = new Random(3);
+        for (long i = 0; i < w16.Length; i++) w16[i] = BitConverter.HalfToUInt16Bits((System.Half)(rng.NextSingle() - 0.5f));
+        int hcopies = (int)Math.Max(1, (256L << 20) / (2L * w16.Length) + 1);
+        var hs = Enumerable.Range(0, hcopies).Select(_ => acc.Allocate1D(w16)).ToArray();
+        foreach (int T in new[] { 64, 256 })
+        {
+            var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
+            var e = new float[T * rows];
+            SpqrMatVec.MatMul(l, X, e, T);
+            using var dX = acc.Allocate1D(X); using var dY = acc.Allocate1D<float>((long)T * rows);
+            using var ds = acc.Allocate1D<float>(Math.Max(GpuKernels.SpqrMatMulScratch(gs[0], T), backend.Kernels.SpqrScratch(gs[0])));
+            backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
+            acc.Synchronize();
+            double nm = Nmse(e, dY.GetAsArray1D());
+            int n = Math.Max(copies, 8);
+            double tS = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
+            double tH = TimeGraph(i => backend.Kernels.GemmNTHalf(dX.View, hs[i % hcopies].View, dY.View, T, rows, cols, false), Math.Max(hcopies, 8));
+            double tV = TimeGraph(i => backend.Kernels.SpqrMatVec(gs[i % copies], dX.View.SubView((long)(i % T) * cols, cols), ds.View, dY.View), 200);
+            double fl = 2.0 * T * rows * cols;
+            backend.Kernels.GemmSplits = 1; // K unsplit (the grid alone)
+            double tS1 = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
+            double tH1 = TimeGraph(i => backend.Kernels.GemmNTHalf(dX.View, hs[i % hcopies].View, dY.View, T, rows, cols, false), Math.Max(hcopies, 8));
+            backend.Kernels.GemmSplits = 0;
+            Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{fl / tS / 1e12:F2},{tH * 1e6:F1},{fl / tH / 1e12:F2},{T * tV * 1e6:F1},{nm:E2},{tS1 * 1e6:F1},{tH1 * 1e6:F1}");
+        }
+        foreach (var g in gs) g.Dispose();
+        foreach (var h in hs) h.Dispose();
     }
 }
 }
@@ -263,6 +282,11 @@ if (choice != DeviceChoice.Cpu && !args.Contains("noencode") && kernels)
             w = Math.Max(w, Nmse(e, dev.Step((t * 37 + 3) % cfg.VocabSize, t)));
         }
         Console.WriteLine($"decode check {name}: worst NMSE vs the CPU model over 8 tokens {w:E2}");
+        // the batched pass: 8 tokens in one Forward, every token's logits, against the CPU model's batched forward
+        var cpu8 = SpQR.Transformer.Loading.ModelLoader.Build(cfg, src, new SpQR.Transformer.Loading.ModelOptions { MaxContext = 64, MaxBatch = 8 });
+        using GpuDecoder dev8 = cfg.Architecture == SpQR.Transformer.Config.Architecture.Falcon ? new GpuFalconModel(backend, cfg, src, null, 64, 8) : new GpuLlamaModel(backend, cfg, src, null, 64, 8);
+        int[] ids8 = [.. Enumerable.Range(0, 8).Select(t => (t * 37 + 3) % cfg.VocabSize)];
+        Console.WriteLine($"prefill check {name}: NMSE vs the CPU model, 8 tokens in one pass {Nmse(cpu8.Forward(ids8, 0, true).ToArray(), dev8.Forward(ids8, 0, true).ToArray()):E2}");
     }
 }
 
@@ -328,14 +352,28 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         m.ConcurrentBranches = true;
         return $"{launched:F1} tokens/s launched,{graph:F1} tokens/s graph ({nodes} nodes),{serial:F1} tokens/s graph without concurrent branches,{m.WeightBytes / 1e9:F2} GB of weights per token";
     }
-    using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 256))
+    // prefill: a 512-token prompt through ICausalLM.Prefill (batched passes of MaxBatch = 128 tokens), median of 3
+    double Prefill(GpuLlamaModel m)
+    {
+        int[] prompt = [.. Enumerable.Range(0, 512).Select(t => (t * 7919 + 1) % cfg.VocabSize)];
+        m.Prefill(prompt);
+        var ts = new List<double>();
+        for (int rep = 0; rep < 3; rep++) { var sw = Stopwatch.StartNew(); m.Prefill(prompt); ts.Add(sw.Elapsed.TotalSeconds); }
+        ts.Sort();
+        return prompt.Length / ts[1];
+    }
+    using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 1024, maxBatch: 128))
+    {
         Console.WriteLine($"decode,f16,{Both(m)}");
+        Console.WriteLine($"prefill,f16,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+    }
     var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
     SpqrLayer? Pick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
         ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
-    using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 256))
+    using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
     {
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
+        Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         backend.Kernels.SpqrWide = false;
         m.UseGraph = true; // re-recorded with the four-row kernel
         Console.WriteLine($"decode,spqr_w3_rows4_kernel,{Decode(m):F1} tokens/s graph");

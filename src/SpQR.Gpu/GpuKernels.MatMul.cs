@@ -8,8 +8,11 @@
 // group, so each (row, half-group) decodes its 8 codes with the group's statistics in the stored form's arithmetic
 // (GroupStat), zero past cols. SpQR's outliers are added afterwards (SpqrOutlierKernel: C[t, r] += Σ δ·x'[t, col]), on the
 // gathered X' (SpqrGatherRows: X through the permutation, zero-padded to whole groups).
-// The block shape shrinks (16×16 → 4×4 threads) until the grid fills the device, and to the group limit of ILGPU's
-// CPU accelerator (CI runs the same kernels there).
+// Where the M × N tiles are too few to fill the device (prefill of 64-256 tokens: 32-344 blocks on 132 multiprocessors,
+// each waiting on its own loads between barriers), K is split S ways (grid z): each split writes its partial C into a
+// scratch the kernels own and GemmReduceKernel sums the S partials in order (deterministic, no atomics). The block is
+// 16×16 threads on CUDA (ty halves for a few tokens) and 4×4 within the group limit of ILGPU's CPU accelerator, where CI
+// runs the same kernels.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -18,7 +21,8 @@ namespace SpQR.Gpu;
 /// <summary>Shape of C (M, N) = A (M, K) · B (N, K)ᵀ; Bf = 1 reads half bits as BF16.</summary>
 public struct GemmDims
 {
-    public int M, N, K, Bf;
+    /// <summary>Ks: the K range of one split (a multiple of 16; K when unsplit).</summary>
+    public int M, N, K, Bf, Ks;
 }
 
 public sealed partial class GpuKernels
@@ -26,10 +30,15 @@ public sealed partial class GpuKernels
     private const int GemmBK = 16, GemmMaxBM = 64, GemmMaxBN = 128, GemmPad = 4;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>? _gemmF32;
     private Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>? _gemmHalf;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int>? _gemmSpqr;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int, int>? _gemmSpqr;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _gatherRows;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>? _spqrOutliers;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>? _addBias;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>? _gemmReduce;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
+
+    /// <summary>K splits of the batched products: 0 = chosen by shape (default), else at most this many (tests, benchmarks).</summary>
+    public int GemmSplits { get; set; }
 
     /// <summary>Device floats of the scratch a batched SpQR matmul of T tokens needs: X' (T, 16·groups).</summary>
     public static long SpqrMatMulScratch(GpuSpqrLayer w, int T) => (long)T * w.Dims.Groups * 16;
@@ -45,11 +54,13 @@ public sealed partial class GpuKernels
         var xp = scratch.SubView(0, (long)T * padded);
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _gatherRows ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(GatherRowsKernel);
-        _gemmSpqr ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(GemmSpqrKernel);
+        _gemmSpqr ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int, int>(GemmSpqrKernel);
         _spqrOutliers ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrOutlierKernel);
         long gathers = (long)T * padded, outputs = (long)T * d.Rows;
         _gatherRows(new KernelConfig((int)((gathers + blk - 1) / blk), blk), X, w.Perm.View, xp, T, d.Cols, padded);
-        _gemmSpqr(GemmConfig(T, d.Rows), xp, w.Codes.View, w.StatCodes.View, w.Planes.View, Y, d, T);
+        var (cfg, ks, target) = GemmPlan(T, d.Rows, padded, Y);
+        _gemmSpqr(cfg, xp, w.Codes.View, w.StatCodes.View, w.Planes.View, target, d, T, ks);
+        Reduce(cfg, Y, T, d.Rows);
         _spqrOutliers(new KernelConfig((int)((outputs + blk - 1) / blk), blk), xp, w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, Y, T, d.Rows, padded);
     }
 
@@ -58,7 +69,9 @@ public sealed partial class GpuKernels
     {
         Check(A, B.Length, C, M, N, K);
         _gemmF32 ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>(GemmF32Kernel);
-        _gemmF32(GemmConfig(M, N), A, B, C, new GemmDims { M = M, N = N, K = K });
+        var (cfg, ks, target) = GemmPlan(M, N, K, C);
+        _gemmF32(cfg, A, B, target, new GemmDims { M = M, N = N, K = K, Ks = ks });
+        Reduce(cfg, C, M, N);
     }
 
     /// <summary>C (M, N) = A (M, K) · B (N, K)ᵀ with B as F16 (bf16: false) or BF16 bits, widened exactly in the kernel.</summary>
@@ -66,7 +79,9 @@ public sealed partial class GpuKernels
     {
         Check(A, B.Length, C, M, N, K);
         _gemmHalf ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>(GemmHalfKernel);
-        _gemmHalf(GemmConfig(M, N), A, B, C, new GemmDims { M = M, N = N, K = K, Bf = bf16 ? 1 : 0 });
+        var (cfg, ks, target) = GemmPlan(M, N, K, C);
+        _gemmHalf(cfg, A, B, target, new GemmDims { M = M, N = N, K = K, Bf = bf16 ? 1 : 0, Ks = ks });
+        Reduce(cfg, C, M, N);
     }
 
     /// <summary>Y (T, n) += bias (n,) on every row.</summary>
@@ -85,42 +100,74 @@ public sealed partial class GpuKernels
         if (C.Length < (long)M * N) throw new ArgumentException($"C holds {C.Length} floats, expected {M}x{N}");
     }
 
-    // tx × ty threads (BN = 8·tx, BM = 4·ty): 16 × 16 where the group limit allows, halved (ty first while BM
-    // exceeds M, then the larger side) until the grid has ≥ 2 blocks per multiprocessor
-    private KernelConfig GemmConfig(int M, int N)
+    // tx × ty threads (BN = 8·tx, BM = 4·ty): 16 × 16 where the group limit allows, ty halved while half the rows
+    // still cover M; then S K-splits (≥ 8 steps of 16 each) until the grid has ≥ 4 blocks per multiprocessor. Returns the
+    // launch, the K range of a split and where the kernel writes: C, or the partials scratch (S, M, N) when S > 1.
+    private (KernelConfig Config, int Ks, ArrayView<float> Target) GemmPlan(int M, int N, int K, ArrayView<float> C)
     {
         int tx = 16, ty = 16;
         while (tx * ty > _acc.MaxNumThreadsPerGroup) { if (tx >= ty) tx /= 2; else ty /= 2; }
         while (ty > 4 && 4 * ty / 2 >= M) ty /= 2;
-        int want = 2 * Math.Max(1, _acc.NumMultiprocessors);
-        while ((tx > 4 || ty > 4) && (long)((N + 8 * tx - 1) / (8 * tx)) * ((M + 4 * ty - 1) / (4 * ty)) < want)
+        long tiles = (long)((N + 8 * tx - 1) / (8 * tx)) * ((M + 4 * ty - 1) / (4 * ty));
+        int steps = (K + GemmBK - 1) / GemmBK, S = 1, want = 4 * Math.Max(1, _acc.NumMultiprocessors);
+        int cap = GemmSplits > 0 ? GemmSplits : int.MaxValue;
+        while (2 * S <= cap && steps / (2 * S) >= (GemmSplits > 0 ? 1 : 8) && (GemmSplits > 0 || tiles * S < want)) S *= 2;
+        int ks = (steps + S - 1) / S * GemmBK;
+        S = (K + ks - 1) / ks; // no empty split
+        var target = C;
+        if (S > 1)
         {
-            if (tx >= 2 * ty || ty == 4) tx /= 2; else ty /= 2;
+            long need = (long)S * M * N;
+            if (_partials is null || _partials.Length < need) { _partials?.Dispose(); _partials = _acc.Allocate1D<float>(need); }
+            target = _partials.View;
         }
-        return new KernelConfig(new Index2D((N + 8 * tx - 1) / (8 * tx), (M + 4 * ty - 1) / (4 * ty)), new Index2D(tx, ty));
+        var grid = new Index3D((N + 8 * tx - 1) / (8 * tx), (M + 4 * ty - 1) / (4 * ty), S);
+        return (new KernelConfig(grid, new Index3D(tx, ty, 1)), ks, target);
+    }
+
+    // C = Σ over the S partials, in order (nothing to do unsplit)
+    private void Reduce(KernelConfig cfg, ArrayView<float> C, int M, int N)
+    {
+        int S = cfg.GridDim.Z;
+        if (S == 1) return;
+        _gemmReduce ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GemmReduceKernel);
+        long n = (long)M * N;
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _gemmReduce(new KernelConfig((int)((n + blk - 1) / blk), blk), _partials!.View, C, (int)n, S);
+    }
+
+    private static void GemmReduceKernel(ArrayView<float> P, ArrayView<float> C, int n, int S)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i >= n) return;
+        float s = P[i];
+        for (int z = 1; z < S; z++) s += P[(long)z * n + i];
+        C[i] = s;
     }
 
     private static void GemmF32Kernel(ArrayView<float> A, ArrayView<float> B, ArrayView<float> C, GemmDims d)
-        => GemmCore(A, B, default, default, default, default, default, C, d.M, d.N, d.K, 0);
+        => GemmCore(A, B, default, default, default, default, default, C, d.M, d.N, d.K, d.Ks, 0);
 
     private static void GemmHalfKernel(ArrayView<float> A, ArrayView<ushort> B, ArrayView<float> C, GemmDims d)
-        => GemmCore(A, default, B, default, default, default, default, C, d.M, d.N, d.K, 1 + d.Bf);
+        => GemmCore(A, default, B, default, default, default, default, C, d.M, d.N, d.K, d.Ks, 1 + d.Bf);
 
-    private static void GemmSpqrKernel(ArrayView<float> xp, ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> C, SpqrDims sd, int T)
-        => GemmCore(xp, default, default, codes, statCodes, planes, sd, C, T, sd.Rows, sd.Groups * 16, 3);
+    private static void GemmSpqrKernel(ArrayView<float> xp, ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> C, SpqrDims sd, int T, int ks)
+        => GemmCore(xp, default, default, codes, statCodes, planes, sd, C, T, sd.Rows, sd.Groups * 16, ks, 3);
 
     // kind (a constant at each call site): 0 B float32, 1 F16 bits, 2 BF16 bits, 3 SpQR codes (K = 16·groups)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void GemmCore(ArrayView<float> A, ArrayView<float> Bf, ArrayView<ushort> Bh, ArrayView<byte> codes, ArrayView<byte> statCodes,
-                                 ArrayView<float> planes, SpqrDims sd, ArrayView<float> C, int M, int N, int K, int kind)
+                                 ArrayView<float> planes, SpqrDims sd, ArrayView<float> C, int M, int N, int K, int Ks, int kind)
     {
         var As = SharedMemory.Allocate<float>(GemmBK * (GemmMaxBM + GemmPad)); // [k][m], row stride BM + 4
         var Bs = SharedMemory.Allocate<float>(GemmBK * (GemmMaxBN + GemmPad)); // [k][n], row stride BN + 4
         int tx = Group.IdxX, ty = Group.IdxY, nx = Group.DimX, ny = Group.DimY;
         int BM = 4 * ny, BN = 8 * nx, sa = BM + GemmPad, sbs = BN + GemmPad, tid = ty * nx + tx, nt = nx * ny;
         int m0 = Grid.IdxY * BM, n0 = Grid.IdxX * BN, hb = BN / 2;
+        // split z: K range [kb, ke), its partial C at z·M·N of the target (C itself unsplit)
+        int kb = Grid.IdxZ * Ks, ke = Math.Min(K, kb + Ks);
         Acc4x8 acc = default;
-        for (int k0 = 0; k0 < K; k0 += GemmBK)
+        for (int k0 = kb; k0 < ke; k0 += GemmBK)
         {
             // A slice (BM, 16): consecutive threads read consecutive k of a row
             for (int e = tid; e < BM * GemmBK; e += nt)
@@ -142,16 +189,17 @@ public sealed partial class GpuKernels
                     Bs[k * sbs + n] = v;
                 }
             Group.Barrier();
+            // three 16-byte shared loads per 32 FMAs (rows of both slices are 16-byte aligned: strides and offsets % 4 == 0)
+            var a4 = As.Cast<F4>().AsAligned(16); var b4 = Bs.Cast<F4>().AsAligned(16);
             for (int k = 0; k < GemmBK; k++)
             {
-                int ai = k * sa + 4 * ty, bi = k * sbs + 4 * tx;
-                acc.Fma(As[ai], As[ai + 1], As[ai + 2], As[ai + 3],
-                        Bs[bi], Bs[bi + 1], Bs[bi + 2], Bs[bi + 3], Bs[bi + hb], Bs[bi + hb + 1], Bs[bi + hb + 2], Bs[bi + hb + 3]);
+                F4 a = a4[(k * sa >> 2) + ty], b = b4[(k * sbs >> 2) + tx], c = b4[(k * sbs + hb >> 2) + tx];
+                acc.Fma(a.X, a.Y, a.Z, a.W, b.X, b.Y, b.Z, b.W, c.X, c.Y, c.Z, c.W);
             }
             Group.Barrier();
         }
         int mb = m0 + 4 * ty, nb = n0 + 4 * tx;
-        acc.Store(C, mb, nb, nb + hb, M, N);
+        acc.Store(C.SubView((long)Grid.IdxZ * M * N), mb, nb, nb + hb, M, N);
     }
 
     // B slice of a SpQR layer: rows n0.. of group g, one (row, half-group) per thread step: 8 codes of b bits with the

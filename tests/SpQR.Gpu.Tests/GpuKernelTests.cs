@@ -250,9 +250,19 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         SpQR.Quant.Decode.SpqrMatVec.MatMul(layer, X, e, T);
         using var g = new GpuSpqrLayer(acc, layer);
         using var dx = acc.Allocate1D(X); using var ds = acc.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(g, T)); using var dy = acc.Allocate1D<float>(T * rows);
-        fx.Backend.Kernels.SpqrMatMul(g, dx.View, T, dy.View, ds.View);
-        acc.Synchronize();
-        NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matmul {rows}x{cols} w{wbits} T={T}");
+        // K unsplit, and split into partials summed by the reduce kernel
+        try
+        {
+            foreach (int splits in new[] { 0, 4 })
+            {
+                fx.Backend.Kernels.GemmSplits = splits;
+                dy.MemSetToZero();
+                fx.Backend.Kernels.SpqrMatMul(g, dx.View, T, dy.View, ds.View);
+                acc.Synchronize();
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matmul {rows}x{cols} w{wbits} T={T} splits {splits}");
+            }
+        }
+        finally { fx.Backend.Kernels.GemmSplits = 0; }
     }
 
     [Theory]
@@ -264,9 +274,18 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         var e = new float[M * N];
         for (int m = 0; m < M; m++) SpQR.Tensors.Cpu.Reference.ReferenceKernels.Gemv(b, a.AsSpan(m * K, K), e.AsSpan(m * N, N), N, K);
         using var da = acc.Allocate1D(a); using var db = acc.Allocate1D(b); using var dc = acc.Allocate1D<float>(M * N);
-        fx.Backend.Kernels.GemmNT(da.View, db.View, dc.View, M, N, K);
-        acc.Synchronize();
-        NumericAssert.Nmse(e, dc.GetAsArray1D(), Tolerances.GpuNmse, $"GEMM {M}x{N}x{K}");
+        try
+        {
+            foreach (int splits in new[] { 0, 2, 8 })
+            {
+                fx.Backend.Kernels.GemmSplits = splits;
+                dc.MemSetToZero();
+                fx.Backend.Kernels.GemmNT(da.View, db.View, dc.View, M, N, K);
+                acc.Synchronize();
+                NumericAssert.Nmse(e, dc.GetAsArray1D(), Tolerances.GpuNmse, $"GEMM {M}x{N}x{K} splits {splits}");
+            }
+        }
+        finally { fx.Backend.Kernels.GemmSplits = 0; }
     }
 
     [Theory]
