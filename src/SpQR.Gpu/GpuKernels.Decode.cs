@@ -1,8 +1,9 @@
-// The per-token kernels of a decoder layer on the device, mirroring the CPU files: rotary (Cpu/CpuKernels.Rope.cs,
-// both layouts; fused with the KV-cache writes, the position read on the device), attention of one query over the KV
-// cache with GQA/MQA (Cpu/CpuKernels.Attention.cs, one group per head: a warp per position for the scores, group-wide
-// max and sum, the weighted sum of V split over positions), SwiGLU and the residual add (Cpu/CpuKernels.Activation.cs /
-// Elementwise.cs).
+// The kernels of a decoder layer on the device besides the products, mirroring the CPU files, for one token (a decode
+// step) or T tokens at consecutive positions (a batched prefill pass; grid y is the token): rotary
+// (Cpu/CpuKernels.Rope.cs, both layouts; fused with the KV-cache writes, the first position read on the device), causal
+// attention over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs; a group per (head, query): a warp per cached
+// position for the scores, group-wide max and sum, the weighted sum of V split over positions), LayerNorm per row,
+// Falcon's qkv split, GELU, SwiGLU and the residual add (Cpu/CpuKernels.Activation.cs / Elementwise.cs).
 using ILGPU;
 using ILGPU.Runtime;
 

@@ -1,8 +1,9 @@
-// LLaMA and Falcon decoders resident on the device, for token-by-token decoding: weights (F32/F16 dense or SpQR
-// layers, the same bytes as on the CPU), KV cache and activations live in device memory; per token the host uploads
-// one embedding row and its position and downloads the logits (or one argmax id), nothing per layer; from the second
-// step on, the step's kernels replay from one CUDA graph (GpuGraph). They mirror Models/Llama/LlamaModel.cs and
-// Models/Falcon/FalconModel.cs step by step:
+// LLaMA and Falcon decoders resident on the device: weights (F32/F16 dense or SpQR layers, the same bytes as on the
+// CPU), KV cache and activations live in device memory. A decode step uploads one embedding row and its position and
+// downloads the logits (or one argmax id), nothing per layer; from the second step on, its kernels replay from one CUDA
+// graph (GpuGraph). A Forward of several tokens (a prompt, up to MaxBatch) is one batched pass: the same layers over
+// (T, ·) buffers with GEMMs (GpuKernels.MatMul.cs; SpQR decoded in the GEMM's tiles) and causal attention of T queries.
+// They mirror Models/Llama/LlamaModel.cs and Models/Falcon/FalconModel.cs step by step:
 //   LLaMA:  h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
 //           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)     (q/k/v and gate/up run concurrently: Branches)
 //   Falcon: h = layernorm(x); q,k,v = split(Wqkv h); rope; cache; a = attention; m = ln_mlp(x) or h;
