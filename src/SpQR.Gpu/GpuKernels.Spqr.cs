@@ -26,8 +26,6 @@ namespace SpQR.Gpu;
 public struct SpqrDims
 {
     public int Rows, Cols, Groups, WBits, RowBytes, StatRowBytes, StatBits, ScaleBits, QqGroupSize, Fp16;
-    /// <summary>0x4B000000, the bits of 2^23 (the kernels' exact code → float step; an argument, not a literal: see Small).</summary>
-    public uint Magic;
 }
 
 /// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
@@ -76,17 +74,15 @@ public struct X32
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static X32 LoadWide(ArrayView<float> scratch, int xi, int W)
     {
-        // one base address, then constant offsets (W is the literal warp size on CUDA): ptxas folds them into the loads
-        var v = scratch.Cast<GpuKernels.F4>().SubView(xi >> 2).AsAligned(16);
         X32 x = default;
-        GpuKernels.F4 q = v[0]; x.V0 = q.X; x.V1 = q.Y; x.V2 = q.Z; x.V3 = q.W;
-        q = v[W]; x.V4 = q.X; x.V5 = q.Y; x.V6 = q.Z; x.V7 = q.W;
-        q = v[2 * W]; x.V8 = q.X; x.V9 = q.Y; x.V10 = q.Z; x.V11 = q.W;
-        q = v[3 * W]; x.V12 = q.X; x.V13 = q.Y; x.V14 = q.Z; x.V15 = q.W;
-        q = v[4 * W]; x.V16 = q.X; x.V17 = q.Y; x.V18 = q.Z; x.V19 = q.W;
-        q = v[5 * W]; x.V20 = q.X; x.V21 = q.Y; x.V22 = q.Z; x.V23 = q.W;
-        q = v[6 * W]; x.V24 = q.X; x.V25 = q.Y; x.V26 = q.Z; x.V27 = q.W;
-        q = v[7 * W]; x.V28 = q.X; x.V29 = q.Y; x.V30 = q.Z; x.V31 = q.W;
+        GpuKernels.Load4(scratch, xi + 0 * 4 * W, out x.V0, out x.V1, out x.V2, out x.V3);
+        GpuKernels.Load4(scratch, xi + 1 * 4 * W, out x.V4, out x.V5, out x.V6, out x.V7);
+        GpuKernels.Load4(scratch, xi + 2 * 4 * W, out x.V8, out x.V9, out x.V10, out x.V11);
+        GpuKernels.Load4(scratch, xi + 3 * 4 * W, out x.V12, out x.V13, out x.V14, out x.V15);
+        GpuKernels.Load4(scratch, xi + 4 * 4 * W, out x.V16, out x.V17, out x.V18, out x.V19);
+        GpuKernels.Load4(scratch, xi + 5 * 4 * W, out x.V20, out x.V21, out x.V22, out x.V23);
+        GpuKernels.Load4(scratch, xi + 6 * 4 * W, out x.V24, out x.V25, out x.V26, out x.V27);
+        GpuKernels.Load4(scratch, xi + 7 * 4 * W, out x.V28, out x.V29, out x.V30, out x.V31);
         return x;
     }
 }
@@ -100,11 +96,10 @@ public struct U16
     public static U16 Load(ArrayView<uint> u32, long q, int b)
     {
         U16 w = default;
-        var v = u32.Cast<GpuKernels.U4>().SubView(q >> 2).AsAligned(16);
-        GpuKernels.U4 t = v[0]; w.A0 = t.X; w.A1 = t.Y; w.A2 = t.Z; w.A3 = t.W;
-        t = v[1]; w.A4 = t.X; w.A5 = t.Y; w.A6 = t.Z; w.A7 = t.W;
-        if (b > 2) { t = v[2]; w.A8 = t.X; w.A9 = t.Y; w.A10 = t.Z; w.A11 = t.W; }
-        if (b > 3) { t = v[3]; w.A12 = t.X; w.A13 = t.Y; w.A14 = t.Z; w.A15 = t.W; }
+        GpuKernels.Load4(u32, q, out w.A0, out w.A1, out w.A2, out w.A3);
+        GpuKernels.Load4(u32, q + 4, out w.A4, out w.A5, out w.A6, out w.A7);
+        if (b > 2) GpuKernels.Load4(u32, q + 8, out w.A8, out w.A9, out w.A10, out w.A11);
+        if (b > 3) GpuKernels.Load4(u32, q + 12, out w.A12, out w.A13, out w.A14, out w.A15);
         return w;
     }
 
@@ -144,7 +139,7 @@ public sealed class GpuSpqrLayer : IDisposable
         Dims = new SpqrDims
         {
             Rows = l.Rows, Cols = l.Cols, Groups = l.Groups, WBits = l.WBits, RowBytes = l.RowBytes, StatRowBytes = l.StatRowBytes,
-            StatBits = l.StatBits, ScaleBits = l.ScaleBits, QqGroupSize = l.QqGroupSize, Fp16 = l.Fp16Arithmetic ? 1 : 0, Magic = 0x4B000000u,
+            StatBits = l.StatBits, ScaleBits = l.ScaleBits, QqGroupSize = l.QqGroupSize, Fp16 = l.Fp16Arithmetic ? 1 : 0,
         };
         var planes = new float[l.Stats2!.Length]; // (rowGroups, groups, 4): the stored order, widened (one 16-byte load per group)
         for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
@@ -354,7 +349,7 @@ public sealed partial class GpuKernels
                         if (b > 2) w2 = (uint)(codes[p + 8] | (codes[p + 9] << 8) | (codes[p + 10] << 16) | (codes[p + 11] << 24));
                         if (b > 3) w3 = (uint)(codes[p + 12] | (codes[p + 13] << 8) | (codes[p + 14] << 16) | (codes[p + 15] << 24));
                     }
-                    PairDots(w0, w1, w2, w3, b, xv, d.Magic, out float dA, out float dB);
+                    PairDots(w0, w1, w2, w3, b, xv, out float dA, out float dB);
                     float part = 0;
                     for (int t = 0; t < 2; t++)
                     {
@@ -393,14 +388,12 @@ public sealed partial class GpuKernels
     // 4-7 come from the word shifted down by 4b, so v < 2^16; OR-ing v onto 2^23's bits gives the float 2^23 + v, and
     // subtracting 2^23 leaves v (LOP3 + FADD, both full rate)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float Code(uint h, int k, int b, int m, uint e)
-        => Small(k < 4 ? h & (uint)(m << (b * k)) : (h >> (4 * b)) & (uint)(m << (b * (k - 4))), e);
+    private static float Code(uint h, int k, int b, int m)
+        => Small(k < 4 ? h & (uint)(m << (b * k)) : (h >> (4 * b)) & (uint)(m << (b * (k - 4))));
 
-    // v < 2^23 as a float, exactly: 2^23's bits (e, SpqrDims.Magic) OR v is the float 2^23 + v. e comes from a kernel
-    // argument rather than a literal: with two immediates (mask, 2^23) ptxas emits two LOP3s per code, with one in a
-    // register a single LOP3 (h & mask) | e
+    // v < 2^23 as a float, exactly: 2^23's bits OR v is the float 2^23 + v
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float Small(uint v, uint e) => Interop.IntAsFloat(v | e) - 8388608f;
+    private static float Small(uint v) => Interop.IntAsFloat(v | 0x4B000000u) - 8388608f;
 
     // The four-row kernel (see the file header): the next step's code words and stat bytes are loaded before this step
     // computes. A plain version without the prefetch (72 registers instead of 96) was 3-21% slower on the H200 (run 10,
@@ -619,26 +612,26 @@ public sealed partial class GpuKernels
     private static float SpqrRowCompute(RowWords l, SpqrDims d, int b, bool has1,
                                         float ss0, float sz0, float zs0, float zz0, float ss1, float sz1, float zs1, float zz1, float xs0, float xs1, X32 xv)
     {
-        PairDots(l.W0, l.W1, l.W2, l.W3, b, xv, d.Magic, out float dot0, out float dot1);
+        PairDots(l.W0, l.W1, l.W2, l.W3, b, xv, out float dot0, out float dot1);
         int v = l.Stat, F = d.StatBits, qs = d.ScaleBits;
         int f0 = v & ((1 << F) - 1), f1 = (v >> F) & ((1 << F) - 1);
         // the statistic codes to float through the same exact OR-onto-2^23 (no I2F)
-        float s0 = ss0 * (Small((uint)(f0 & ((1 << qs) - 1)), d.Magic) - sz0), z0 = zs0 * (Small((uint)(f0 >> qs), d.Magic) - zz0);
-        float s1 = ss1 * (Small((uint)(f1 & ((1 << qs) - 1)), d.Magic) - sz1), z1 = zs1 * (Small((uint)(f1 >> qs), d.Magic) - zz1);
+        float s0 = ss0 * (Small((uint)(f0 & ((1 << qs) - 1))) - sz0), z0 = zs0 * (Small((uint)(f0 >> qs)) - zz0);
+        float s1 = ss1 * (Small((uint)(f1 & ((1 << qs) - 1))) - sz1), z1 = zs1 * (Small((uint)(f1 >> qs)) - zz1);
         return s0 * (dot0 - z0 * xs0) + (has1 ? s1 * (dot1 - z1 * xs1) : 0f);
     }
 
     // the two groups' code·x̃ sums of one chunk: its b words hold four half-group words of 8 codes (h0..h3)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void PairDots(uint w0, uint w1, uint w2, uint w3, int b, X32 xv, uint e, out float dot0, out float dot1)
+    private static void PairDots(uint w0, uint w1, uint w2, uint w3, int b, X32 xv, out float dot0, out float dot1)
     {
         int m = (1 << b) - 1;
         uint h0 = Bits(w0, w1, w2, 0), h1 = b == 4 ? w1 : Bits(w0, w1, w2, 8 * b);
         uint h2 = b == 4 ? w2 : Bits(w0, w1, w2, 16 * b), h3 = b == 4 ? w3 : b == 2 ? w1 >> 16 : Bits(w1, w2, 0, 24 * b - 32);
-        dot0 = Code(h0, 0, b, m, e) * xv.V0 + Code(h0, 1, b, m, e) * xv.V1 + Code(h0, 2, b, m, e) * xv.V2 + Code(h0, 3, b, m, e) * xv.V3 + Code(h0, 4, b, m, e) * xv.V4 + Code(h0, 5, b, m, e) * xv.V5 + Code(h0, 6, b, m, e) * xv.V6 + Code(h0, 7, b, m, e) * xv.V7
-             + Code(h1, 0, b, m, e) * xv.V8 + Code(h1, 1, b, m, e) * xv.V9 + Code(h1, 2, b, m, e) * xv.V10 + Code(h1, 3, b, m, e) * xv.V11 + Code(h1, 4, b, m, e) * xv.V12 + Code(h1, 5, b, m, e) * xv.V13 + Code(h1, 6, b, m, e) * xv.V14 + Code(h1, 7, b, m, e) * xv.V15;
-        dot1 = Code(h2, 0, b, m, e) * xv.V16 + Code(h2, 1, b, m, e) * xv.V17 + Code(h2, 2, b, m, e) * xv.V18 + Code(h2, 3, b, m, e) * xv.V19 + Code(h2, 4, b, m, e) * xv.V20 + Code(h2, 5, b, m, e) * xv.V21 + Code(h2, 6, b, m, e) * xv.V22 + Code(h2, 7, b, m, e) * xv.V23
-             + Code(h3, 0, b, m, e) * xv.V24 + Code(h3, 1, b, m, e) * xv.V25 + Code(h3, 2, b, m, e) * xv.V26 + Code(h3, 3, b, m, e) * xv.V27 + Code(h3, 4, b, m, e) * xv.V28 + Code(h3, 5, b, m, e) * xv.V29 + Code(h3, 6, b, m, e) * xv.V30 + Code(h3, 7, b, m, e) * xv.V31;
+        dot0 = Code(h0, 0, b, m) * xv.V0 + Code(h0, 1, b, m) * xv.V1 + Code(h0, 2, b, m) * xv.V2 + Code(h0, 3, b, m) * xv.V3 + Code(h0, 4, b, m) * xv.V4 + Code(h0, 5, b, m) * xv.V5 + Code(h0, 6, b, m) * xv.V6 + Code(h0, 7, b, m) * xv.V7
+             + Code(h1, 0, b, m) * xv.V8 + Code(h1, 1, b, m) * xv.V9 + Code(h1, 2, b, m) * xv.V10 + Code(h1, 3, b, m) * xv.V11 + Code(h1, 4, b, m) * xv.V12 + Code(h1, 5, b, m) * xv.V13 + Code(h1, 6, b, m) * xv.V14 + Code(h1, 7, b, m) * xv.V15;
+        dot1 = Code(h2, 0, b, m) * xv.V16 + Code(h2, 1, b, m) * xv.V17 + Code(h2, 2, b, m) * xv.V18 + Code(h2, 3, b, m) * xv.V19 + Code(h2, 4, b, m) * xv.V20 + Code(h2, 5, b, m) * xv.V21 + Code(h2, 6, b, m) * xv.V22 + Code(h2, 7, b, m) * xv.V23
+             + Code(h3, 0, b, m) * xv.V24 + Code(h3, 1, b, m) * xv.V25 + Code(h3, 2, b, m) * xv.V26 + Code(h3, 3, b, m) * xv.V27 + Code(h3, 4, b, m) * xv.V28 + Code(h3, 5, b, m) * xv.V29 + Code(h3, 6, b, m) * xv.V30 + Code(h3, 7, b, m) * xv.V31;
     }
 
     private static void GatherKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> xp, int cols, int padded)
