@@ -8,28 +8,47 @@ using SpQR.TestUtil;
 using SpQR.Transformer.Config;
 using SpQR.Transformer.Layers;
 using SpQR.Transformer.Loading;
+using SpQR.Transformer.Models;
 using Xunit;
 
 namespace SpQR.Gpu.Tests;
 
 public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
 {
-    [SharedTheory]
-    [InlineData("hf/llama-tiny")]
-    [InlineData("spqr-reference-export/llama-tiny-w3")]
-    [InlineData("hf/falcon-7b-style")]
-    [InlineData("hf/falcon-40b-style")]
-    [InlineData("hf/llama-tied-mha")]
-    public void Gpu_decode_matches_the_cpu_model_token_by_token(string folder)
+    public static TheoryData<string> Folders => new()
+    {
+        "hf/llama-tiny", "spqr-reference-export/llama-tiny-w3", "hf/falcon-7b-style", "hf/falcon-40b-style", "hf/llama-tied-mha",
+    };
+
+    // a fixture folder as the CPU model and as the device decoder over the same checkpoint (SpQR layers where it has them)
+    private sealed class Pair : IDisposable
+    {
+        public required ICausalLM Cpu { get; init; }
+        public required GpuDecoder Gpu { get; init; }
+        public required SafetensorsCheckpoint Checkpoint { get; init; }
+        public required SafetensorsWeightSource Source { get; init; }
+        public void Dispose() { Gpu.Dispose(); Source.Dispose(); Checkpoint.Dispose(); Cpu.Dispose(); }
+    }
+
+    private Pair Open(string folder, int cpuBatch, int gpuBatch)
     {
         string path = Fixtures.Path(["fixtures", .. folder.Split('/')]);
         var cfg = TransformerConfig.Load(path);
-        using var cpu = ModelLoader.Load(path, new ModelOptions { MaxContext = 64, MaxBatch = 1 });
-        using var ck = SafetensorsCheckpoint.Open(path);
-        using var source = new SafetensorsWeightSource(ck);
-        using GpuDecoder gpu = cfg.Architecture == Architecture.Falcon
-            ? new GpuFalconModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64)
-            : new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64);
+        var cpu = ModelLoader.Load(path, new ModelOptions { MaxContext = 64, MaxBatch = cpuBatch });
+        var ck = SafetensorsCheckpoint.Open(path);
+        var source = new SafetensorsWeightSource(ck);
+        GpuDecoder gpu = cfg.Architecture == Architecture.Falcon
+            ? new GpuFalconModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64, maxBatch: gpuBatch)
+            : new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64, maxBatch: gpuBatch);
+        return new Pair { Cpu = cpu, Gpu = gpu, Checkpoint = ck, Source = source };
+    }
+
+    [SharedTheory]
+    [MemberData(nameof(Folders))]
+    public void Gpu_decode_matches_the_cpu_model_token_by_token(string folder)
+    {
+        using var m = Open(folder, cpuBatch: 1, gpuBatch: 64);
+        var (cpu, gpu) = (m.Cpu, m.Gpu);
         int[] ids = [1, 17, 250, 3, 99, 41, 7, 300];
         for (int t = 0; t < ids.Length; t++)
         {
@@ -40,21 +59,11 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
     }
 
     [SharedTheory]
-    [InlineData("hf/llama-tiny")]
-    [InlineData("spqr-reference-export/llama-tiny-w3")]
-    [InlineData("hf/falcon-7b-style")]
-    [InlineData("hf/falcon-40b-style")]
-    [InlineData("hf/llama-tied-mha")]
+    [MemberData(nameof(Folders))]
     public void Gpu_batched_prefill_matches_the_cpu_model_and_decoding_continues_from_it(string folder)
     {
-        string path = Fixtures.Path(["fixtures", .. folder.Split('/')]);
-        var cfg = TransformerConfig.Load(path);
-        using var cpu = ModelLoader.Load(path, new ModelOptions { MaxContext = 64, MaxBatch = 16 });
-        using var ck = SafetensorsCheckpoint.Open(path);
-        using var source = new SafetensorsWeightSource(ck);
-        using GpuDecoder gpu = cfg.Architecture == Architecture.Falcon
-            ? new GpuFalconModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64, maxBatch: 8)
-            : new GpuLlamaModel(fx.Backend, cfg, source, name => SpqrLinearFactory.ReadLayer(ck, name, out _), maxContext: 64, maxBatch: 8);
+        using var m = Open(folder, cpuBatch: 16, gpuBatch: 8);
+        var (cpu, gpu) = (m.Cpu, m.Gpu);
         int[] ids = [1, 17, 250, 3, 99, 41, 7, 300, 12, 5, 77];
         // the first 8 tokens in one batched pass, every token's logits
         var e = cpu.Forward(ids.AsSpan(0, 8), 0, allLogits: true).ToArray();
