@@ -92,9 +92,9 @@ public sealed partial class GpuKernels
         _ropeStore(new KernelConfig(new Index2D((n + blk - 1) / blk, tokens), new Index2D(blk, 1)), q, k, v, cos, sin, pos, keys, values, d);
     }
 
-    /// <summary>Causal attention of `tokens` queries at positions pos[0]..: out (tokens, nHeads, headDim) = softmax(q kᵀ/√d) v,
-    /// query t over cache positions [0, pos[0] + t] of one layer; keys and values (maxCtx, nKv, headDim); scores is a
-    /// scratch of tokens·nHeads·maxCtx floats; pos (1,) is read on the device.</summary>
+    /// <summary>Causal attention of `tokens` queries at positions pos[0] + d.First..: out (tokens, nHeads, headDim) =
+    /// softmax(q kᵀ/√d) v, query t over cache positions [0, pos[0] + d.First + t] of one layer; keys and values (maxCtx,
+    /// nKv, headDim); scores is a scratch of tokens·nHeads·maxCtx floats; pos (1,) is read on the device.</summary>
     public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d,
                           int tokens = 1)
     {
@@ -171,8 +171,8 @@ public sealed partial class GpuKernels
     // among n / hd parts that meet in shared memory
     private static void AttentionKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d)
     {
-        // query Grid.IdxY (position pos[0] + token), head Grid.IdxX
-        int token = Grid.IdxY, positions = pos[0] + token + 1;
+        // query Grid.IdxY of this launch (position pos[0] + First + token), head Grid.IdxX
+        int token = Grid.IdxY, positions = pos[0] + d.First + token + 1;
         var part = SharedMemory.Allocate<float>(1024);
         int h = Grid.IdxX, tid = Group.IdxX, n = Group.DimX, W = Warp.WarpSize, nw = n / W, lane = Warp.LaneIdx;
         int kvh = h / (d.Heads / d.KvHeads), hd = d.HeadDim, stride = d.KvHeads * hd;
@@ -246,10 +246,12 @@ public sealed partial class GpuKernels
     }
 }
 
-/// <summary>Attention shape (the number of cached positions is read from the device: pos + 1).</summary>
+/// <summary>Attention shape (the number of cached positions is read from the device: pos + First + query + 1).</summary>
 public struct AttentionDims
 {
-    public int Heads, KvHeads, HeadDim, MaxContext;
+    /// <summary>First: the index of the first query within its batch (its position is pos[0] + First; a long batch is
+    /// attended in query chunks that share one scores scratch).</summary>
+    public int Heads, KvHeads, HeadDim, MaxContext, First;
 }
 
 /// <summary>Rotary shape: heads of q, KV heads of k and v, head dimension (all of it rotated), layout.</summary>

@@ -199,6 +199,25 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     private float[] _rows = [];
     private bool _batchReady;
 
+    /// <summary>
+    /// Device floats the batched attention's scores scratch may take (default 16M, 64 MB): queries × heads × MaxContext
+    /// floats, so a batch whose scores would not fit is attended in query chunks of AttentionChunk. Set before the first
+    /// batched pass.
+    /// </summary>
+    public long AttentionScoresFloats
+    {
+        get => _scoresFloats;
+        set
+        {
+            if (_batchReady) throw new InvalidOperationException("the batched buffers are already allocated");
+            _scoresFloats = Math.Max(1, value);
+        }
+    }
+    private long _scoresFloats = 16L << 20;
+
+    /// <summary>Queries one batched attention launch takes (1..MaxBatch).</summary>
+    public int AttentionChunk => (int)Math.Clamp(_scoresFloats / ((long)Config.NumHeads * MaxContext), 1, MaxBatch);
+
     /// <summary>A subclass's own (MaxBatch, ·) buffers for LayerBatch.</summary>
     protected abstract void AllocateBatch(int B);
 
@@ -213,7 +232,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         XB = Buf((long)B * c.HiddenSize); HB = Buf((long)B * Math.Max(c.HiddenSize, c.QDim));
         QB = Buf((long)B * c.QDim); KB = Buf((long)B * c.KvDim); VB = Buf((long)B * c.KvDim); AttB = Buf((long)B * c.QDim);
         ScratchB = Buf(_buffers.OfType<GpuLinear>().Select(l => l.BatchScratch(B)).DefaultIfEmpty(1).Max());
-        _scoresB = Buf((long)B * c.NumHeads * MaxContext);
+        _scoresB = Buf((long)AttentionChunk * c.NumHeads * MaxContext);
         _rows = new float[B * c.HiddenSize];
         AllocateBatch(B);
         _batchReady = true;
@@ -226,14 +245,21 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps, T);
     }
 
-    /// <summary>Rotary on QB and KB, the T tokens' K/V into layer l's cache from the device position, causal attention into AttB.</summary>
+    /// <summary>Rotary on QB and KB, the T tokens' K/V into layer l's cache from the device position, causal attention into
+    /// AttB (in query chunks sharing the scores scratch).</summary>
     protected void AttendBatch(int l, int T)
     {
         var c = Config;
         K.RopeStore(QB.View, KB.View, VB.View, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
                     c.RopeLayout == RopeLayout.Interleaved, T);
-        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext };
-        K.Attention(QB.View, _keys[l].View, _values[l].View, AttB.View, _scoresB.View, _pos.View, dims, T);
+        int chunk = AttentionChunk;
+        for (int t0 = 0; t0 < T; t0 += chunk)
+        {
+            int n = Math.Min(chunk, T - t0);
+            var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext, First = t0 };
+            K.Attention(QB.View.SubView((long)t0 * c.QDim, (long)n * c.QDim), _keys[l].View, _values[l].View, AttB.View.SubView((long)t0 * c.QDim, (long)n * c.QDim),
+                        _scoresB.View, _pos.View, dims, n);
+        }
     }
 
     // T ≥ 2 tokens at positions pos..: one batched pass; the logits of all tokens (into _all) or of the last (_logitsHost)

@@ -58,12 +58,30 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
         }
     }
 
+    // every folder with the whole batch in one attention launch; two with the scores scratch cut to 3 queries
+    public static TheoryData<string, bool> PrefillCases
+    {
+        get
+        {
+            var data = new TheoryData<string, bool>();
+            foreach (string f in Folders) data.Add(f, false);
+            data.Add("spqr-reference-export/llama-tiny-w3", true);
+            data.Add("hf/falcon-7b-style", true);
+            return data;
+        }
+    }
+
     [SharedTheory]
-    [MemberData(nameof(Folders))]
-    public void Gpu_batched_prefill_matches_the_cpu_model_and_decoding_continues_from_it(string folder)
+    [MemberData(nameof(PrefillCases))]
+    public void Gpu_batched_prefill_matches_the_cpu_model_and_decoding_continues_from_it(string folder, bool attentionChunks)
     {
         using var m = Open(folder, cpuBatch: 16, gpuBatch: 8);
         var (cpu, gpu) = (m.Cpu, m.Gpu);
+        if (attentionChunks)
+        {
+            gpu.AttentionScoresFloats = 3L * gpu.Config.NumHeads * gpu.MaxContext;
+            Assert.Equal(3, gpu.AttentionChunk);
+        }
         int[] ids = [1, 17, 250, 3, 99, 41, 7, 300, 12, 5, 77];
         // the first 8 tokens in one batched pass, every token's logits
         var e = cpu.Forward(ids.AsSpan(0, 8), 0, allLogits: true).ToArray();

@@ -131,6 +131,16 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         NumericAssert.Nmse(keysE, dkeys.GetAsArray1D(), Tolerances.GpuNmse, "key cache");
         NumericAssert.Nmse(valuesE, dvals.GetAsArray1D(), Tolerances.GpuNmse, "value cache");
         NumericAssert.Nmse(oe, dout.GetAsArray1D(), Tolerances.GpuNmse, "attention output");
+        // the same queries in chunks of two sharing a two-query scores scratch (First: the chunk's first query)
+        using var dout2 = acc.Allocate1D<float>(T * qDim);
+        for (int t0 = 0; t0 < T; t0 += 2)
+        {
+            int n = Math.Min(2, T - t0);
+            kk.Attention(dq.View.SubView(t0 * qDim, n * qDim), dkeys.View, dvals.View, dout2.View.SubView(t0 * qDim, n * qDim), dsc.View.SubView(0, 2 * heads * ctx), dpos.View,
+                         new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx, First = t0 }, n);
+        }
+        acc.Synchronize();
+        NumericAssert.Nmse(oe, dout2.GetAsArray1D(), Tolerances.GpuNmse, "attention output, query chunks");
         // a scores scratch too small for T queries is refused, not overrun
         Assert.Throws<ArgumentException>(() => kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View.SubView(0, heads * ctx), dpos.View,
             new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx }, T));
