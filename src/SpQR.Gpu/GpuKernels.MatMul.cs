@@ -121,6 +121,7 @@ public sealed partial class GpuKernels
         if (S > 1)
         {
             long need = (long)S * M * N;
+            // growing it frees the old buffer: cuMemFree waits for the device, so queued kernels that read it finish first
             if (_partials is null || _partials.Length < need) { _partials?.Dispose(); _partials = _acc.Allocate1D<float>(need); }
             target = _partials.View;
         }
