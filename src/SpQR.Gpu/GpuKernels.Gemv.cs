@@ -92,8 +92,8 @@ public sealed partial class GpuKernels
     // the low 16 bits as F16 (bf = 0) or BF16 (bf = 1), widened to float
     private static float HalfBitsToF32(uint bits, int bf) => bf != 0 ? Interop.IntAsFloat((bits & 0xFFFFu) << 16) : F16BitsToF32(bits);
 
-    // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), one warp per row
-    // one block per row (a decode step normalizes one row: a single warp left the device idle for microseconds)
+    // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), a thread group per row (a decode step normalizes one
+    // row: a single warp left the device idle for microseconds)
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
         => _rmsNorm(new KernelConfig(rows, NormThreads), x, w, dst, (int)w.Length, eps);
 

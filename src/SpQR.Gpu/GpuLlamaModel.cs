@@ -174,20 +174,31 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         return lin;
     }
 
-    protected void Norm(ArrayView<float> x, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst)
+    /// <summary>RMSNorm or LayerNorm by the config of `rows` rows: x (rows, hidden) → dst (rows, hidden).</summary>
+    protected void Norm(ArrayView<float> x, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst, int rows = 1)
     {
-        if (Config.Norm == NormKind.RmsNorm) K.RmsNorm(x, w.View, dst, 1, Config.NormEps);
-        else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps);
+        if (Config.Norm == NormKind.RmsNorm) K.RmsNorm(x, w.View, dst, rows, Config.NormEps);
+        else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps, rows);
     }
 
-    /// <summary>Rotary on Q and K (already projected), K/V into layer l's cache at the device position, attention into Att.</summary>
-    protected void Attend(int l)
+    /// <summary>
+    /// Rotary on q and k (T tokens, already projected), their K/V into layer l's cache from the device position, causal
+    /// attention into att: in query chunks as many as the scores scratch holds (heads × MaxContext floats each; the
+    /// decode step's scratch holds one).
+    /// </summary>
+    private void Attend(int l, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> att, ArrayView<float> scores, int T = 1)
     {
         var c = Config;
-        K.RopeStore(Q.View, Kb.View, V.View, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
-                    c.RopeLayout == RopeLayout.Interleaved);
-        var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext };
-        K.Attention(Q.View, _keys[l].View, _values[l].View, Att.View, _scores.View, _pos.View, dims);
+        K.RopeStore(q, k, v, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
+                    c.RopeLayout == RopeLayout.Interleaved, T);
+        int chunk = (int)(scores.Length / ((long)c.NumHeads * MaxContext));
+        for (int t0 = 0; t0 < T; t0 += chunk)
+        {
+            int n = Math.Min(chunk, T - t0);
+            var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext, First = t0 };
+            K.Attention(q.SubView((long)t0 * c.QDim, (long)n * c.QDim), _keys[l].View, _values[l].View, att.SubView((long)t0 * c.QDim, (long)n * c.QDim),
+                        scores, _pos.View, dims, n);
+        }
     }
 
     protected abstract void Layer(int l);
@@ -238,29 +249,11 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         _batchReady = true;
     }
 
-    /// <summary>Norm of T rows (x → dst, both (T, hidden)).</summary>
-    protected void NormBatch(ArrayView<float> x, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst, int T)
-    {
-        if (Config.Norm == NormKind.RmsNorm) K.RmsNorm(x, w.View, dst, T, Config.NormEps);
-        else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps, T);
-    }
+    /// <summary>Attention of layer l for the decode step's token (Q, Kb, V → Att).</summary>
+    protected void AttendStep(int l) => Attend(l, Q.View, Kb.View, V.View, Att.View, _scores.View);
 
-    /// <summary>Rotary on QB and KB, the T tokens' K/V into layer l's cache from the device position, causal attention into
-    /// AttB (in query chunks sharing the scores scratch).</summary>
-    protected void AttendBatch(int l, int T)
-    {
-        var c = Config;
-        K.RopeStore(QB.View, KB.View, VB.View, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
-                    c.RopeLayout == RopeLayout.Interleaved, T);
-        int chunk = AttentionChunk;
-        for (int t0 = 0; t0 < T; t0 += chunk)
-        {
-            int n = Math.Min(chunk, T - t0);
-            var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext, First = t0 };
-            K.Attention(QB.View.SubView((long)t0 * c.QDim, (long)n * c.QDim), _keys[l].View, _values[l].View, AttB.View.SubView((long)t0 * c.QDim, (long)n * c.QDim),
-                        _scoresB.View, _pos.View, dims, n);
-        }
-    }
+    /// <summary>Attention of layer l for the T tokens of a batched pass (QB, KB, VB → AttB).</summary>
+    protected void AttendBatch(int l, int T) => Attend(l, QB.View, KB.View, VB.View, AttB.View, _scoresB.View, T);
 
     // T ≥ 2 tokens at positions pos..: one batched pass; the logits of all tokens (into _all) or of the last (_logitsHost)
     private void RunBatch(ReadOnlySpan<int> tokens, int pos, bool allLogits)
@@ -268,19 +261,12 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         var c = Config;
         int T = tokens.Length, d = c.HiddenSize, vocab = c.VocabSize;
         EnsureBatch();
-        for (int t = 0; t < T; t++)
-        {
-            if ((uint)tokens[t] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), tokens[t], $"token id outside the vocabulary of {vocab}");
-            _embed.Row(tokens[t]).CopyToF32(_rows.AsSpan(t * d, d));
-        }
-        XB.View.SubView(0, (long)T * d).CopyFromCPU(ref _rows[0], (long)T * d);
-        _posHost[0] = pos;
-        _pos.View.CopyFromCPU(_posHost);
+        Upload(tokens, pos, _rows, XB.View);
         for (int l = 0; l < c.NumLayers; l++) LayerBatch(l, T);
         if (allLogits)
         {
             _logitsB ??= Buf((long)MaxBatch * vocab);
-            NormBatch(XB.View, _finalW, _finalB, HB.View, T);
+            Norm(XB.View, _finalW, _finalB, HB.View, T);
             _head.ForwardBatch(K, HB.View, T, _logitsB.View, ScratchB.View);
             Gpu.Accelerator.Synchronize();
             if (_all.Length < T * vocab) _all = new float[MaxBatch * vocab];
@@ -288,12 +274,35 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         }
         else
         {
-            var hf = H.View.SubView(0, d);
-            Norm(XB.View.SubView((long)(T - 1) * d, d), _finalW, _finalB, hf);
-            _head.Forward(K, hf, _logits.View, Scratch.View);
+            Logits(XB.View.SubView((long)(T - 1) * d, d));
             Gpu.Accelerator.Synchronize();
             _logits.View.CopyToCPU(_logitsHost);
         }
+    }
+
+    // the tokens' embedding rows widened into a reused host buffer and uploaded to dst (T, hidden), and the first
+    // position into the device buffer the kernels read it from
+    private void Upload(ReadOnlySpan<int> tokens, int pos, float[] host, ArrayView<float> dst)
+    {
+        int d = Config.HiddenSize, vocab = Config.VocabSize;
+        if (pos < 0 || pos + tokens.Length > MaxContext)
+            throw new ArgumentOutOfRangeException(nameof(pos), pos, $"{tokens.Length} token(s) at position {pos} exceed the context of {MaxContext}");
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            if ((uint)tokens[t] >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), tokens[t], $"token id outside the vocabulary of {vocab}");
+            _embed.Row(tokens[t]).CopyToF32(host.AsSpan(t * d, d));
+        }
+        dst.SubView(0, (long)tokens.Length * d).CopyFromCPU(ref host[0], (long)tokens.Length * d);
+        _posHost[0] = pos;
+        _pos.View.CopyFromCPU(_posHost);
+    }
+
+    // logits (vocab,) of one hidden row x: final norm, then the head (matvec)
+    private void Logits(ArrayView<float> x)
+    {
+        var hf = H.View.SubView(0, Config.HiddenSize);
+        Norm(x, _finalW, _finalB, hf);
+        _head.Forward(K, hf, _logits.View, Scratch.View);
     }
 
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
@@ -366,14 +375,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     // the whole step queued on the device; the logits land in _logits
     private void Enqueue(int token, int pos)
     {
-        var c = Config;
-        if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.VocabSize}");
-        if ((uint)pos >= (uint)MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position past the context of {MaxContext}");
-        // the token's embedding row, widened into a reused buffer (no allocation per token), and the position
-        _embed.Row(token).CopyToF32(_row);
-        X.View.CopyFromCPU(_row);
-        _posHost[0] = pos;
-        _pos.View.CopyFromCPU(_posHost);
+        Upload([token], pos, _row, X.View); // no allocation per token: the span lives on the stack, the row buffer is reused
         if (!UseGraph || !_warm) { Work(); _warm = true; return; }
         _graph ??= GpuGraph.Capture(Gpu, Work);
         _graph.Launch();
@@ -382,11 +384,8 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     // every kernel of a step, position-independent on the host side (the kernels read the position from _pos)
     private void Work()
     {
-        var c = Config;
-        for (int l = 0; l < c.NumLayers; l++) Layer(l);
-        var hf = H.View.SubView(0, c.HiddenSize);
-        Norm(X.View, _finalW, _finalB, hf);
-        _head.Forward(K, hf, _logits.View, Scratch.View);
+        for (int l = 0; l < Config.NumLayers; l++) Layer(l);
+        Logits(X.View);
     }
 
     /// <summary>ICausalLM: T ≤ MaxBatch tokens at positions pos..; one token is a decode step (Step), several one
@@ -395,7 +394,6 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     {
         int T = tokens.Length;
         if (T == 0 || T > MaxBatch) throw new ArgumentOutOfRangeException(nameof(tokens), T, $"a forward call takes 1..{MaxBatch} tokens");
-        if (pos < 0 || pos + T > MaxContext) throw new ArgumentOutOfRangeException(nameof(pos), pos, $"{T} tokens at position {pos} exceed the context of {MaxContext}");
         if (T == 1) return Step(tokens[0], pos);
         RunBatch(tokens, pos, allLogits);
         return allLogits ? _all.AsSpan(0, T * Config.VocabSize) : _logitsHost;
@@ -476,7 +474,7 @@ public sealed class GpuLlamaModel : GpuDecoder
         var h = H.View.SubView(0, d);
         Norm(X.View, b.InputNorm, null, h);
         Branches(_qkv[l]);
-        Attend(l);
+        AttendStep(l);
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
         K.Add(X.View, _o.View, d);
         Norm(X.View, b.PostNorm, null, h);
@@ -499,14 +497,14 @@ public sealed class GpuLlamaModel : GpuDecoder
         var c = Config; var b = _blocks[l];
         var x = XB.View; var h = HB.View; var s = ScratchB.View;
         int n = T * c.HiddenSize;
-        NormBatch(x, b.InputNorm, null, h, T);
+        Norm(x, b.InputNorm, null, h, T);
         b.Q.ForwardBatch(K, h, T, QB.View, s);
         b.K.ForwardBatch(K, h, T, KB.View, s);
         b.V.ForwardBatch(K, h, T, VB.View, s);
         AttendBatch(l, T);
         b.O.ForwardBatch(K, AttB.View, T, _oB.View, s);
         K.Add(x, _oB.View, n);
-        NormBatch(x, b.PostNorm, null, h, T);
+        Norm(x, b.PostNorm, null, h, T);
         b.Gate.ForwardBatch(K, h, T, _gateB.View, s);
         b.Up.ForwardBatch(K, h, T, _upB.View, s);
         K.SwiGlu(_gateB.View, _upB.View, T * c.IntermediateSize);
@@ -564,7 +562,7 @@ public sealed class GpuFalconModel : GpuDecoder
         var c = Config; var b = _blocks[l];
         b.Qkv.Forward(K, H.View.SubView(0, c.HiddenSize), _qkv.View, Scratch.View);
         K.SplitQkv(_qkv.View, Q.View, Kb.View, V.View, c.NumKvHeads, c.KvGroups, c.HeadDim);
-        Attend(l);
+        AttendStep(l);
         b.Dense.Forward(K, Att.View, _attnOut.View, Scratch.View);
     }
 
@@ -593,13 +591,13 @@ public sealed class GpuFalconModel : GpuDecoder
         var c = Config; var b = _blocks[l];
         var x = XB.View; var h = HB.View; var s = ScratchB.View;
         int n = T * c.HiddenSize;
-        NormBatch(x, b.AttnNormW, b.AttnNormB, h, T);
+        Norm(x, b.AttnNormW, b.AttnNormB, h, T);
         b.Qkv.ForwardBatch(K, h, T, _qkvB.View, s);
         K.SplitQkv(_qkvB.View, QB.View, KB.View, VB.View, c.NumKvHeads, c.KvGroups, c.HeadDim, T);
         AttendBatch(l, T);
         b.Dense.ForwardBatch(K, AttB.View, T, _attnOutB.View, s);
         var mlpIn = h;
-        if (b.MlpNormW is not null) { NormBatch(x, b.MlpNormW, b.MlpNormB, _mlpInB.View, T); mlpIn = _mlpInB.View; }
+        if (b.MlpNormW is not null) { Norm(x, b.MlpNormW, b.MlpNormB, _mlpInB.View, T); mlpIn = _mlpInB.View; }
         b.HTo4H.ForwardBatch(K, mlpIn, T, _ffB.View, s);
         K.Gelu(_ffB.View, T * c.IntermediateSize);
         b.FourHToH.ForwardBatch(K, _ffB.View, T, _mlpOutB.View, s);
