@@ -2,7 +2,7 @@
 // Each measurement queues 200 calls back to back (weights rotate over >= 256 MB so the L2 cannot hold them),
 // synchronizes once, and divides; median of 5 such runs. Every kernel is first checked against the CPU kernel
 // (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
-// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode] [nomatvec]
+// Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode] [nomatvec] [nomatmul]
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 using System.Diagnostics;
@@ -118,7 +118,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
 
 // SpQR: correctness sweep on the device, then timings
 double worst = 0;
-foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, false), (40, 300, 4, false), (17, 129, 2, false), (24, 96, 5, false), (9, 200, 8, false), (48, 160, 3, true), (257, 1000, 3, false), (300, 4096, 4, false) })
+foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, false), (40, 300, 4, false), (17, 129, 2, false), (24, 96, 5, false), (9, 200, 8, false), (48, 160, 3, true), (257, 1000, 3, false), (300, 4096, 4, false), (1000, 4096, 3, false), (333, 11008, 2, false), (4096, 128, 3, false) })
 {
     var l = SpqrLayer.Random(rows, cols, bits, 0.03, rows + cols, fp16Arithmetic: fp16);
     var xs = Enumerable.Range(0, cols).Select(i => (float)Math.Sin(i)).ToArray();
@@ -130,7 +130,7 @@ foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, f
     acc.Synchronize();
     worst = Math.Max(worst, Nmse(e, dy.GetAsArray1D()));
 }
-Console.WriteLine($"spqr correctness sweep (9 shapes, wbits 2..8, fp16-step layers): worst NMSE vs CPU {worst:E2}");
+Console.WriteLine($"spqr correctness sweep (12 shapes, wbits 2..8, fp16-step layers; the last four on the tensor cores): worst NMSE vs CPU {worst:E2}");
 Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu,us_enqueue_only,us_per_call_graph,GB_per_s_graph");
 foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096, 11008) } : [])
     foreach (int bits in new[] { 3, 4 })
@@ -146,13 +146,14 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         SpqrMatVec.MatVec(l, x, e);
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        // the kernel versions side by side: the wide kernel (the default for these shapes), the four-row kernel with K
-        // column splits by shape or K = 1, and the earlier two-rows-per-warp kernel; the default also without its
-        // prepare launch
-        foreach (var (name, wide, splits) in new[] { ("", true, 0), ("_rows4", false, 0), ("_rows4_k1", false, 1), ("_rows2", false, -1) })
+        // the kernel versions side by side: the tensor-core kernel (the default for these shapes) with its column splits K
+        // by shape and each K, and the float32 wide kernel (the default before); the default also without its prepare launch
+        // (_tc: forced onto every shape, K by shape (8); _tc_kN: K = N)
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_k4", true, 4), ("_tc_k16", true, 16), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
-            backend.Kernels.SpqrWide = wide; backend.Kernels.SpqrColumnSplits = splits;
+            backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
+            backend.Kernels.SpqrTcAllShapes = tc && name != ""; // the default row: the kernel the library picks for the shape
             dy.MemSetToZero();
             Call(0);
             acc.Synchronize();
@@ -166,20 +167,22 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             acc.Synchronize();
             double tg = TimeGraph(Call, n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nv:E2},{enq * 1e6:F1},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
-            if (name == "")
+            if (name is "" or "_tc" or "_wide")
             {
                 double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
-                Console.WriteLine($"{rows}x{cols},spqr_w{bits}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
+                Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
             }
         }
-        backend.Kernels.SpqrWide = true; backend.Kernels.SpqrColumnSplits = 0;
+        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0;
+        backend.Kernels.SpqrTcAllShapes = false;
         foreach (var g in layers) g.Dispose();
     }
 
 // Batched products (the prefill form), T = 64 and 256 tokens: the SpQR layer decoded inside the register-blocked GEMM's
 // tiles (plus the gather and outlier passes) against the same GEMM over the dense F16 weight, and T graph-timed SpQR
 // matvecs; checked against the CPU matmul first. Weights rotate over copies ≥ 256 MB as in the GEMV timings.
-if (choice != DeviceChoice.Cpu)
+// `nomatmul` skips them.
+if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
 {
     Console.WriteLine("matmul,shape,T,spqr_us,spqr_tflops,f16_gemm_us,f16_tflops,T_x_spqr_matvec_us,nmse_vs_cpu,spqr_us_unsplit,f16_gemm_us_unsplit");
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
@@ -374,9 +377,15 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     {
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
-        backend.Kernels.SpqrWide = false;
-        m.UseGraph = true; // re-recorded with the four-row kernel
-        Console.WriteLine($"decode,spqr_w3_rows4_kernel,{Decode(m):F1} tokens/s graph");
-        backend.Kernels.SpqrWide = true;
+        backend.Kernels.SpqrTensorCores = false;
+        m.UseGraph = true; // re-recorded with the float32 wide kernel (the default before the tensor-core kernel)
+        Console.WriteLine($"decode,spqr_w3_float32_wide_kernel,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.SpqrTensorCores = true;
+        backend.Kernels.SpqrTcAllShapes = true;
+        m.UseGraph = true;
+        Console.WriteLine($"decode,spqr_w3_tensor_cores_every_layer,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.SpqrTcAllShapes = false;
+        m.UseGraph = true;
+        Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
     }
 }

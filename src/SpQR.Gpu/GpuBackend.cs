@@ -108,6 +108,15 @@ public sealed class GpuBackend : IDisposable
         catch { context.Dispose(); throw; }
     }
 
+    /// <summary>ILGPU's CPU accelerator emulating a given device kind (tests: CPUDeviceKind.Nvidia has 32-lane warps, which
+    /// the tensor-core kernels' fragments need; the default CPU device has 4).</summary>
+    public static GpuBackend CreateCpu(CPUDeviceKind kind)
+    {
+        var context = Context.Create(b => b.CPU(kind).Optimize(OptimizationLevel.O2));
+        try { return new GpuBackend(context, context.GetCPUDevice(0).CreateAccelerator(context)); }
+        catch { context.Dispose(); throw; }
+    }
+
     public void Dispose()
     {
         foreach (var (_, done) in _side) CudaDriver.EventDestroy(done);

@@ -26,6 +26,9 @@ namespace SpQR.Gpu;
 public struct SpqrDims
 {
     public int Rows, Cols, Groups, WBits, RowBytes, StatRowBytes, StatBits, ScaleBits, QqGroupSize, Fp16;
+    /// <summary>The fp16 pair (1024, 1024)'s bits, 0x64006400, as an argument: ptxas then fuses mask and OR into one LOP3
+    /// (two immediates cost two).</summary>
+    public uint F16Magic;
 }
 
 /// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
@@ -104,6 +107,9 @@ public struct U16
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public readonly uint Word(int i) => Get(i);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private readonly uint Get(int i) => i switch
     {
         0 => A0, 1 => A1, 2 => A2, 3 => A3, 4 => A4, 5 => A5, 6 => A6, 7 => A7,
@@ -140,6 +146,7 @@ public sealed class GpuSpqrLayer : IDisposable
         {
             Rows = l.Rows, Cols = l.Cols, Groups = l.Groups, WBits = l.WBits, RowBytes = l.RowBytes, StatRowBytes = l.StatRowBytes,
             StatBits = l.StatBits, ScaleBits = l.ScaleBits, QqGroupSize = l.QqGroupSize, Fp16 = l.Fp16Arithmetic ? 1 : 0,
+            F16Magic = 0x64006400u,
         };
         var planes = new float[l.Stats2!.Length]; // (rowGroups, groups, 4): the stored order, widened (one 16-byte load per group)
         for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
@@ -199,7 +206,7 @@ public sealed partial class GpuKernels
 
     /// <summary>Device floats of the scratch a matvec needs: x' (Groups·16), x̃ swizzled for the lanes (padded to a whole
     /// warp step) and xsum (Groups).</summary>
-    public long SpqrScratch(GpuSpqrLayer w) => ((long)w.Dims.Groups * 17 + 3) / 4 * 4 + SpqrSwizzled(w.Dims);
+    public long SpqrScratch(GpuSpqrLayer w) => Math.Max(((long)w.Dims.Groups * 17 + 3) / 4 * 4 + SpqrSwizzled(w.Dims), TcScratch(w.Dims));
 
     /// <summary>y (rows,) = Ŵ·x (cols,); scratch holds ≥ <see cref="SpqrScratch"/> floats. prepare: false reuses the
     /// x' / x̃ / xsum already in scratch from a previous call with the same x and the same layer (benchmarks time the
@@ -210,6 +217,11 @@ public sealed partial class GpuKernels
         if (scratch.Length < SpqrScratch(w)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrScratch(w)}");
         int padded = d.Groups * 16;
         var xp = scratch.SubView(0, padded);
+        if (TcApplies(d))
+        {
+            SpqrMatVecTc(w, x, scratch, y, prepare);
+            return;
+        }
         if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
         {
             _prepare ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(SpqrPrepareKernel);
@@ -577,6 +589,7 @@ public sealed partial class GpuKernels
 
 #pragma warning disable CS0649 // filled by device loads
     internal struct F4 { public float X, Y, Z, W; }
+    internal struct F2 { public float X, Y; }
     internal struct U4 { public uint X, Y, Z, W; }
 #pragma warning restore CS0649
 

@@ -219,6 +219,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         // every kernel version: the wide kernel (where cols % 128 == 0), four rows per warp with K by shape, K = 1 and K = 2,
         // and two rows per warp
         var k = fx.Backend.Kernels;
+        k.SpqrTensorCores = false; // the tensor-core kernel: GpuTensorCoreTests
         try
         {
             foreach (int splits in new[] { 99, 0, 1, 2, -1 })
@@ -231,7 +232,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
                 NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits} ({(splits == 99 ? "wide" : $"column splits {splits}")})");
             }
         }
-        finally { k.SpqrColumnSplits = 0; k.SpqrWide = true; }
+        finally { k.SpqrColumnSplits = 0; k.SpqrWide = true; k.SpqrTensorCores = true; }
     }
 
     [Theory]

@@ -1,0 +1,385 @@
+// SpQR matvec y = Ŵ·x on the tensor cores (mma.sync m16n8k16, fp16 operands, float32 accumulation), over the same
+// bytes as the CPU format. The default where it applies (TcApplies: wbits 2-4, float32 statistics, cols % 128 == 0,
+// β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32); else the kernels of GpuKernels.Spqr.cs.
+//
+// Why the tensor cores for a matvec: decoding a weight exactly in float32 on the CUDA cores costs ≥ 3 instructions
+// (mask, OR onto 2^23, subtract) plus its FFMA, and the float32 kernels issue ~8 per weight: they are instruction- and
+// latency-bound at 0.6-0.8 TB/s (bench/README.md). Here a code becomes an fp16 value with one LOP3 per pair (OR onto
+// 1024's bits, then one HSUB2 per pair) and 256 code·x products are one mma instruction.
+//
+// Exactness: codes (and code·2^4) are exact in fp16; x is not, so x̃ is split in two fp16 parts, hi = fp16(x̃) and
+// lo = fp16(x̃ − hi), under a per-group power-of-two scale 2^E (the group's max |x| lands in [2^14, 2^15), so neither
+// part overflows and lo keeps its precision): the products are exact and the accumulation float32, so a group's
+// Σ q·x̃ carries ~22 significant bits (the float32 kernels' NMSE against the CPU is ~1e-13; this one's is measured by the
+// same tests). Each row then adds s·(dot·2^−E − z·xsum) per group, exactly as the float32 kernels, and its CSR outlier
+// deltas · x'.
+//
+// Fragments (PTX ISA, mma.m16n8k16 .f16; lane = 4·gid + t): A regs {a0, a1, a2, a3} = (row gid, k 2t..2t+1),
+// (row gid+8, k 2t..), (row gid, k 2t+8..), (row gid+8, k 2t+8..); B regs {b0, b1} = (k 2t..2t+1, col gid),
+// (k 2t+8.., col gid); D = (row gid, cols 2t, 2t+1), (row gid+8, cols 2t, 2t+1). The k order inside a group is free
+// (A and B agree on it): lane t holds codes {t, t+4} and {t+8, t+12} of the group (w2: {t, t+8} and {t+4, t+12}),
+// which after shifting the row's code stream down by b·t sit at fixed bit positions — one mask selects a pair in place
+// (the low code at bit p = 4 for w3, else 0; x̃ carries 2^−p).
+//
+// One warp = a tile of 16 rows (one β2 row group) × every K-th super-step of 8 groups (128 columns): per super-step
+// 2·b 16-byte code loads per lane (the 4 lanes of a quad read the same row), one 16-byte x̃ load, 8 mma. The mma of
+// group 4i + u uses B columns 2u, 2u+1 only (x̃ hi, lo; the other lanes give zeros), so four mma accumulate into one
+// D and lane t ends with group 4i + t's dots for its two rows: each lane applies the statistics of 2 groups × 2 rows
+// per super-step. The K warps of a tile meet in shared memory (summed in order: deterministic).
+//
+// Scratch (floats): x' [16·G] (outliers), then (xsum, 2^−E) [G], then x̃ [16·G as fp16 pairs]: per super-step S,
+// uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using SpqrLaunchTc = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<byte>, ILGPU.ArrayView<byte>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<ushort>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SpQR.Gpu.SpqrDims, int>;
+
+namespace SpQR.Gpu;
+
+public sealed partial class GpuKernels
+{
+    /// <summary>Kernel choice: the tensor-core kernel for the layers it takes (default), or false for the float32 kernels
+    /// everywhere.</summary>
+    public bool SpqrTensorCores { get; set; } = true;
+    /// <summary>By default the tensor-core kernel takes only layers with more columns than rows (LLaMA's down_proj,
+    /// 4096x11008: 17-20% faster than the float32 wide kernel on the H200), where it was measured faster; on 4096x4096 it
+    /// ties and on 11008x4096 the wide kernel is 11% faster (bench/README.md, GPU sixth session). True: every shape it can
+    /// take (benchmarks, tests).</summary>
+    public bool SpqrTcAllShapes { get; set; }
+    /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
+    public int SpqrTcSplits { get; set; }
+    private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
+
+    // the shapes the tensor-core kernel takes (see the file header); the warp must be 32 lanes (the mma fragments)
+    private bool TcApplies(SpqrDims d) => SpqrTensorCores && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0
+        && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8 && (SpqrTcAllShapes || d.Cols > d.Rows);
+
+    private static long TcScratch(SpqrDims d) => 34L * d.Groups;
+
+    /// <summary>Whether <see cref="SpqrMatVec"/> runs this layer on the tensor-core kernel (with the current settings).</summary>
+    public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w.Dims);
+
+    // the tensor-core matvec (TcApplies checked by the caller)
+    private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare)
+    {
+        var d = w.Dims;
+        if (prepare)
+        {
+            _prepareTc ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcKernel);
+            int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+            _prepareTc(new KernelConfig((n + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits);
+        }
+        int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
+        int K = SpqrTcSplits;
+        if (K == 0)
+        {
+            // 8 splits (each ≥ 1 super-step): measured best on the H200 for 4096x4096, 11008x4096 and 4096x11008 against
+            // 4 and 16 (bench/README.md, GPU sixth session)
+            K = 1;
+            while (K * 2 <= 8 && K * 2 <= steps) K *= 2;
+        }
+        if (K is not (1 or 2 or 4 or 8 or 16)) throw new ArgumentException($"SpqrTcSplits must be 0, 1, 2, 4, 8 or 16, not {K}");
+        int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
+        var k = _spqrTc[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+            d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
+        k(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), w.Codes.View, w.StatCodes.View, w.Planes.View,
+          w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
+    }
+
+    // One thread per column c of 16·G: x' = x[perm[c]] (0 past cols) into scratch[c]; per group (16 consecutive threads,
+    // shuffles) xsum and the scale 2^E putting max |x'| in [2^14, 2^15); x̃ = x'·2^E·2^−p split into fp16 hi and lo parts,
+    // written to the lane slots of the file header (p = 4 for the low code of a w3 pair, else 0).
+    private static void SpqrPrepareTcKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b)
+    {
+        int c = Grid.GlobalIndex.X;
+        int groups = (cols + 15) / 16 + 7 & ~7, padded = groups * 16;
+        float v = c < cols ? x[perm[c]] : 0f;
+        float m = Math.Abs(v), sum = v;
+        for (int o = 8; o > 0; o >>= 1)
+        {
+            m = Math.Max(m, Warp.ShuffleXor(m, o));
+            sum += Warp.ShuffleXor(sum, o);
+        }
+        if (c >= padded) return;
+        scratch[c] = v;
+        int g = c >> 4, k = c & 15;
+        // E = 14 − ⌊log2 m⌋, kept where 2^±E are normal floats
+        int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
+        if (k == 0)
+        {
+            scratch[padded + 2 * g] = sum;
+            scratch[padded + 2 * g + 1] = Interop.IntAsFloat((uint)(127 - e) << 23);
+        }
+        int t = k & 3, q = k >> 2;
+        // (register, half) of code k in lane t's pairs: w3/w4 {t, t+4} {t+8, t+12}; w2 {t, t+8} {t+4, t+12}
+        int reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
+        int p = b == 3 && half == 0 ? 4 : 0;
+        float xs = v * Interop.IntAsFloat((uint)(127 + e - p) << 23);
+        float hi = H(xs), lo = H(xs - hi);
+        int S = g >> 3, j = g & 7, u = j & 3, i = j >> 2;
+        var h16 = scratch.SubView(padded + 2 * groups).Cast<ushort>();
+        int at = ((((S * 2 + 0) * 4 + t) * 4 + u) * 4 + i * 2 + reg) * 2 + half;
+        h16[at] = F16Bits(hi);
+        h16[at + 128] = F16Bits(lo); // hl = 1: one (S·2 + hl) step further (64 uints)
+    }
+
+    // the fp16 bits of a float that is an fp16 value (H's output): normal, subnormal or zero
+    private static ushort F16Bits(float h)
+    {
+        uint bits = Interop.FloatAsInt(h), sign = (bits >> 16) & 0x8000u, a = bits & 0x7FFFFFFFu;
+        if (a >= 0x38800000u) return (ushort)(sign | ((a - 0x38000000u) >> 13)); // rebias 127 → 15
+        return (ushort)(sign | (uint)(Interop.IntAsFloat(a) * 16777216f));       // multiples of 2^−24
+    }
+
+    private static void SpqrMatVecTc2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2);
+    private static void SpqrMatVecTc3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3);
+    private static void SpqrMatVecTc4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
+
+    /// <summary>Everything one lane reads for one super-step, as loaded (all requested before any is used: one memory
+    /// round trip per super-step): both rows' code words, the lane's x̃ fragments, and for its groups g0 = 8s + t and g0 + 4
+    /// the planes, (xsum, 2^−E) and both rows' stat bytes.</summary>
+    internal struct TcLoads
+    {
+        public U16 A, C;
+        public U4 X;
+        public F4 P0, P1;
+        public F2 G0, G1;
+        public int Fa0, Fa0b, Fb0, Fb0b, Fa1, Fa1b, Fb1, Fb1b;
+    }
+
+    /// <summary>A lane's loop-invariant indices (int: every layer here is &lt; 2 GB) into the 16-byte, 8-byte and byte
+    /// views, advanced per super-step s by constant strides.</summary>
+    internal struct TcBase
+    {
+        public int CodeA, CodeC, X, Plane, GStat, StatA0, StatC0, StatA1, StatC1, Shift0, Shift1;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F)
+    {
+        var l = new TcLoads();
+        int ca = q.CodeA + s * b, cc = q.CodeC + s * b;
+        var a0 = c4[ca]; var a1 = c4[ca + 1];
+        var e0 = c4[cc]; var e1 = c4[cc + 1];
+        l.A.A0 = a0.X; l.A.A1 = a0.Y; l.A.A2 = a0.Z; l.A.A3 = a0.W; l.A.A4 = a1.X; l.A.A5 = a1.Y; l.A.A6 = a1.Z; l.A.A7 = a1.W;
+        l.C.A0 = e0.X; l.C.A1 = e0.Y; l.C.A2 = e0.Z; l.C.A3 = e0.W; l.C.A4 = e1.X; l.C.A5 = e1.Y; l.C.A6 = e1.Z; l.C.A7 = e1.W;
+        if (b > 2)
+        {
+            var a2 = c4[ca + 2]; var e2 = c4[cc + 2];
+            l.A.A8 = a2.X; l.A.A9 = a2.Y; l.A.A10 = a2.Z; l.A.A11 = a2.W; l.C.A8 = e2.X; l.C.A9 = e2.Y; l.C.A10 = e2.Z; l.C.A11 = e2.W;
+        }
+        if (b > 3)
+        {
+            var a3 = c4[ca + 3]; var e3 = c4[cc + 3];
+            l.A.A12 = a3.X; l.A.A13 = a3.Y; l.A.A14 = a3.Z; l.A.A15 = a3.W; l.C.A12 = e3.X; l.C.A13 = e3.Y; l.C.A14 = e3.Z; l.C.A15 = e3.W;
+        }
+        l.X = x4[q.X + 32 * s];
+        l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
+        l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
+        int sf = s * F;
+        l.Fa0 = statCodes[q.StatA0 + sf]; l.Fa0b = statCodes[q.StatA0 + sf + 1]; l.Fb0 = statCodes[q.StatC0 + sf]; l.Fb0b = statCodes[q.StatC0 + sf + 1];
+        l.Fa1 = statCodes[q.StatA1 + sf]; l.Fa1b = statCodes[q.StatA1 + sf + 1]; l.Fb1 = statCodes[q.StatC1 + sf]; l.Fb1b = statCodes[q.StatC1 + sf + 1];
+        return l;
+    }
+
+    // one super-step from its loads: 8 mma (two chains of four), then the statistics of the lane's two groups for both rows
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcCompute(in TcLoads l, in TcBase q, SpqrDims d, int b, int gid, int t, ref float acc0, ref float acc1)
+    {
+        int sh = b * t, mine = gid >> 1, F = d.StatBits, qs = d.ScaleBits;
+        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
+        var sa = TcShift(l.A, b, sh);
+        var sc = TcShift(l.C, b, sh);
+        uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+        TcGroup(sa, sc, b, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcGroup(sa, sc, b, 4, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcGroup(sa, sc, b, 1, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcGroup(sa, sc, b, 5, mask, magic, mine == 1 ? x2 : 0u, mine == 1 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcGroup(sa, sc, b, 2, mask, magic, mine == 2 ? x0 : 0u, mine == 2 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcGroup(sa, sc, b, 6, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcGroup(sa, sc, b, 3, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcGroup(sa, sc, b, 7, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        int fm = (1 << F) - 1;
+        int fa0 = ((l.Fa0 | (l.Fa0b << 8)) >> q.Shift0) & fm, fb0 = ((l.Fb0 | (l.Fb0b << 8)) >> q.Shift0) & fm;
+        int fa1 = ((l.Fa1 | (l.Fa1b << 8)) >> q.Shift1) & fm, fb1 = ((l.Fb1 | (l.Fb1b << 8)) >> q.Shift1) & fm;
+        TcApply(l.P0, l.G0, fa0, fb0, qs, c0 + c1, c2 + c3, ref acc0, ref acc1);
+        TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b)
+    {
+        var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
+        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
+        int r0 = 16 * (Grid.IdxX * (wpb / K) + wi / K), last = d.Rows - 1;
+        bool live = r0 < d.Rows;
+        int ra = Math.Min(r0 + gid, last), rb = Math.Min(r0 + gid + 8, last);
+        if (!live) { ra = 0; rb = 0; }
+        int groups = d.Groups, padded = groups * 16, steps = groups / 8, F = d.StatBits;
+        var c4 = codes.Cast<U4>().AsAligned(16);
+        var x4 = scratch.SubView(padded + 2 * groups).Cast<U4>().AsAligned(16);
+        var p4 = planes.Cast<F4>().AsAligned(16);
+        var g2 = scratch.SubView(padded).Cast<F2>().AsAligned(8);
+        int pg = live ? r0 / d.QqGroupSize * groups : 0;
+        var q = new TcBase
+        {
+            CodeA = ra * (d.RowBytes >> 4), CodeC = rb * (d.RowBytes >> 4),
+            X = ((gid & 1) * 4 + t) * 4 + (gid >> 1),
+            Plane = pg + t, GStat = t,
+            StatA0 = ra * d.StatRowBytes + ((t * F) >> 3), StatC0 = rb * d.StatRowBytes + ((t * F) >> 3),
+            StatA1 = ra * d.StatRowBytes + (((t + 4) * F) >> 3), StatC1 = rb * d.StatRowBytes + (((t + 4) * F) >> 3),
+            Shift0 = (t * F) & 7, Shift1 = ((t + 4) * F) & 7,
+        };
+        // the first outlier row of this split (row r0 + split): its CSR range, and its first 32 (column, delta) pairs, are
+        // requested while the first super-step's codes are in flight (the rest of the tile's outlier rows follow the loop)
+        int orow = Math.Min(r0 + split, last);
+        float acc0 = 0, acc1 = 0, ox = 0, od = 0;
+        bool oFirst = live && split < 16;
+        int o0 = 0, o1 = 0, oc = 0;
+        // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
+        // codes are in flight), its compute, then the x' gather of the outliers (used after the loop)
+        TcLoads l0 = default;
+        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F);
+        if (oFirst) { o0 = offsets[orow]; o1 = offsets[orow + 1]; }
+        if (oFirst && o0 + lane < o1) { oc = ocols[o0 + lane]; od = deltas[o0 + lane]; }
+        if (live && split < steps) TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
+        ox = oFirst && o0 + lane < o1 ? scratch[oc] : 0f;
+        for (int s = split + K; live && s < steps; s += K)
+        {
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F);
+            TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+        }
+        // the four lanes of a quad hold parts of the same two rows
+        acc0 += Warp.ShuffleXor(acc0, 1); acc0 += Warp.ShuffleXor(acc0, 2);
+        acc1 += Warp.ShuffleXor(acc1, 1); acc1 += Warp.ShuffleXor(acc1, 2);
+        // the tile's outliers: row r0 + i by the split i % K (the first from the registers above, beyond 32 and the other
+        // rows by a warp-strided CSR walk)
+        for (int i = split; live && i < 16; i += K)
+        {
+            int r = Math.Min(r0 + i, last);
+            float o = 0;
+            int from = offsets[r] + Warp.WarpSize;
+            if (i == split) o = od * ox; else from -= Warp.WarpSize;
+            for (int j = from + lane; j < offsets[r + 1]; j += Warp.WarpSize) o += deltas[j] * scratch[(int)ocols[j]];
+            o = WarpSum(o);
+            o = Warp.Shuffle(o, 0);
+            if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }
+        }
+        if (t == 0) { red[16 * wi + gid] = acc0; red[16 * wi + gid + 8] = acc1; }
+        Group.Barrier();
+        if (live && split == 0 && lane < 16 && r0 + lane <= last)
+        {
+            float sum = red[16 * wi + lane];
+            for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + lane];
+            y[r0 + lane] = sum;
+        }
+    }
+
+    // the row's code words shifted down by sh = b·t bits (the stream continues with zeros past the chunk)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static U16 TcShift(U16 w, int b, int sh) => new()
+    {
+        A0 = Funnel(w.A0, w.A1, sh), A1 = Funnel(w.A1, w.A2, sh), A2 = Funnel(w.A2, w.A3, sh), A3 = Funnel(w.A3, w.A4, sh),
+        A4 = Funnel(w.A4, w.A5, sh), A5 = Funnel(w.A5, w.A6, sh), A6 = Funnel(w.A6, w.A7, sh),
+        A7 = Funnel(w.A7, b > 2 ? w.A8 : 0u, sh),
+        A8 = b > 2 ? Funnel(w.A8, w.A9, sh) : 0u, A9 = b > 2 ? Funnel(w.A9, w.A10, sh) : 0u, A10 = b > 2 ? Funnel(w.A10, w.A11, sh) : 0u,
+        A11 = b > 2 ? Funnel(w.A11, b > 3 ? w.A12 : 0u, sh) : 0u,
+        A12 = b > 3 ? Funnel(w.A12, w.A13, sh) : 0u, A13 = b > 3 ? Funnel(w.A13, w.A14, sh) : 0u, A14 = b > 3 ? Funnel(w.A14, w.A15, sh) : 0u,
+        A15 = b > 3 ? Funnel(w.A15, 0u, sh) : 0u,
+    };
+
+    // bits [sh, sh + 32) of hi:lo, 0 ≤ sh < 32
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint Funnel(uint lo, uint hi, int sh) => (uint)((((ulong)hi << 32) | lo) >> sh);
+
+    // bits [at, at + 32) of the shifted stream (at a constant, may be negative: zeros below bit 0)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint TcBits(U16 s, int at)
+    {
+        if (at < 0) return s.Word(0) << -at;
+        int k = at >> 5, r = at & 31;
+        if (r == 0) return s.Word(k);
+        return (s.Word(k) >> r) | (k + 1 < 16 ? s.Word(k + 1) << (32 - r) : 0u);
+    }
+
+    // group j of the super-step for both rows: the A pairs (mask in place, OR onto 1024's fp16 bits, subtract 1024) and
+    // one mma into (c0..c3) with this lane's B (zeros unless the group is this lane's column pair)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcGroup(U16 sa, U16 sc, int b, int j, uint mask, uint magic, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
+    {
+        // bit of pair A / pair B in the shifted stream: w3 groups are 48 bits, pairs 12 bits apart (low code moved to bit 4);
+        // w4 64 bits, pairs 16 apart; w2 32 bits, pair A 16 apart, pair B 8 bits further
+        int atA = b == 3 ? 48 * j - 4 : b == 4 ? 64 * j : 32 * j;
+        int atB = b == 3 ? 48 * j + 20 : b == 4 ? 64 * j + 32 : 32 * j + 8;
+        uint a0 = Hsub1024((TcBits(sa, atA) & mask) | magic);
+        uint a1 = Hsub1024((TcBits(sc, atA) & mask) | magic);
+        uint a2 = Hsub1024((TcBits(sa, atB) & mask) | magic);
+        uint a3 = Hsub1024((TcBits(sc, atB) & mask) | magic);
+        Mma16816(a0, a1, a2, a3, b0, b1, ref c0, ref c1, ref c2, ref c3);
+    }
+
+    // one group's statistics (planes (ss, sz, zs, zz), (xsum, 2^−E), the two rows' stat fields) applied to the two rows' dots
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcApply(F4 p, F2 g, int fa, int fb, int qs, float dotA, float dotB, ref float acc0, ref float acc1)
+    {
+        int smask = (1 << qs) - 1;
+        float sA = p.X * (Small((uint)(fa & smask)) - p.Y), zA = p.Z * (Small((uint)(fa >> qs)) - p.W);
+        float sB = p.X * (Small((uint)(fb & smask)) - p.Y), zB = p.Z * (Small((uint)(fb >> qs)) - p.W);
+        acc0 += sA * (dotA * g.Y - zA * g.X);
+        acc1 += sB * (dotB * g.Y - zB * g.X);
+    }
+
+    // an fp16 pair minus (1024, 1024): sub.f16x2 on CUDA; elsewhere each half through float (exact for these values)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint Hsub1024(uint v)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            uint r;
+            // f16x2 instructions take no integer immediates (ILGPU folds a constant argument into one): a scoped register
+            CudaAsm.Emit("{ .reg .b32 k; mov.b32 k, 0x64006400; sub.rn.f16x2 %0, %1, k; }", out r, v);
+            return r;
+        }
+        return F16Bits(F16BitsToF32(v & 0xFFFFu) - 1024f) | ((uint)F16Bits(F16BitsToF32(v >> 16) - 1024f) << 16);
+    }
+
+    // D = A·B + C for one m16n8k16 tile (fragments in the file header): mma.sync on CUDA; elsewhere the same sums from the
+    // other lanes' fragments through shuffles (the tests' reference for the fragment layout on ILGPU's CPU accelerator)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void Mma16816(uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Ref<float> d0 = c0, d1 = c1, d2 = c2, d3 = c3;
+            Input<uint> i0 = a0, i1 = a1, i2 = a2, i3 = a3, j0 = b0, j1 = b1;
+            CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};",
+                ref d0, ref d1, ref d2, ref d3, ref i0, ref i1, ref i2, ref i3, ref j0, ref j1);
+            c0 = d0.Value; c1 = d1.Value; c2 = d2.Value; c3 = d3.Value;
+            return;
+        }
+        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3;
+        for (int q = 0; q < 4; q++)
+        {
+            int srcA = 4 * gid + q, srcE = 4 * (2 * t) + q, srcO = srcE + 4;
+            uint A0 = Warp.Shuffle(a0, srcA), A1 = Warp.Shuffle(a1, srcA), A2 = Warp.Shuffle(a2, srcA), A3 = Warp.Shuffle(a3, srcA);
+            uint BE0 = Warp.Shuffle(b0, srcE), BE1 = Warp.Shuffle(b1, srcE), BO0 = Warp.Shuffle(b0, srcO), BO1 = Warp.Shuffle(b1, srcO);
+            c0 += Dot2(A0, BE0) + Dot2(A2, BE1);
+            c1 += Dot2(A0, BO0) + Dot2(A2, BO1);
+            c2 += Dot2(A1, BE0) + Dot2(A3, BE1);
+            c3 += Dot2(A1, BO0) + Dot2(A3, BO1);
+        }
+    }
+
+    // lo·lo + hi·hi of two fp16 pairs, in float
+    private static float Dot2(uint a, uint b)
+        => F16BitsToF32(a & 0xFFFFu) * F16BitsToF32(b & 0xFFFFu) + F16BitsToF32(a >> 16) * F16BitsToF32(b >> 16);
+}

@@ -1,0 +1,99 @@
+// The tensor-core SpQR matvec (GpuKernels.SpqrTc.cs) against the CPU kernel. Its mma fragments need 32-lane warps: in
+// CI it runs on ILGPU's CPU accelerator emulating an NVIDIA device (CPUDeviceKind.Nvidia), where mma.sync and sub.f16x2
+// are replaced by their definitions (shuffles gather the other lanes' fragments), so the fragment layout, the code
+// extraction and the x̃ slots are checked without a GPU; SPQR_DEVICE=gpu runs the same bodies on the card.
+using ILGPU;
+using Half = System.Half;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using SpQR.Quant.Formats;
+using SpQR.TestUtil;
+using Xunit;
+
+namespace SpQR.Gpu.Tests;
+
+public sealed class WarpOf32Fixture : IDisposable
+{
+    public GpuBackend Backend { get; } = Environment.GetEnvironmentVariable("SPQR_DEVICE") == "gpu"
+        ? GpuBackend.Create(DeviceChoice.Gpu) : GpuBackend.CreateCpu(CPUDeviceKind.Nvidia);
+    public void Dispose() => Backend.Dispose();
+}
+
+public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixture>
+{
+    // a random layer whose second-order statistics differ per (row group, group), so a wrong plane index shows
+    private static SpqrLayer Layer(int rows, int cols, int wbits, int seed)
+    {
+        var l = SpqrLayer.Random(rows, cols, wbits, 0.03, seed);
+        var r = new Random(seed + 1);
+        for (long i = 0; i < l.Stats2!.Length; i += 4)
+        {
+            l.Stats2[i] = (Half)(0.0005 + 0.002 * r.NextDouble());
+            l.Stats2[i + 1] = (Half)(-2 + 4 * r.NextDouble());
+            l.Stats2[i + 2] = (Half)(0.5 + r.NextDouble());
+            l.Stats2[i + 3] = (Half)(r.NextDouble() * 3);
+        }
+        return l;
+    }
+
+    // x with groups at very different magnitudes (the per-group scale of the fp16 split) and a few exact zeros
+    private static float[] Input(int cols, int seed)
+    {
+        var x = TestData.Uniform(cols, seed, -2, 2);
+        for (int c = 0; c < cols; c++)
+        {
+            int g = c / 16;
+            x[c] *= (g % 5) switch { 0 => 1f, 1 => 1e-4f, 2 => 300f, 3 => 3e-7f, _ => 1f };
+            if (c % 37 == 5) x[c] = 0;
+        }
+        return x;
+    }
+
+    [Theory]
+    [InlineData(16, 128, 3)] [InlineData(40, 256, 3)] [InlineData(48, 384, 2)] [InlineData(33, 256, 4)]
+    [InlineData(64, 1024, 3)] [InlineData(17, 128, 4)] [InlineData(32, 512, 2)] [InlineData(160, 128, 3)]
+    public void Spqr_tensor_core_matvec_matches_the_cpu_kernel(int rows, int cols, int wbits)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        k.SpqrTcAllShapes = true;
+        var layer = Layer(rows, cols, wbits, rows * 7 + cols + wbits);
+        var x = Input(cols, rows + cols);
+        var e = new float[rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+        using var g = new GpuSpqrLayer(acc, layer);
+        Assert.True(k.SpqrUsesTensorCores(g), "the tensor-core kernel should take this layer");
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        try
+        {
+            // K column splits: by shape, then each power of two (warps of one tile meet in shared memory; splits past the
+            // super-step count idle)
+            foreach (int splits in new[] { 0, 1, 2, 4, 16 })
+            {
+                k.SpqrTcSplits = splits;
+                dy.MemSetToZero();
+                k.SpqrMatVec(g, dx.View, ds.View, dy.View);
+                acc.Synchronize();
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"tensor-core SpQR matvec {rows}x{cols} w{wbits}, K {splits}");
+            }
+        }
+        finally { k.SpqrTcSplits = 0; k.SpqrTcAllShapes = false; }
+    }
+
+    [Theory]
+    [InlineData(32, 200, 3, false)] [InlineData(32, 256, 5, false)] [InlineData(32, 256, 3, true)] [InlineData(256, 256, 3, false)]
+    public void Shapes_the_tensor_core_kernel_does_not_take_go_to_the_float32_kernels(int rows, int cols, int wbits, bool fp16)
+    {
+        var acc = fx.Backend.Accelerator;
+        var layer = SpqrLayer.Random(rows, cols, wbits, 0.03, rows + cols, fp16Arithmetic: fp16);
+        using var g = new GpuSpqrLayer(acc, layer);
+        Assert.False(fx.Backend.Kernels.SpqrUsesTensorCores(g));
+        var x = TestData.Uniform(cols, 3, -2, 2);
+        var e = new float[rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(fx.Backend.Kernels.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        fx.Backend.Kernels.SpqrMatVec(g, dx.View, ds.View, dy.View);
+        acc.Synchronize();
+        NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec {rows}x{cols} w{wbits}");
+    }
+}
