@@ -1,11 +1,16 @@
 // SpQR matvec y = Ŵ·x on the tensor cores (mma.sync m16n8k16, fp16 operands, float32 accumulation), over the same
-// bytes as the CPU format. The default where it applies (TcApplies: wbits 2-4, float32 statistics, cols % 128 == 0,
-// β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32); else the kernels of GpuKernels.Spqr.cs.
+// bytes as the CPU format. Used where it applies (TcApplies: wbits 2-4, float32 statistics, cols % 128 == 0,
+// β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: layers with more columns than rows
+// (down_proj); else the kernels of GpuKernels.Spqr.cs.
 //
 // Why the tensor cores for a matvec: decoding a weight exactly in float32 on the CUDA cores costs ≥ 3 instructions
-// (mask, OR onto 2^23, subtract) plus its FFMA, and the float32 kernels issue ~8 per weight: they are instruction- and
-// latency-bound at 0.6-0.8 TB/s (bench/README.md). Here a code becomes an fp16 value with one LOP3 per pair (OR onto
-// 1024's bits, then one HSUB2 per pair) and 256 code·x products are one mma instruction.
+// (mask, OR onto 2^23, subtract) plus its FFMA, and the float32 kernels issue ~8 per weight (bench/README.md). Here a
+// code becomes an fp16 value with one LOP3 per pair (OR onto 1024's bits) and one HSUB2, and 256 code·x products are
+// one mma: ~1.2 instructions per weight (296 per 8-group super-step of 16 rows). Measured on the H200, that did not
+// make it faster in general: it ties the float32 wide kernel on 4096x4096, loses 11% on 11008x4096 and wins 17-20% on
+// 4096x11008. Nsight Compute: latency-bound (4 warps per scheduler, 0.75 eligible, DRAM at 13%); yet 56-register
+// builds with twice the warps, register caps, software pipelining and 4 or 16 column splits all measured the same or
+// slower (bench/README.md, GPU sixth session), so what bounds both kernels near 0.8-1 TB/s is still open.
 //
 // Exactness: codes (and code·2^4) are exact in fp16; x is not, so x̃ is split in two fp16 parts, hi = fp16(x̃) and
 // lo = fp16(x̃ − hi), under a per-group power-of-two scale 2^E (the group's max |x| lands in [2^14, 2^15), so neither
