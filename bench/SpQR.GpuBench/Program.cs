@@ -149,10 +149,14 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // the kernel versions side by side: the tensor-core kernel (the default for these shapes) with its column splits K
         // by shape and each K, and the float32 wide kernel (the default before); the default also without its prepare launch
         // (_tc: forced onto every shape, K by shape (8); _tc_kN: K = N)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_k4", true, 4), ("_tc_k16", true, 16), ("_wide", false, 0) })
+        // (_tc_loads_only: the tensor-core kernel's loads without its arithmetic, w3: what the access pattern costs)
+        // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_k4", true, 4), ("_tc_k16", true, 16), ("_tc_loads_only", true, 0), ("_tc_code_loads_only", true, 0), ("_tc_code_loads_no_outliers", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
+            if (name.Contains("_loads") && bits != 3) continue;
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
+            backend.Kernels.SpqrTcLoadsOnly = name == "_tc_loads_only" ? 1 : name == "_tc_code_loads_only" ? 2 : name == "_tc_code_loads_no_outliers" ? 3 : 0;
             backend.Kernels.SpqrTcAllShapes = tc && name != ""; // the default row: the kernel the library picks for the shape
             dy.MemSetToZero();
             Call(0);
@@ -167,13 +171,13 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             acc.Synchronize();
             double tg = TimeGraph(Call, n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nv:E2},{enq * 1e6:F1},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
-            if (name is "" or "_tc" or "_wide")
+            if (name is "" or "_tc" or "_tc_loads_only" or "_tc_code_loads_only" or "_tc_code_loads_no_outliers" or "_wide")
             {
                 double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
                 Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
             }
         }
-        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0;
+        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0;
         backend.Kernels.SpqrTcAllShapes = false;
         foreach (var g in layers) g.Dispose();
     }

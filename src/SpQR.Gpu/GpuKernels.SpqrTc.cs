@@ -8,9 +8,10 @@
 // code becomes an fp16 value with one LOP3 per pair (OR onto 1024's bits) and one HSUB2, and 256 code·x products are
 // one mma: ~1.2 instructions per weight (296 per 8-group super-step of 16 rows). Measured on the H200, that did not
 // make it faster in general: it ties the float32 wide kernel on 4096x4096, loses 11% on 11008x4096 and wins 17-20% on
-// 4096x11008. Nsight Compute: latency-bound (4 warps per scheduler, 0.75 eligible, DRAM at 13%); yet 56-register
-// builds with twice the warps, register caps, software pipelining and 4 or 16 column splits all measured the same or
-// slower (bench/README.md, GPU sixth session), so what bounds both kernels near 0.8-1 TB/s is still open.
+// 4096x11008. Nsight Compute: latency-bound (4 warps per scheduler, 0.75 eligible, DRAM at 13%); 56-register builds
+// with twice the warps, register caps, software pipelining and 4 or 16 column splits all measured the same or slower,
+// and the loads alone (SpqrTcLoadsOnly) take 70-85% of the time — of which the outlier walk after the loop 2.3-6.8 µs
+// and the statistics 1.2-4 µs: memory latency, not the arithmetic, is the bound (bench/README.md, GPU sixth session).
 //
 // Exactness: codes (and code·2^4) are exact in fp16; x is not, so x̃ is split in two fp16 parts, hi = fp16(x̃) and
 // lo = fp16(x̃ − hi), under a per-group power-of-two scale 2^E (the group's max |x| lands in [2^14, 2^15), so neither
@@ -53,6 +54,12 @@ public sealed partial class GpuKernels
     public bool SpqrTcAllShapes { get; set; }
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
+    /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
+    /// (each step's loaded words are folded into the sum so none is dropped): what the access pattern alone costs; 2 =
+    /// the same with only the codes and x̃ loaded (no statistics); 3 = that without the outliers. Its results are
+    /// meaningless.</summary>
+    public int SpqrTcLoadsOnly { get; set; }
+    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare;
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
 
@@ -86,8 +93,15 @@ public sealed partial class GpuKernels
         }
         if (K is not (1 or 2 or 4 or 8 or 16)) throw new ArgumentException($"SpqrTcSplits must be 0, 1, 2, 4, 8 or 16, not {K}");
         int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
-        var k = _spqrTc[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-            d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
+        if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
+        var k = SpqrTcLoadsOnly == 1
+            ? _spqrTcLoads ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
+            : SpqrTcLoadsOnly == 2
+            ? _spqrTcLoadsCodes ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsCodes3Kernel)
+            : SpqrTcLoadsOnly == 3
+            ? _spqrTcLoadsBare ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
+            : _spqrTc[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
         k(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), w.Codes.View, w.StatCodes.View, w.Planes.View,
           w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
     }
@@ -137,15 +151,24 @@ public sealed partial class GpuKernels
         return (ushort)(sign | (uint)(Interop.IntAsFloat(a) * 16777216f));       // multiples of 2^−24
     }
 
+    private static void SpqrMatVecTcLoads3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                 ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true);
+    private static void SpqrMatVecTcLoadsCodes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, false);
+    private static void SpqrMatVecTcLoadsBare3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                     ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, false, false);
     private static void SpqrMatVecTc2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false);
     private static void SpqrMatVecTc3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false);
     private static void SpqrMatVecTc4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4, false);
 
     /// <summary>Everything one lane reads for one super-step, as loaded (all requested before any is used: one memory
     /// round trip per super-step): both rows' code words, the lane's x̃ fragments, and for its groups g0 = 8s + t and g0 + 4
@@ -167,7 +190,7 @@ public sealed partial class GpuKernels
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F)
+    private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats)
     {
         var l = new TcLoads();
         int ca = q.CodeA + s * b, cc = q.CodeC + s * b;
@@ -186,12 +209,52 @@ public sealed partial class GpuKernels
             l.A.A12 = a3.X; l.A.A13 = a3.Y; l.A.A14 = a3.Z; l.A.A15 = a3.W; l.C.A12 = e3.X; l.C.A13 = e3.Y; l.C.A14 = e3.Z; l.C.A15 = e3.W;
         }
         l.X = x4[q.X + 32 * s];
+        if (!stats) return l; // SpqrTcLoadsOnly == 2
         l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
         l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
         int sf = s * F;
         l.Fa0 = statCodes[q.StatA0 + sf]; l.Fa0b = statCodes[q.StatA0 + sf + 1]; l.Fb0 = statCodes[q.StatC0 + sf]; l.Fb0b = statCodes[q.StatC0 + sf + 1];
         l.Fa1 = statCodes[q.StatA1 + sf]; l.Fa1b = statCodes[q.StatA1 + sf + 1]; l.Fb1 = statCodes[q.StatC1 + sf]; l.Fb1b = statCodes[q.StatC1 + sf + 1];
         return l;
+    }
+
+    // CSR entries per lane prefetched for a split's first two outlier rows: 1 is what was measured on the H200 (run 11;
+    // rows of 1% outliers over 4096 columns hold ~41, so most still walk); 4 is on branch outlier-prefetch, unmeasured
+    private const int OutlierLanes = 1;
+
+    /// <summary>Up to four CSR entries of one row for one lane (lane, lane + W, lane + 2W, lane + 3W of the row's range;
+    /// column −1 past its end).</summary>
+    internal struct OutlierEntries { public int C0, C1, C2, C3; public float D0, D1, D2, D3; }
+
+    // the first n (1-4, a constant) entries per lane of a row's CSR range
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static OutlierEntries OutlierPrefetch(ArrayView<ushort> ocols, ArrayView<float> deltas, int from, int to, int lane, int W, int n)
+    {
+        var e = new OutlierEntries { C0 = -1, C1 = -1, C2 = -1, C3 = -1 };
+        int j = from + lane;
+        if (j < to) { e.C0 = ocols[j]; e.D0 = deltas[j]; }
+        if (n > 1 && j + W < to) { e.C1 = ocols[j + W]; e.D1 = deltas[j + W]; }
+        if (n > 2 && j + 2 * W < to) { e.C2 = ocols[j + 2 * W]; e.D2 = deltas[j + 2 * W]; }
+        if (n > 3 && j + 3 * W < to) { e.C3 = ocols[j + 3 * W]; e.D3 = deltas[j + 3 * W]; }
+        return e;
+    }
+
+    // this lane's share of Σ delta·x' over its prefetched entries (all four gathers issued before any is used)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float OutlierGather(in OutlierEntries e, ArrayView<float> xp)
+    {
+        float x0 = e.C0 >= 0 ? xp[e.C0] : 0f, x1 = e.C1 >= 0 ? xp[e.C1] : 0f, x2 = e.C2 >= 0 ? xp[e.C2] : 0f, x3 = e.C3 >= 0 ? xp[e.C3] : 0f;
+        return e.D0 * x0 + (e.D1 * x1 + e.D2 * x2 + e.D3 * x3);
+    }
+
+    // SpqrTcLoadsOnly: every loaded word folded into the sum (so the loads stay), no decode
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcTouch(in TcLoads l, ref float acc)
+    {
+        uint v = l.A.A0 ^ l.A.A1 ^ l.A.A2 ^ l.A.A3 ^ l.A.A4 ^ l.A.A5 ^ l.A.A6 ^ l.A.A7 ^ l.A.A8 ^ l.A.A9 ^ l.A.A10 ^ l.A.A11
+               ^ l.C.A0 ^ l.C.A1 ^ l.C.A2 ^ l.C.A3 ^ l.C.A4 ^ l.C.A5 ^ l.C.A6 ^ l.C.A7 ^ l.C.A8 ^ l.C.A9 ^ l.C.A10 ^ l.C.A11
+               ^ l.X.X ^ l.X.Y ^ l.X.Z ^ l.X.W ^ (uint)(l.Fa0 ^ l.Fa0b ^ l.Fb0 ^ l.Fb0b ^ l.Fa1 ^ l.Fa1b ^ l.Fb1 ^ l.Fb1b);
+        acc += Small(v & 0xFFFF) + l.P0.X + l.P0.Y + l.P0.Z + l.P0.W + l.P1.X + l.P1.Y + l.P1.Z + l.P1.W + l.G0.X + l.G0.Y + l.G1.X + l.G1.Y;
     }
 
     // one super-step from its loads: 8 mma (two chains of four), then the statistics of the lane's two groups for both rows
@@ -221,7 +284,7 @@ public sealed partial class GpuKernels
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b)
+                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -244,36 +307,42 @@ public sealed partial class GpuKernels
             StatA1 = ra * d.StatRowBytes + (((t + 4) * F) >> 3), StatC1 = rb * d.StatRowBytes + (((t + 4) * F) >> 3),
             Shift0 = (t * F) & 7, Shift1 = ((t + 4) * F) & 7,
         };
-        // the first outlier row of this split (row r0 + split): its CSR range, and its first 32 (column, delta) pairs, are
-        // requested while the first super-step's codes are in flight (the rest of the tile's outlier rows follow the loop)
-        int orow = Math.Min(r0 + split, last);
-        float acc0 = 0, acc1 = 0, ox = 0, od = 0;
-        bool oFirst = live && split < 16;
-        int o0 = 0, o1 = 0, oc = 0;
+        // the split's first two outlier rows (r0 + split, r0 + split + K; all of them for K ≥ 8): their CSR ranges and first
+        // 32·OutlierLanes (column, delta) pairs are requested while the first super-step's codes are in flight, their x'
+        // once it has computed; the walk after the loop (three dependent round trips: offsets, columns, x') is left for
+        // rows past that and further rows
+        int orow = Math.Min(r0 + split, last), prow = Math.Min(r0 + split + K, last);
+        float acc0 = 0, acc1 = 0, oSum = 0, pSum = 0;
+        bool oFirst = live && outliers && split < 16, pSecond = live && outliers && split + K < 16;
+        int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
-        // codes are in flight), its compute, then the x' gather of the outliers (used after the loop)
+        // codes are in flight), its compute, then the x' gathers of the outliers
         TcLoads l0 = default;
-        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F);
+        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats);
         if (oFirst) { o0 = offsets[orow]; o1 = offsets[orow + 1]; }
-        if (oFirst && o0 + lane < o1) { oc = ocols[o0 + lane]; od = deltas[o0 + lane]; }
-        if (live && split < steps) TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
-        ox = oFirst && o0 + lane < o1 ? scratch[oc] : 0f;
+        if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
+        var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
+        var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
+        if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
+        if (oFirst) oSum = OutlierGather(oPre, scratch);
+        if (pSecond) pSum = OutlierGather(pPre, scratch);
         for (int s = split + K; live && s < steps; s += K)
         {
-            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F);
-            TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats);
+            if (loadsOnly) TcTouch(l, ref acc0); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
         acc0 += Warp.ShuffleXor(acc0, 1); acc0 += Warp.ShuffleXor(acc0, 2);
         acc1 += Warp.ShuffleXor(acc1, 1); acc1 += Warp.ShuffleXor(acc1, 2);
-        // the tile's outliers: row r0 + i by the split i % K (the first from the registers above, beyond 32 and the other
-        // rows by a warp-strided CSR walk)
-        for (int i = split; live && i < 16; i += K)
+        // the tile's outliers: row r0 + i by the split i % K (the first two from the sums above; past the prefetched
+        // entries, and the other rows, by a warp-strided CSR walk)
+        for (int i = split; live && outliers && i < 16; i += K)
         {
             int r = Math.Min(r0 + i, last);
             float o = 0;
-            int from = offsets[r] + Warp.WarpSize;
-            if (i == split) o = od * ox; else from -= Warp.WarpSize;
+            int from = offsets[r];
+            if (i == split) { o = oSum; from += OutlierLanes * Warp.WarpSize; }
+            else if (i == split + K) { o = pSum; from += OutlierLanes * Warp.WarpSize; }
             for (int j = from + lane; j < offsets[r + 1]; j += Warp.WarpSize) o += deltas[j] * scratch[(int)ocols[j]];
             o = WarpSum(o);
             o = Warp.Shuffle(o, 0);
