@@ -188,7 +188,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
 // `nomatmul` skips them.
 if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
 {
-    Console.WriteLine("matmul,shape,T,spqr_us,spqr_tflops,f16_gemm_us,f16_tflops,T_x_spqr_matvec_us,nmse_vs_cpu,spqr_us_unsplit,f16_gemm_us_unsplit");
+    Console.WriteLine("matmul,shape,T,spqr_us,spqr_tflops,f16_gemm_us,f16_tflops,T_x_spqr_matvec_us,nmse_vs_cpu,spqr_us_unsplit,f16_gemm_us_unsplit,spqr_tensor_cores_us,spqr_tensor_cores_tflops,nmse_tensor_cores");
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 5);
@@ -218,7 +218,15 @@ if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
             double tS1 = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
             double tH1 = TimeGraph(i => backend.Kernels.GemmNTHalf(dX.View, hs[i % hcopies].View, dY.View, T, rows, cols, false), Math.Max(hcopies, 8));
             backend.Kernels.GemmSplits = 0;
-            Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{fl / tS / 1e12:F2},{tH * 1e6:F1},{fl / tH / 1e12:F2},{T * tV * 1e6:F1},{nm:E2},{tS1 * 1e6:F1},{tH1 * 1e6:F1}");
+            // the tensor-core batched product (GpuKernels.SpqrTcGemm.cs, off by default until measured)
+            backend.Kernels.SpqrTcMatMul = true;
+            dY.MemSetToZero();
+            backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
+            acc.Synchronize();
+            double nmTc = Nmse(e, dY.GetAsArray1D());
+            double tTc = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
+            backend.Kernels.SpqrTcMatMul = false;
+            Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{fl / tS / 1e12:F2},{tH * 1e6:F1},{fl / tH / 1e12:F2},{T * tV * 1e6:F1},{nm:E2},{tS1 * 1e6:F1},{tH1 * 1e6:F1},{tTc * 1e6:F1},{fl / tTc / 1e12:F2},{nmTc:E2}");
         }
         foreach (var g in gs) g.Dispose();
         foreach (var h in hs) h.Dispose();
@@ -381,6 +389,9 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     {
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+        backend.Kernels.SpqrTcMatMul = true;
+        Console.WriteLine($"prefill,spqr_w3_tensor_cores,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+        backend.Kernels.SpqrTcMatMul = false;
         backend.Kernels.SpqrTensorCores = false;
         m.UseGraph = true; // re-recorded with the float32 wide kernel (the default before the tensor-core kernel)
         Console.WriteLine($"decode,spqr_w3_float32_wide_kernel,{Decode(m):F1} tokens/s graph");

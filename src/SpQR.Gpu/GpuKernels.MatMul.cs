@@ -43,8 +43,9 @@ public sealed partial class GpuKernels
     /// <summary>K splits of the batched products: 0 = chosen by shape (default), else at most this many (tests, benchmarks).</summary>
     public int GemmSplits { get; set; }
 
-    /// <summary>Device floats of the scratch a batched SpQR matmul of T tokens needs: X' (T, 16·groups).</summary>
-    public static long SpqrMatMulScratch(GpuSpqrLayer w, int T) => (long)T * w.Dims.Groups * 16;
+    /// <summary>Device floats of the scratch a batched SpQR matmul of T tokens needs: X' (T, 16·groups), then what the
+    /// tensor-core path adds (GpuKernels.SpqrTcGemm.cs: per-token statistics and fp16 fragments).</summary>
+    public static long SpqrMatMulScratch(GpuSpqrLayer w, int T) => (long)T * w.Dims.Groups * 16 + TcGemmExtra(w.Dims, T);
 
     /// <summary>Y (T, rows) = X (T, cols) · Ŵᵀ; scratch holds ≥ <see cref="SpqrMatMulScratch"/> floats.</summary>
     public void SpqrMatMul(GpuSpqrLayer w, ArrayView<float> X, int T, ArrayView<float> Y, ArrayView<float> scratch)
@@ -61,9 +62,14 @@ public sealed partial class GpuKernels
         _spqrOutliers ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrOutlierKernel);
         long gathers = (long)T * padded, outputs = (long)T * d.Rows;
         _gatherRows(new KernelConfig((int)((gathers + blk - 1) / blk), blk), X, w.Perm.View, xp, T, d.Cols, padded);
-        var (cfg, ks, target) = GemmPlan(T, d.Rows, padded, Y);
-        _gemmSpqr(cfg, xp, w.Codes.View, w.StatCodes.View, w.Planes.View, target, d, T, ks);
-        Reduce(cfg, Y, T, d.Rows);
+        if (TcGemmApplies(d))
+            SpqrMatMulTc(w, xp, T, Y, scratch.SubView((long)T * padded));
+        else
+        {
+            var (cfg, ks, target) = GemmPlan(T, d.Rows, padded, Y);
+            _gemmSpqr(cfg, xp, w.Codes.View, w.StatCodes.View, w.Planes.View, target, d, T, ks);
+            Reduce(cfg, Y, T, d.Rows);
+        }
         _spqrOutliers(new KernelConfig((int)((outputs + blk - 1) / blk), blk), xp, w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, Y, T, d.Rows, padded);
     }
 

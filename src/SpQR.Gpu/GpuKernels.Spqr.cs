@@ -592,6 +592,7 @@ public sealed partial class GpuKernels
     internal struct F4 { public float X, Y, Z, W; }
     internal struct F2 { public float X, Y; }
     internal struct U4 { public uint X, Y, Z, W; }
+    internal struct U2 { public uint X, Y; }
 #pragma warning restore CS0649
 
     // this lane's share of row r's outlier deltas · x'

@@ -82,6 +82,29 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
     }
 
     [Theory]
+    [InlineData(16, 128, 3, 1)] [InlineData(40, 256, 3, 5)] [InlineData(48, 384, 2, 9)] [InlineData(33, 256, 4, 33)] [InlineData(32, 1024, 3, 12)]
+    public void Spqr_tensor_core_batched_matmul_matches_the_cpu_kernel(int rows, int cols, int wbits, int T)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layer = Layer(rows, cols, wbits, rows * 3 + cols + T, 0.03);
+        var X = new float[T * cols];
+        for (int tk = 0; tk < T; tk++) Array.Copy(Input(cols, tk + 1), 0, X, tk * cols, cols);
+        var e = new float[T * rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatMul(layer, X, e, T);
+        using var g = new GpuSpqrLayer(acc, layer);
+        using var dx = acc.Allocate1D(X); using var ds = acc.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(g, T)); using var dy = acc.Allocate1D<float>(T * rows);
+        k.SpqrTcMatMul = true;
+        try
+        {
+            k.SpqrMatMul(g, dx.View, T, dy.View, ds.View);
+            acc.Synchronize();
+            NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"tensor-core SpQR matmul {rows}x{cols} w{wbits}, {T} tokens");
+        }
+        finally { k.SpqrTcMatMul = false; }
+    }
+
+    [Theory]
     [InlineData(32, 200, 3, false)] [InlineData(32, 256, 5, false)] [InlineData(32, 256, 3, true)] [InlineData(256, 256, 3, false)]
     public void Shapes_the_tensor_core_kernel_does_not_take_go_to_the_float32_kernels(int rows, int cols, int wbits, bool fp16)
     {

@@ -1,0 +1,164 @@
+// Batched SpQR product Y (T, rows) = X (T, cols) · Ŵᵀ on the tensor cores: the prefill form of GpuKernels.SpqrTc.cs
+// (same A fragments — codes to fp16 pairs in place — and the same float32-class fp16 hi/lo split of x, now per token).
+// UNMEASURED on a GPU (written after the sixth session's device budget ran out; branch tc-gemm): tested on ILGPU's
+// CPU accelerator emulating a 32-lane device against the CPU matmul.
+//
+// x̃ per token: GatherRowsKernel writes X' (T, 16·G) through the permutation (also what the outlier pass reads), then
+// SpqrFragmentsKernel, one thread per (token, column): per (token, group) xsum and 2^−E (max |x'| in [2^14, 2^15)), and
+// the fp16 hi/lo of x'·2^E·2^−p into the lane slots: uint2 ((g·T + token)·2 + hl)·4 + t holds (b0, b1) of group g for
+// the B column of that token and part (hl = 0: hi, 1: lo), lane quad position t.
+// One warp = 16 rows (a β2 row group) × 8 tokens (two blocks of 4, B columns 2u, 2u+1 = token u's hi, lo), every group:
+// per group the A fragments and the two rows' (s, z) once, then one mma per token block; lane (gid, t) ends with token
+// t's dot for rows gid and gid + 8 and applies s·(dot·2^−E − z·xsum) with that token's statistics. A block is 4 warps
+// on one row tile (32 tokens; the codes are shared through L1); grid (row tiles, token blocks of 32). Outliers after,
+// through SpqrOutlierKernel as the float32 path.
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SpQR.Gpu;
+
+public sealed partial class GpuKernels
+{
+    /// <summary>Batched SpQR products on the tensor cores where TcApplies' shape rules hold (off by default: not yet
+    /// measured on a GPU).</summary>
+    public bool SpqrTcMatMul { get; set; }
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>? _fragments;
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemm =
+        new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
+
+    private bool TcGemmApplies(SpqrDims d) => SpqrTcMatMul && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0
+        && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8;
+
+    /// <summary>Device floats the tensor-core batched product needs beyond X': (xsum, 2^−E) (T, G, 2) and the fragments
+    /// (T·16·G halves·2 parts = T·16·G floats).</summary>
+    private static long TcGemmExtra(SpqrDims d, int T) => (long)T * d.Groups * 2 + (long)T * d.Groups * 16;
+
+    // Y (T, rows) = X · Ŵᵀ on the tensor cores; xp = X' already gathered (T, padded); extra ≥ TcGemmExtra floats
+    private void SpqrMatMulTc(GpuSpqrLayer w, ArrayView<float> xp, int T, ArrayView<float> Y, ArrayView<float> extra)
+    {
+        var d = w.Dims;
+        int padded = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _fragments ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SpqrFragmentsKernel);
+        long n = (long)T * padded;
+        _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, (int)(d.WBits | (d.Groups << 4)));
+        var k = _tcGemm[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+            d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
+        int tiles = (d.Rows + 15) / 16, tokenBlocks = (T + 31) / 32;
+        k(new KernelConfig(new Index2D(tiles, tokenBlocks), new Index2D(128, 1)), w.Codes.View, w.StatCodes.View, w.Planes.View, extra, Y, d, T);
+    }
+
+    // thread per (token, column) of X' (T, 16·G): per (token, group) xsum and 2^−E, and the fp16 hi/lo slots (file
+    // header); bg = wbits | groups << 4
+    private static void SpqrFragmentsKernel(ArrayView<float> xp, ArrayView<float> extra, int T, int bg)
+    {
+        long i = Grid.GlobalIndex.X;
+        int b = bg & 15, groups = bg >> 4, padded = groups * 16;
+        bool inside = i < (long)T * padded;
+        float v = inside ? xp[i] : 0f;
+        float m = Math.Abs(v), sum = v;
+        for (int o = 8; o > 0; o >>= 1)
+        {
+            m = Math.Max(m, Warp.ShuffleXor(m, o));
+            sum += Warp.ShuffleXor(sum, o);
+        }
+        if (!inside) return;
+        int tok = (int)(i / padded), c = (int)(i % padded), g = c >> 4, k = c & 15;
+        int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
+        long gs = 2 * ((long)tok * groups + g);
+        if (k == 0) { extra[gs] = sum; extra[gs + 1] = Interop.IntAsFloat((uint)(127 - e) << 23); }
+        int t = k & 3, q = k >> 2;
+        int reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
+        int p = b == 3 && half == 0 ? 4 : 0;
+        float xs = v * Interop.IntAsFloat((uint)(127 + e - p) << 23);
+        float hi = H(xs), lo = H(xs - hi);
+        var h16 = extra.SubView(2L * T * groups).Cast<ushort>();
+        long slot = (((long)g * T + tok) * 2 * 4 + t) * 4 + reg * 2 + half; // hl = 0
+        h16[slot] = F16Bits(hi);
+        h16[slot + 16] = F16Bits(lo);                                      // hl = 1: 4 lanes × 4 halves further
+    }
+
+    private static void SpqrTcGemm2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 2);
+    private static void SpqrTcGemm3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3);
+    private static void SpqrTcGemm4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 4);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrTcGemmBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b)
+    {
+        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, mine = gid >> 1, hl = gid & 1;
+        int r0 = 16 * Grid.IdxX, last = d.Rows - 1;
+        int tok0 = 32 * Grid.IdxY + 8 * Warp.WarpIdx; // this warp's 8 tokens: blocks tok0..tok0+3, tok0+4..tok0+7
+        if (r0 > last) return;
+        int ra = Math.Min(r0 + gid, last), rb = Math.Min(r0 + gid + 8, last);
+        int groups = d.Groups, steps = groups / 8, F = d.StatBits, qs = d.ScaleBits, fm = (1 << F) - 1;
+        var c4 = codes.Cast<U4>().AsAligned(16);
+        var p4 = planes.Cast<F4>().AsAligned(16);
+        var gst = extra.Cast<F2>().AsAligned(8);
+        var x2 = extra.SubView(2L * T * groups).Cast<U2>().AsAligned(8);
+        int pg = r0 / d.QqGroupSize * groups;
+        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
+        // B operand tokens of this lane (its column pair) in each block, and the token whose dots it ends with
+        int bt0 = tok0 + mine, bt1 = tok0 + 4 + mine, ot0 = tok0 + t, ot1 = tok0 + 4 + t;
+        float a00 = 0, a01 = 0, a10 = 0, a11 = 0; // [token block][row gid, gid + 8]
+        for (int s = 0; s < steps; s++)
+        {
+            var l = new TcLoads();
+            int ca = ra * (d.RowBytes >> 4) + s * b, cc = rb * (d.RowBytes >> 4) + s * b;
+            var w0 = c4[ca]; var w1 = c4[ca + 1]; var v0 = c4[cc]; var v1 = c4[cc + 1];
+            l.A.A0 = w0.X; l.A.A1 = w0.Y; l.A.A2 = w0.Z; l.A.A3 = w0.W; l.A.A4 = w1.X; l.A.A5 = w1.Y; l.A.A6 = w1.Z; l.A.A7 = w1.W;
+            l.C.A0 = v0.X; l.C.A1 = v0.Y; l.C.A2 = v0.Z; l.C.A3 = v0.W; l.C.A4 = v1.X; l.C.A5 = v1.Y; l.C.A6 = v1.Z; l.C.A7 = v1.W;
+            if (b > 2)
+            {
+                var w2 = c4[ca + 2]; var v2 = c4[cc + 2];
+                l.A.A8 = w2.X; l.A.A9 = w2.Y; l.A.A10 = w2.Z; l.A.A11 = w2.W; l.C.A8 = v2.X; l.C.A9 = v2.Y; l.C.A10 = v2.Z; l.C.A11 = v2.W;
+            }
+            if (b > 3)
+            {
+                var w3 = c4[ca + 3]; var v3 = c4[cc + 3];
+                l.A.A12 = w3.X; l.A.A13 = w3.Y; l.A.A14 = w3.Z; l.A.A15 = w3.W; l.C.A12 = v3.X; l.C.A13 = v3.Y; l.C.A14 = v3.Z; l.C.A15 = v3.W;
+            }
+            var sa = TcShift(l.A, b, b * t);
+            var sc = TcShift(l.C, b, b * t);
+            TcGemmGroup(sa, sc, b, 0, 8 * s, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 1, 8 * s + 1, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 2, 8 * s + 2, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 3, 8 * s + 3, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 4, 8 * s + 4, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 5, 8 * s + 5, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 6, 8 * s + 6, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmGroup(sa, sc, b, 7, 8 * s + 7, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+        }
+        // lane (gid, t) holds token ot0's and ot1's sums for rows gid and gid + 8: stored once per (token, row)
+        if (ot0 < T) { if (r0 + gid <= last) Y[(long)ot0 * d.Rows + r0 + gid] = a00; if (r0 + gid + 8 <= last) Y[(long)ot0 * d.Rows + r0 + gid + 8] = a01; }
+        if (ot1 < T) { if (r0 + gid <= last) Y[(long)ot1 * d.Rows + r0 + gid] = a10; if (r0 + gid + 8 <= last) Y[(long)ot1 * d.Rows + r0 + gid + 8] = a11; }
+    }
+
+    // group g (j-th of its super-step) for both rows and both token blocks: A once, (s, z) of the two rows once, one mma
+    // per token block, each lane's token statistics applied to its dots
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcGemmGroup(U16 sa, U16 sc, int b, int j, int g, uint mask, uint magic, ArrayView<byte> statCodes, ArrayView<F4> p4, ArrayView<F2> gst,
+                                    ArrayView<U2> x2, SpqrDims d, int pg, int ra, int rb, int F, int fm, int qs, int T, int hl, int bt0, int bt1, int ot0, int ot1,
+                                    ref float a00, ref float a01, ref float a10, ref float a11)
+    {
+        int atA = b == 3 ? 48 * j - 4 : b == 4 ? 64 * j : 32 * j;
+        int atB = b == 3 ? 48 * j + 20 : b == 4 ? 64 * j + 32 : 32 * j + 8;
+        uint f0 = Hsub1024((TcBits(sa, atA) & mask) | magic), f1 = Hsub1024((TcBits(sc, atA) & mask) | magic);
+        uint f2 = Hsub1024((TcBits(sa, atB) & mask) | magic), f3 = Hsub1024((TcBits(sc, atB) & mask) | magic);
+        int t = Warp.LaneIdx & 3;
+        long slot0 = (((long)g * T + bt0) * 2 + hl) * 4 + t, slot1 = (((long)g * T + bt1) * 2 + hl) * 4 + t;
+        U2 xb0 = bt0 < T ? x2[slot0] : default, xb1 = bt1 < T ? x2[slot1] : default;
+        F2 g0 = ot0 < T ? gst[(long)ot0 * d.Groups + g] : default, g1 = ot1 < T ? gst[(long)ot1 * d.Groups + g] : default;
+        var p = p4[pg + g];
+        long bitA = (long)ra * d.StatRowBytes * 8 + (long)g * F, bitB = (long)rb * d.StatRowBytes * 8 + (long)g * F;
+        int fa = ((statCodes[bitA >> 3] | (statCodes[(bitA >> 3) + 1] << 8)) >> (int)(bitA & 7)) & fm;
+        int fb = ((statCodes[bitB >> 3] | (statCodes[(bitB >> 3) + 1] << 8)) >> (int)(bitB & 7)) & fm;
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+        Mma16816(f0, f1, f2, f3, xb0.X, xb0.Y, ref c0, ref c1, ref c2, ref c3);
+        Mma16816(f0, f1, f2, f3, xb1.X, xb1.Y, ref e0, ref e1, ref e2, ref e3);
+        TcApply(p, g0, fa, fb, qs, c0 + c1, c2 + c3, ref a00, ref a01);
+        TcApply(p, g1, fa, fb, qs, e0 + e1, e2 + e3, ref a10, ref a11);
+    }
+}
