@@ -219,7 +219,7 @@ public sealed partial class GpuKernels
     }
 
     // CSR entries per lane prefetched for a split's first two outlier rows: 1 is what was measured on the H200 (run 11;
-    // rows of 1% outliers over 4096 columns hold ~41, so most still walk); 4 is on branch outlier-prefetch, unmeasured
+    // rows of 1% outliers over 4096 columns hold ~41, so most still walk); 4 is on branch outlier-prefetch-4, unmeasured
     private const int OutlierLanes = 1;
 
     /// <summary>Up to four CSR entries of one row for one lane (lane, lane + W, lane + 2W, lane + 3W of the row's range;
