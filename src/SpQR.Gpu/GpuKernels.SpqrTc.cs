@@ -193,21 +193,7 @@ public sealed partial class GpuKernels
     private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats)
     {
         var l = new TcLoads();
-        int ca = q.CodeA + s * b, cc = q.CodeC + s * b;
-        var a0 = c4[ca]; var a1 = c4[ca + 1];
-        var e0 = c4[cc]; var e1 = c4[cc + 1];
-        l.A.A0 = a0.X; l.A.A1 = a0.Y; l.A.A2 = a0.Z; l.A.A3 = a0.W; l.A.A4 = a1.X; l.A.A5 = a1.Y; l.A.A6 = a1.Z; l.A.A7 = a1.W;
-        l.C.A0 = e0.X; l.C.A1 = e0.Y; l.C.A2 = e0.Z; l.C.A3 = e0.W; l.C.A4 = e1.X; l.C.A5 = e1.Y; l.C.A6 = e1.Z; l.C.A7 = e1.W;
-        if (b > 2)
-        {
-            var a2 = c4[ca + 2]; var e2 = c4[cc + 2];
-            l.A.A8 = a2.X; l.A.A9 = a2.Y; l.A.A10 = a2.Z; l.A.A11 = a2.W; l.C.A8 = e2.X; l.C.A9 = e2.Y; l.C.A10 = e2.Z; l.C.A11 = e2.W;
-        }
-        if (b > 3)
-        {
-            var a3 = c4[ca + 3]; var e3 = c4[cc + 3];
-            l.A.A12 = a3.X; l.A.A13 = a3.Y; l.A.A14 = a3.Z; l.A.A15 = a3.W; l.C.A12 = e3.X; l.C.A13 = e3.Y; l.C.A14 = e3.Z; l.C.A15 = e3.W;
-        }
+        TcCodeWords(c4, q.CodeA + s * b, q.CodeC + s * b, b, ref l.A, ref l.C);
         l.X = x4[q.X + 32 * s];
         if (!stats) return l; // SpqrTcLoadsOnly == 2
         l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
@@ -245,6 +231,26 @@ public sealed partial class GpuKernels
     {
         float x0 = e.C0 >= 0 ? xp[e.C0] : 0f, x1 = e.C1 >= 0 ? xp[e.C1] : 0f, x2 = e.C2 >= 0 ? xp[e.C2] : 0f, x3 = e.C3 >= 0 ? xp[e.C3] : 0f;
         return e.D0 * x0 + (e.D1 * x1 + e.D2 * x2 + e.D3 * x3);
+    }
+
+    // both rows' code words of one super-step: b 16-byte loads each, from 16-byte indices ca and cc
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcCodeWords(ArrayView<U4> c4, int ca, int cc, int b, ref U16 A, ref U16 C)
+    {
+        var a0 = c4[ca]; var a1 = c4[ca + 1];
+        var e0 = c4[cc]; var e1 = c4[cc + 1];
+        A.A0 = a0.X; A.A1 = a0.Y; A.A2 = a0.Z; A.A3 = a0.W; A.A4 = a1.X; A.A5 = a1.Y; A.A6 = a1.Z; A.A7 = a1.W;
+        C.A0 = e0.X; C.A1 = e0.Y; C.A2 = e0.Z; C.A3 = e0.W; C.A4 = e1.X; C.A5 = e1.Y; C.A6 = e1.Z; C.A7 = e1.W;
+        if (b > 2)
+        {
+            var a2 = c4[ca + 2]; var e2 = c4[cc + 2];
+            A.A8 = a2.X; A.A9 = a2.Y; A.A10 = a2.Z; A.A11 = a2.W; C.A8 = e2.X; C.A9 = e2.Y; C.A10 = e2.Z; C.A11 = e2.W;
+        }
+        if (b > 3)
+        {
+            var a3 = c4[ca + 3]; var e3 = c4[cc + 3];
+            A.A12 = a3.X; A.A13 = a3.Y; A.A14 = a3.Z; A.A15 = a3.W; C.A12 = e3.X; C.A13 = e3.Y; C.A14 = e3.Z; C.A15 = e3.W;
+        }
     }
 
     // SpqrTcLoadsOnly: every loaded word folded into the sum (so the loads stay), no decode

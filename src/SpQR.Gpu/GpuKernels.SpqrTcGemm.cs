@@ -105,23 +105,10 @@ public sealed partial class GpuKernels
         float a00 = 0, a01 = 0, a10 = 0, a11 = 0; // [token block][row gid, gid + 8]
         for (int s = 0; s < steps; s++)
         {
-            var l = new TcLoads();
-            int ca = ra * (d.RowBytes >> 4) + s * b, cc = rb * (d.RowBytes >> 4) + s * b;
-            var w0 = c4[ca]; var w1 = c4[ca + 1]; var v0 = c4[cc]; var v1 = c4[cc + 1];
-            l.A.A0 = w0.X; l.A.A1 = w0.Y; l.A.A2 = w0.Z; l.A.A3 = w0.W; l.A.A4 = w1.X; l.A.A5 = w1.Y; l.A.A6 = w1.Z; l.A.A7 = w1.W;
-            l.C.A0 = v0.X; l.C.A1 = v0.Y; l.C.A2 = v0.Z; l.C.A3 = v0.W; l.C.A4 = v1.X; l.C.A5 = v1.Y; l.C.A6 = v1.Z; l.C.A7 = v1.W;
-            if (b > 2)
-            {
-                var w2 = c4[ca + 2]; var v2 = c4[cc + 2];
-                l.A.A8 = w2.X; l.A.A9 = w2.Y; l.A.A10 = w2.Z; l.A.A11 = w2.W; l.C.A8 = v2.X; l.C.A9 = v2.Y; l.C.A10 = v2.Z; l.C.A11 = v2.W;
-            }
-            if (b > 3)
-            {
-                var w3 = c4[ca + 3]; var v3 = c4[cc + 3];
-                l.A.A12 = w3.X; l.A.A13 = w3.Y; l.A.A14 = w3.Z; l.A.A15 = w3.W; l.C.A12 = v3.X; l.C.A13 = v3.Y; l.C.A14 = v3.Z; l.C.A15 = v3.W;
-            }
-            var sa = TcShift(l.A, b, b * t);
-            var sc = TcShift(l.C, b, b * t);
+            U16 wa = default, wc = default;
+            TcCodeWords(c4, ra * (d.RowBytes >> 4) + s * b, rb * (d.RowBytes >> 4) + s * b, b, ref wa, ref wc);
+            var sa = TcShift(wa, b, b * t);
+            var sc = TcShift(wc, b, b * t);
             TcGemmGroup(sa, sc, b, 0, 8 * s, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
             TcGemmGroup(sa, sc, b, 1, 8 * s + 1, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
             TcGemmGroup(sa, sc, b, 2, 8 * s + 2, mask, magic, statCodes, p4, gst, x2, d, pg, ra, rb, F, fm, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
