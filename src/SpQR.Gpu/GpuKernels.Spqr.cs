@@ -108,10 +108,7 @@ public struct U16
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public readonly uint Word(int i) => Get(i);
-
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private readonly uint Get(int i) => i switch
+    public readonly uint Word(int i) => i switch
     {
         0 => A0, 1 => A1, 2 => A2, 3 => A3, 4 => A4, 5 => A5, 6 => A6, 7 => A7,
         8 => A8, 9 => A9, 10 => A10, 11 => A11, 12 => A12, 13 => A13, 14 => A14, _ => A15,
@@ -121,7 +118,7 @@ public struct U16
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public readonly GpuKernels.RowWords Pair(int m, int b, int stat) => new()
     {
-        W0 = Get(b * m), W1 = Get(b * m + 1), W2 = b > 2 ? Get(b * m + 2) : 0u, W3 = b > 3 ? Get(b * m + 3) : 0u, Stat = stat,
+        W0 = Word(b * m), W1 = Word(b * m + 1), W2 = b > 2 ? Word(b * m + 2) : 0u, W3 = b > 3 ? Word(b * m + 3) : 0u, Stat = stat,
     };
 }
 
@@ -595,12 +592,12 @@ public sealed partial class GpuKernels
     internal struct U2 { public uint X, Y; }
 #pragma warning restore CS0649
 
-    // this lane's share of row r's outlier deltas · x'
+    // this lane's share of row r's outlier deltas · x' (past its first `skip` entries)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float OutlierPart(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, int r)
+    private static float OutlierPart(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, int r, int skip = 0)
     {
         float acc = 0;
-        for (int i = offsets[r] + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * scratch[(int)ocols[i]];
+        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * scratch[(int)ocols[i]];
         return acc;
     }
 

@@ -114,33 +114,47 @@ public sealed partial class GpuKernels
         int c = Grid.GlobalIndex.X;
         int groups = (cols + 15) / 16 + 7 & ~7, padded = groups * 16;
         float v = c < cols ? x[perm[c]] : 0f;
-        float m = Math.Abs(v), sum = v;
+        GroupMaxSum16(v, out float m, out float sum);
+        if (c >= padded) return;
+        scratch[c] = v;
+        int g = c >> 4, k = c & 15;
+        TcSplit(v, m, b, k, out ushort hi, out ushort lo, out float inv, out int half4);
+        if (k == 0) { scratch[padded + 2 * g] = sum; scratch[padded + 2 * g + 1] = inv; }
+        int S = g >> 3, j = g & 7, u = j & 3, i = j >> 2;
+        var h16 = scratch.SubView(padded + 2 * groups).Cast<ushort>();
+        int at = (((S * 2 + 0) * 4 + (k & 3)) * 4 + u) * 8 + i * 4 + half4;
+        h16[at] = hi;
+        h16[at + 128] = lo; // hl = 1: one (S·2 + hl) step further (64 uints)
+    }
+
+    // max |v| and Σ v over 16 consecutive threads (a group of columns); warp-collective: every lane of the warp calls it
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void GroupMaxSum16(float v, out float m, out float sum)
+    {
+        m = Math.Abs(v); sum = v;
         for (int o = 8; o > 0; o >>= 1)
         {
             m = Math.Max(m, Warp.ShuffleXor(m, o));
             sum += Warp.ShuffleXor(sum, o);
         }
-        if (c >= padded) return;
-        scratch[c] = v;
-        int g = c >> 4, k = c & 15;
-        // E = 14 − ⌊log2 m⌋, kept where 2^±E are normal floats
+    }
+
+    // code k's x' = v of a group whose max |x'| is m, as the fp16 bits of hi = fp16(x̃) and lo = fp16(x̃ − hi), x̃ =
+    // v·2^E·2^−p (E = 14 − ⌊log2 m⌋, kept where 2^±E are normal floats; p = 4 for the low code of a w3 pair), the group's
+    // 2^−E, and the half's place in lane (k mod 4)'s four-half fragment: register·2 + half, from lane t's pairs
+    // w3/w4 {t, t+4} {t+8, t+12}, w2 {t, t+8} {t+4, t+12}
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcSplit(float v, float m, int b, int k, out ushort hi, out ushort lo, out float inv, out int half4)
+    {
         int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
-        if (k == 0)
-        {
-            scratch[padded + 2 * g] = sum;
-            scratch[padded + 2 * g + 1] = Interop.IntAsFloat((uint)(127 - e) << 23);
-        }
-        int t = k & 3, q = k >> 2;
-        // (register, half) of code k in lane t's pairs: w3/w4 {t, t+4} {t+8, t+12}; w2 {t, t+8} {t+4, t+12}
-        int reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
+        inv = Interop.IntAsFloat((uint)(127 - e) << 23);
+        int q = k >> 2, reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
         int p = b == 3 && half == 0 ? 4 : 0;
         float xs = v * Interop.IntAsFloat((uint)(127 + e - p) << 23);
-        float hi = H(xs), lo = H(xs - hi);
-        int S = g >> 3, j = g & 7, u = j & 3, i = j >> 2;
-        var h16 = scratch.SubView(padded + 2 * groups).Cast<ushort>();
-        int at = ((((S * 2 + 0) * 4 + t) * 4 + u) * 4 + i * 2 + reg) * 2 + half;
-        h16[at] = F16Bits(hi);
-        h16[at + 128] = F16Bits(lo); // hl = 1: one (S·2 + hl) step further (64 uints)
+        float h = H(xs);
+        hi = F16Bits(h);
+        lo = F16Bits(H(xs - h));
+        half4 = reg * 2 + half;
     }
 
     // the fp16 bits of a float that is an fp16 value (H's output): normal, subnormal or zero
@@ -345,11 +359,8 @@ public sealed partial class GpuKernels
         for (int i = split; live && outliers && i < 16; i += K)
         {
             int r = Math.Min(r0 + i, last);
-            float o = 0;
-            int from = offsets[r];
-            if (i == split) { o = oSum; from += OutlierLanes * Warp.WarpSize; }
-            else if (i == split + K) { o = pSum; from += OutlierLanes * Warp.WarpSize; }
-            for (int j = from + lane; j < offsets[r + 1]; j += Warp.WarpSize) o += deltas[j] * scratch[(int)ocols[j]];
+            bool pre = i == split || i == split + K;
+            float o = (i == split ? oSum : i == split + K ? pSum : 0f) + OutlierPart(offsets, ocols, deltas, scratch, r, pre ? OutlierLanes * Warp.WarpSize : 0);
             o = WarpSum(o);
             o = Warp.Shuffle(o, 0);
             if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }

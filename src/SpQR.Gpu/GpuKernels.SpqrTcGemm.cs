@@ -23,7 +23,7 @@ public sealed partial class GpuKernels
     /// <summary>Batched SpQR products on the tensor cores where TcApplies' shape rules hold (off by default: not yet
     /// measured on a GPU).</summary>
     public bool SpqrTcMatMul { get; set; }
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>? _fragments;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? _fragments;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemm =
         new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
 
@@ -39,9 +39,9 @@ public sealed partial class GpuKernels
     {
         var d = w.Dims;
         int padded = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _fragments ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SpqrFragmentsKernel);
+        _fragments ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(SpqrFragmentsKernel);
         long n = (long)T * padded;
-        _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, (int)(d.WBits | (d.Groups << 4)));
+        _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, d.WBits, d.Groups);
         var k = _tcGemm[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
             d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
         int tiles = (d.Rows + 15) / 16, tokenBlocks = (T + 31) / 32;
@@ -49,33 +49,23 @@ public sealed partial class GpuKernels
     }
 
     // thread per (token, column) of X' (T, 16·G): per (token, group) xsum and 2^−E, and the fp16 hi/lo slots (file
-    // header); bg = wbits | groups << 4
-    private static void SpqrFragmentsKernel(ArrayView<float> xp, ArrayView<float> extra, int T, int bg)
+    // header)
+    private static void SpqrFragmentsKernel(ArrayView<float> xp, ArrayView<float> extra, int T, int b, int groups)
     {
         long i = Grid.GlobalIndex.X;
-        int b = bg & 15, groups = bg >> 4, padded = groups * 16;
+        int padded = groups * 16;
         bool inside = i < (long)T * padded;
         float v = inside ? xp[i] : 0f;
-        float m = Math.Abs(v), sum = v;
-        for (int o = 8; o > 0; o >>= 1)
-        {
-            m = Math.Max(m, Warp.ShuffleXor(m, o));
-            sum += Warp.ShuffleXor(sum, o);
-        }
+        GroupMaxSum16(v, out float m, out float sum);
         if (!inside) return;
         int tok = (int)(i / padded), c = (int)(i % padded), g = c >> 4, k = c & 15;
-        int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
+        TcSplit(v, m, b, k, out ushort hi, out ushort lo, out float inv, out int half4);
         long gs = 2 * ((long)tok * groups + g);
-        if (k == 0) { extra[gs] = sum; extra[gs + 1] = Interop.IntAsFloat((uint)(127 - e) << 23); }
-        int t = k & 3, q = k >> 2;
-        int reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
-        int p = b == 3 && half == 0 ? 4 : 0;
-        float xs = v * Interop.IntAsFloat((uint)(127 + e - p) << 23);
-        float hi = H(xs), lo = H(xs - hi);
+        if (k == 0) { extra[gs] = sum; extra[gs + 1] = inv; }
         var h16 = extra.SubView(2L * T * groups).Cast<ushort>();
-        long slot = (((long)g * T + tok) * 2 * 4 + t) * 4 + reg * 2 + half; // hl = 0
-        h16[slot] = F16Bits(hi);
-        h16[slot + 16] = F16Bits(lo);                                      // hl = 1: 4 lanes × 4 halves further
+        long slot = (((long)g * T + tok) * 2 * 4 + (k & 3)) * 4 + half4; // hl = 0
+        h16[slot] = hi;
+        h16[slot + 16] = lo;                                               // hl = 1: 4 lanes × 4 halves further
     }
 
     private static void SpqrTcGemm2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
