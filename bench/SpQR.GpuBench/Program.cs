@@ -146,8 +146,9 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         SpqrMatVec.MatVec(l, x, e);
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        // the kernel versions side by side: the tensor-core kernel (the default for these shapes) with its column splits K
-        // by shape and each K, and the float32 wide kernel (the default before); the default also without its prepare launch
+        // the kernel versions side by side: the library's choice for the shape (the tensor-core kernel where cols > rows,
+        // else the float32 wide kernel), the tensor-core kernel forced with K by shape and each K, and the wide kernel;
+        // the main ones also without their prepare launch
         // (_tc: forced onto every shape, K by shape (8); _tc_kN: K = N)
         // (_tc_loads_only: the tensor-core kernel's loads without its arithmetic, w3: what the access pattern costs)
         // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
