@@ -218,9 +218,10 @@ public sealed partial class GpuKernels
         return l;
     }
 
-    // CSR entries per lane prefetched for a split's first two outlier rows: 1 is what was measured on the H200 (run 11;
-    // rows of 1% outliers over 4096 columns hold ~41, so most still walk); 4 is on branch outlier-prefetch-4, unmeasured
-    private const int OutlierLanes = 1;
+    // CSR entries per lane prefetched for a split's first two outlier rows (up to 128 a row: rows of 1% outliers hold ~41
+    // over 4096 columns, ~110 over 11008): 4 measured 5-7% faster than 1 on the H200 (126 against 97 registers; GPU,
+    // seventh session); the same prefetch in the float32 wide kernel went to 216 registers and lost 30-60%
+    private const int OutlierLanes = 4;
 
     /// <summary>Up to four CSR entries of one row for one lane (lane, lane + W, lane + 2W, lane + 3W of the row's range;
     /// column −1 past its end).</summary>
