@@ -15,6 +15,7 @@ public sealed partial class GpuKernels
     private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16x4;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _addRmsNorm;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, int>? _argmax;
 
     public GpuKernels(Accelerator acc)
@@ -95,29 +96,37 @@ public sealed partial class GpuKernels
     // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), a thread group per row (a decode step normalizes one
     // row: a single warp left the device idle for microseconds)
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
-        => _rmsNorm(new KernelConfig(rows, NormThreads), x, w, dst, (int)w.Length, eps);
+        => _rmsNorm(new KernelConfig(rows, RmsThreads((int)w.Length)), x, w, dst, (int)w.Length, eps);
+
+    /// <summary>The residual add fused with the next RMSNorm: x (rows, n) += y, then dst = w * x / sqrt(mean(x²) + eps) —
+    /// one launch instead of two (the decoder layer's add before its norm).</summary>
+    public void AddRmsNorm(ArrayView<float> x, ArrayView<float> y, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
+    {
+        _addRmsNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(AddRmsNormKernel);
+        _addRmsNorm(new KernelConfig(rows, RmsThreads((int)w.Length)), x, y, w, dst, (int)w.Length, eps);
+    }
 
     private int NormThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
 
-    // Σ v (or the max, max: a constant at each call site) over the thread group, any size up to 32 warps: shuffles within
-    // each warp, the warp results through shared memory, the total broadcast to every thread
+    // about 8 elements a thread (n = 4096: 512 threads), so each thread's x and w fit in registers (RmsNormBody), within
+    // [one warp, NormThreads]
+    private int RmsThreads(int n) => Math.Max(_acc.WarpSize, Math.Min(NormThreads, (n / 8 + _acc.WarpSize - 1) / _acc.WarpSize * _acc.WarpSize));
+
+    // Σ v (or the max, max: a constant at each call site) over the thread group, any size up to 32 warps: a butterfly
+    // within each warp, the warp results through shared memory, then every warp reduces those itself (no serial loop on
+    // one thread, no second broadcast); lanes and warps end with the same bits (the butterfly adds commute)
     private static float BlockReduce(float v, bool max)
     {
-        var sh = SharedMemory.Allocate<float>(33);
-        for (int o = Warp.WarpSize / 2; o > 0; o /= 2) { float u = Warp.ShuffleDown(v, o); v = max ? Math.Max(v, u) : v + u; }
-        int nw = Group.DimX / Warp.WarpSize;
-        if (Warp.IsFirstLane) sh[Warp.WarpIdx] = v;
+        var sh = SharedMemory.Allocate<float>(32);
+        int W = Warp.WarpSize, nw = Group.DimX / W, lane = Warp.LaneIdx;
+        for (int o = W / 2; o > 0; o /= 2) { float u = Warp.ShuffleXor(v, o); v = max ? Math.Max(v, u) : v + u; }
+        if (lane == 0) sh[Warp.WarpIdx] = v;
         Group.Barrier();
-        if (Group.IdxX == 0)
-        {
-            float t = sh[0];
-            for (int i = 1; i < nw; i++) t = max ? Math.Max(t, sh[i]) : t + sh[i];
-            sh[32] = t;
-        }
-        Group.Barrier();
-        float r = sh[32];
-        Group.Barrier();
-        return r;
+        float t = max ? float.NegativeInfinity : 0f;
+        for (int i = lane; i < nw; i += W) t = max ? Math.Max(t, sh[i]) : t + sh[i];
+        for (int o = W / 2; o > 0; o /= 2) { float u = Warp.ShuffleXor(t, o); t = max ? Math.Max(t, u) : t + u; }
+        Group.Barrier(); // sh is free for the next reduction
+        return t;
     }
 
     private static float BlockSum(float v) => BlockReduce(v, false);
@@ -180,12 +189,52 @@ public sealed partial class GpuKernels
     }
 
     private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int n, float eps)
+        => RmsNormBody(x, x, w, dst, n, eps, false);
+
+    private static void AddRmsNormKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<float> w, ArrayView<float> dst, int n, float eps)
+        => RmsNormBody(x, y, w, dst, n, eps, true);
+
+    // row Grid.IdxX: (x += y when add), dst = w·x/√(mean(x²) + eps). Up to 8 elements a thread stay in registers with their
+    // w, all requested before the reduction (one memory round trip, then the block sum, then the stores); longer rows loop.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void RmsNormBody(ArrayView<float> x, ArrayView<float> y, ArrayView<float> w, ArrayView<float> dst, int n, float eps, bool add)
     {
         long b = (long)Grid.IdxX * n;
-        float ss = 0;
-        for (int i = Group.IdxX; i < n; i += Group.DimX) ss += x[b + i] * x[b + i];
-        ss = BlockSum(ss);
-        float inv = 1f / MathF.Sqrt(ss / n + eps); // ILGPU maps MathF.Sqrt to the device intrinsic
-        for (int i = Group.IdxX; i < n; i += Group.DimX) dst[b + i] = w[i] * (x[b + i] * inv);
+        int tid = Group.IdxX, T = Group.DimX;
+        if (n <= 8 * T)
+        {
+            int i0 = tid, i1 = tid + T, i2 = tid + 2 * T, i3 = tid + 3 * T, i4 = tid + 4 * T, i5 = tid + 5 * T, i6 = tid + 6 * T, i7 = tid + 7 * T;
+            float v0 = NormLoad(x, y, b, i0, n, add), v1 = NormLoad(x, y, b, i1, n, add), v2 = NormLoad(x, y, b, i2, n, add), v3 = NormLoad(x, y, b, i3, n, add);
+            float v4 = NormLoad(x, y, b, i4, n, add), v5 = NormLoad(x, y, b, i5, n, add), v6 = NormLoad(x, y, b, i6, n, add), v7 = NormLoad(x, y, b, i7, n, add);
+            float g0 = i0 < n ? w[i0] : 0f, g1 = i1 < n ? w[i1] : 0f, g2 = i2 < n ? w[i2] : 0f, g3 = i3 < n ? w[i3] : 0f;
+            float g4 = i4 < n ? w[i4] : 0f, g5 = i5 < n ? w[i5] : 0f, g6 = i6 < n ? w[i6] : 0f, g7 = i7 < n ? w[i7] : 0f;
+            float ss = BlockSum(v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3 + v4 * v4 + v5 * v5 + v6 * v6 + v7 * v7);
+            float inv = 1f / MathF.Sqrt(ss / n + eps); // ILGPU maps MathF.Sqrt to the device intrinsic
+            NormStore(x, dst, b, i0, n, add, v0, g0 * (v0 * inv)); NormStore(x, dst, b, i1, n, add, v1, g1 * (v1 * inv));
+            NormStore(x, dst, b, i2, n, add, v2, g2 * (v2 * inv)); NormStore(x, dst, b, i3, n, add, v3, g3 * (v3 * inv));
+            NormStore(x, dst, b, i4, n, add, v4, g4 * (v4 * inv)); NormStore(x, dst, b, i5, n, add, v5, g5 * (v5 * inv));
+            NormStore(x, dst, b, i6, n, add, v6, g6 * (v6 * inv)); NormStore(x, dst, b, i7, n, add, v7, g7 * (v7 * inv));
+            return;
+        }
+        float s = 0;
+        for (int i = tid; i < n; i += T)
+        {
+            float v = x[b + i];
+            if (add) { v += y[b + i]; x[b + i] = v; }
+            s += v * v;
+        }
+        float r = 1f / MathF.Sqrt(BlockSum(s) / n + eps);
+        for (int i = tid; i < n; i += T) dst[b + i] = w[i] * (x[b + i] * r);
+    }
+
+    // x[b + i] (+ y[b + i]), 0 past n
+    private static float NormLoad(ArrayView<float> x, ArrayView<float> y, long b, int i, int n, bool add)
+        => i >= n ? 0f : add ? x[b + i] + y[b + i] : x[b + i];
+
+    private static void NormStore(ArrayView<float> x, ArrayView<float> dst, long b, int i, int n, bool add, float v, float o)
+    {
+        if (i >= n) return;
+        if (add) x[b + i] = v;
+        dst[b + i] = o;
     }
 }

@@ -181,6 +181,14 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps, rows);
     }
 
+    // x += y (the residual), then Norm(x) into dst: one launch for an RMSNorm
+    protected void AddNorm(ArrayView<float> x, ArrayView<float> y, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst)
+    {
+        if (Config.Norm == NormKind.RmsNorm) { K.AddRmsNorm(x, y, w.View, dst, 1, Config.NormEps); return; }
+        K.Add(x, y, Config.HiddenSize);
+        Norm(x, w, b, dst);
+    }
+
     /// <summary>
     /// Rotary on q and k (T tokens, already projected), their K/V into layer l's cache from the device position, causal
     /// attention into att: in query chunks as many as the scores scratch holds (heads × MaxContext floats each; the
@@ -472,16 +480,18 @@ public sealed class GpuLlamaModel : GpuDecoder
         var c = Config; var b = _blocks[l];
         int d = c.HiddenSize;
         var h = H.View.SubView(0, d);
-        Norm(X.View, b.InputNorm, null, h);
+        // the residual adds are fused with the norms after them: the previous layer's MLP output (left in _o) here, the
+        // attention output before the post-attention norm; the last layer adds its MLP output itself (the final norm follows)
+        if (l == 0) Norm(X.View, b.InputNorm, null, h);
+        else AddNorm(X.View, _o.View, b.InputNorm, null, h);
         Branches(_qkv[l]);
         AttendStep(l);
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
-        K.Add(X.View, _o.View, d);
-        Norm(X.View, b.PostNorm, null, h);
+        AddNorm(X.View, _o.View, b.PostNorm, null, h);
         Branches(_gateUp[l]);
         K.SwiGlu(_gate.View, _up.View, c.IntermediateSize);
         b.Down.Forward(K, _gate.View, _o.View, Scratch.View);
-        K.Add(X.View, _o.View, d);
+        if (l == c.NumLayers - 1) K.Add(X.View, _o.View, d);
     }
 
     private MemoryBuffer1D<float, Stride1D.Dense> _oB = null!, _gateB = null!, _upB = null!;

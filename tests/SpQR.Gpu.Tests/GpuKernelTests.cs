@@ -44,18 +44,29 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         NumericAssert.Nmse(eb, dy.GetAsArray1D(), Tolerances.GpuNmse, "GEMV BF16");
     }
 
-    [Fact]
-    public void RmsNorm_matches_the_cpu()
+    // rows of n up to 8 per thread stay in registers, longer ones loop (on the CPU accelerator's 16-thread groups: n ≤ 128
+    // and n > 128; on a GPU both are the register path)
+    [Theory]
+    [InlineData(5, 200)] [InlineData(3, 100)] [InlineData(2, 37)] [InlineData(1, 4096)]
+    public void RmsNorm_and_the_fused_residual_add_match_the_cpu(int rows, int n)
     {
         var acc = fx.Backend.Accelerator;
-        int rows = 5, n = 200;
-        var x = TestData.Uniform(rows * n, 3, -3, 3); var w = TestData.Uniform(n, 4);
+        var x = TestData.Uniform(rows * n, 3, -3, 3); var y = TestData.Uniform(rows * n, 5, -1, 1); var w = TestData.Uniform(n, 4);
         var e = new float[x.Length];
         for (int r = 0; r < rows; r++) CpuKernels.RmsNorm(x.AsSpan(r * n, n), w, 1e-5f, e.AsSpan(r * n, n));
-        using var dx = acc.Allocate1D(x); using var dw = acc.Allocate1D(w); using var dd = acc.Allocate1D<float>(x.Length);
+        using var dx = acc.Allocate1D(x); using var dy = acc.Allocate1D(y); using var dw = acc.Allocate1D(w); using var dd = acc.Allocate1D<float>(x.Length);
         fx.Backend.Kernels.RmsNorm(dx.View, dw.View, dd.View, rows, 1e-5f);
         acc.Synchronize();
-        NumericAssert.Nmse(e, dd.GetAsArray1D(), Tolerances.GpuNmse, "RMSNorm");
+        NumericAssert.Nmse(e, dd.GetAsArray1D(), Tolerances.GpuNmse, $"RMSNorm {rows}x{n}");
+        // x += y, then the norm of the sum
+        var sum = new float[x.Length];
+        for (int i = 0; i < x.Length; i++) sum[i] = x[i] + y[i];
+        for (int r = 0; r < rows; r++) CpuKernels.RmsNorm(sum.AsSpan(r * n, n), w, 1e-5f, e.AsSpan(r * n, n));
+        dd.MemSetToZero();
+        fx.Backend.Kernels.AddRmsNorm(dx.View, dy.View, dw.View, dd.View, rows, 1e-5f);
+        acc.Synchronize();
+        NumericAssert.Nmse(e, dd.GetAsArray1D(), Tolerances.GpuNmse, $"add + RMSNorm {rows}x{n}");
+        NumericAssert.Nmse(sum, dx.GetAsArray1D(), Tolerances.GpuNmse, $"add + RMSNorm {rows}x{n}: x += y");
     }
 
     [Theory]
