@@ -310,7 +310,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("noencode") && kernels)
 // The small kernels of one LLaMA-7B decode layer (hidden 4096, 32 heads of 128, intermediate 11008), graph-timed µs each
 if (choice != DeviceChoice.Cpu)
 {
-    int d = 4096, heads = 32, hd = 128, ctx = 256, inter = 11008;
+    int d = 4096, heads = 32, hd = 128, ctx = 2048, inter = 11008;
     using var bx = acc.Allocate1D(Enumerable.Range(0, d).Select(i => (float)Math.Sin(i)).ToArray()); using var bw = acc.Allocate1D(Enumerable.Repeat(1f, d).ToArray());
     using var bo = acc.Allocate1D<float>(d); using var bq = acc.Allocate1D(Enumerable.Range(0, d).Select(i => (float)Math.Cos(i)).ToArray());
     using var bk = acc.Allocate1D<float>(d); using var bv = acc.Allocate1D<float>(d);
@@ -318,7 +318,7 @@ if (choice != DeviceChoice.Cpu)
     using var sc = acc.Allocate1D<float>(heads * ctx); using var att = acc.Allocate1D<float>(d);
     using var cos = acc.Allocate1D(Enumerable.Repeat(0.5f, ctx * hd / 2).ToArray()); using var sin = acc.Allocate1D(Enumerable.Repeat(0.5f, ctx * hd / 2).ToArray());
     using var g = acc.Allocate1D(Enumerable.Repeat(0.1f, inter).ToArray()); using var u = acc.Allocate1D(Enumerable.Repeat(0.2f, inter).ToArray());
-    using var p = acc.Allocate1D(new[] { 50 });
+    using var p = acc.Allocate1D(new[] { 50 }); using var p1000 = acc.Allocate1D(new[] { 1000 }); using var p2000 = acc.Allocate1D(new[] { 2000 });
     var k = backend.Kernels;
     var dims = new AttentionDims { Heads = heads, KvHeads = heads, HeadDim = hd, MaxContext = ctx };
     var items = new (string, Action<int>)[]
@@ -326,6 +326,13 @@ if (choice != DeviceChoice.Cpu)
         ("rmsnorm", _ => k.RmsNorm(bx.View, bw.View, bo.View, 1, 1e-5f)),
         ("rope_store", _ => k.RopeStore(bq.View, bk.View, bv.View, cos.View, sin.View, p.View, keys.View, vals.View, heads, heads, hd, false)),
         ("attention_pos50", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p.View, dims)),
+        ("attention_pos1000", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p1000.View, dims)),
+        ("attention_pos2000", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p2000.View, dims)),
+        // the one-block-per-head kernel (the default before the split decode kernel; AttentionChunk 0 turns the split off)
+        ("attention_one_block_per_head_pos50", _ => { k.AttentionChunk = 0; k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p.View, dims); k.AttentionChunk = 256; }),
+        ("attention_one_block_per_head_pos1000", _ => { k.AttentionChunk = 0; k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p1000.View, dims); k.AttentionChunk = 256; }),
+        ("attention_one_block_per_head_pos2000", _ => { k.AttentionChunk = 0; k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p2000.View, dims); k.AttentionChunk = 256; }),
+        ("add_rmsnorm", _ => k.AddRmsNorm(bo.View, bx.View, bw.View, bq.View, 1, 1e-5f)),
         ("swiglu", _ => k.SwiGlu(g.View, u.View, inter)),
         ("add", _ => k.Add(bo.View, bx.View, d)),
     };
@@ -347,12 +354,14 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     var sw0 = Stopwatch.StartNew();
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
     Console.WriteLine($"decode: random 7B-shaped weights built in {sw0.Elapsed.TotalSeconds:F0} s");
-    double Decode(GpuLlamaModel m)
+    // 48 tokens at positions start + 4.. after 4 warm-up steps (start 960: a long context's attention; the cache rows
+    // before it are whatever the buffer holds, which changes no timing)
+    double Decode(GpuLlamaModel m, int start = 0)
     {
-        for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        for (int t = start; t < start + 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
         var sw = Stopwatch.StartNew();
         int n = 48;
-        for (int t = 4; t < 4 + n; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        for (int t = start + 4; t < start + 4 + n; t++) m.Step((t * 7919) % cfg.VocabSize, t);
         return n / sw.Elapsed.TotalSeconds;
     }
     // each model twice: kernels launched one by one from the host, then replayed from one CUDA graph per step
@@ -382,6 +391,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 1024, maxBatch: 128))
     {
         Console.WriteLine($"decode,f16,{Both(m)}");
+        Console.WriteLine($"decode,f16_at_position_964,{Decode(m, 960):F1} tokens/s graph");
         Console.WriteLine($"prefill,f16,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
     }
     var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
@@ -390,6 +400,13 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
     {
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
+        Console.WriteLine($"decode,spqr_w3_at_position_964,{Decode(m, 960):F1} tokens/s graph");
+        backend.Kernels.AttentionChunk = 0;
+        m.UseGraph = true;
+        Console.WriteLine($"decode,spqr_w3_at_position_964_one_block_per_head_attention,{Decode(m, 960):F1} tokens/s graph");
+        Console.WriteLine($"decode,spqr_w3_one_block_per_head_attention,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.AttentionChunk = 256;
+        m.UseGraph = true;
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         backend.Kernels.SpqrTensorCores = false;
         m.UseGraph = true; // re-recorded with the float32 wide kernel (the default before the tensor-core kernel)

@@ -13,6 +13,28 @@ public sealed partial class GpuKernels
 {
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>? _ropeStore;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>? _attention;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>? _attentionSplit;
+
+    /// <summary>Cached positions per block of the decode attention (AttentionSplitKernel): a query attends in
+    /// ⌈positions / chunk⌉ blocks per head, the last to finish combines them (≤ 256; tests use small chunks to reach the
+    /// combine; 0 turns the split kernel off).</summary>
+    public int AttentionChunk { get; set; } = 256;
+
+    // 1024 threads (as the one-block kernel): measured on the H200, 256 left each warp's position loops long enough to
+    // lose to the one-block kernel at 50 positions (11.0 against 7.4 µs)
+    private int SplitThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
+
+    /// <summary>Whether <see cref="Attention"/> takes the split decode kernel: one query, head dim a multiple of 4 (float4
+    /// value loads) up to 256 and ≤ 4 × the block's threads, ≤ 64 chunks, and a scores scratch that holds the chunks'
+    /// partial results (heads · chunks · (head dim + 2) floats); else the one-block-per-head kernel.</summary>
+    public bool AttentionSplits(AttentionDims d, int tokens, long scoresLength)
+    {
+        int C = AttentionChunk;
+        if (C is < 1 or > 256) return false; // 0: off (the one-block-per-head kernel)
+        int chunks = (d.MaxContext + C - 1) / C;
+        return tokens == 1 && d.HeadDim % 4 == 0 && d.HeadDim / 4 <= SplitThreads && d.HeadDim <= 256 && chunks <= 64
+            && d.Heads <= _attnDone.Length && (long)d.Heads * chunks * (d.HeadDim + 2) <= scoresLength;
+    }
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
     private Action<KernelConfig, ArrayView<float>, int>? _gelu;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
@@ -99,6 +121,13 @@ public sealed partial class GpuKernels
                           int tokens = 1)
     {
         if (scores.Length < (long)tokens * d.Heads * d.MaxContext) throw new ArgumentException($"scores holds {scores.Length} floats, need {tokens}x{d.Heads}x{d.MaxContext}");
+        if (AttentionSplits(d, tokens, scores.Length))
+        {
+            int ns = SplitThreads, C = AttentionChunk, chunks = (d.MaxContext + C - 1) / C;
+            _attentionSplit ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>(AttentionSplitKernel);
+            _attentionSplit(new KernelConfig(new Index2D(d.Heads, chunks), new Index2D(ns, 1)), q, keys, values, output, scores, _attnDone.View, pos, d, C);
+            return;
+        }
         _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
         int n = Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
         _attention(new KernelConfig(new Index2D(d.Heads, tokens), new Index2D(n, 1)), q, keys, values, output, scores, pos, d);
@@ -229,6 +258,105 @@ public sealed partial class GpuKernels
                 for (int t = 0; t < positions; t++) acc += scores[sb + t] * values[t * stride + kvh * hd + i];
                 output[qb + i] = acc / sum;
             }
+    }
+
+    // Decode attention (one query) split over chunks of C cached positions (flash-decoding): grid (head, chunk). A block
+    // scores its chunk (a warp per position, q·scale from shared memory), takes the chunk's max m and Σ e^(s−m) = l, and
+    // sums e·v with thread (part, 4 dims) over float4 value loads; one chunk is the whole answer (o / l). Longer contexts:
+    // each active chunk writes (o, m, l) to part[(head·chunks + chunk)·(hd + 2)], and the head's last block to count itself
+    // in done[head] (device fence, then an atomic) combines them in chunk order (deterministic) and resets the counter.
+    private static void AttentionSplitKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output,
+                                             ArrayView<float> part, ArrayView<int> done, ArrayView<int> pos, AttentionDims d, int C)
+    {
+        var sc = SharedMemory.Allocate<float>(256);
+        var qs = SharedMemory.Allocate<float>(256);
+        var ov = SharedMemory.Allocate<float>(4096); // [part][dim]: n / (hd / 4) parts × hd ≤ 4·n floats
+        var wk = SharedMemory.Allocate<float>(65);
+        var last = SharedMemory.Allocate<int>(1);
+        int h = Grid.IdxX, c = Grid.IdxY, chunks = Grid.DimY;
+        int positions = pos[0] + d.First + 1, active = (positions + C - 1) / C;
+        if (c >= active) return;
+        int tid = Group.IdxX, n = Group.DimX, W = Warp.WarpSize, nw = n / W, lane = Warp.LaneIdx, wi = Warp.WarpIdx;
+        int hd = d.HeadDim, kvh = h / (d.Heads / d.KvHeads), stride = d.KvHeads * hd, qb = h * hd, kb = kvh * hd;
+        int t0 = c * C, cnt = Math.Min(C, positions - t0);
+        float scale = 1f / MathF.Sqrt(hd);
+        for (int i = tid; i < hd; i += n) qs[i] = q[qb + i] * scale;
+        Group.Barrier();
+        // scores: warp per position, two positions per iteration (their key loads in flight together)
+        for (int j = wi; j < cnt; j += 2 * nw)
+        {
+            int j2 = j + nw;
+            long r1 = (long)(t0 + j) * stride + kb, r2 = (long)(t0 + Math.Min(j2, cnt - 1)) * stride + kb;
+            float s1 = 0, s2 = 0;
+            for (int i = lane; i < hd; i += W) { float qi = qs[i]; s1 += qi * keys[r1 + i]; s2 += qi * keys[r2 + i]; }
+            s1 = WarpSum(s1); s2 = WarpSum(s2);
+            if (lane == 0) { sc[j] = s1; if (j2 < cnt) sc[j2] = s2; }
+        }
+        Group.Barrier();
+        float lm = float.NegativeInfinity;
+        for (int j = tid; j < cnt; j += n) lm = Math.Max(lm, sc[j]);
+        float m = BlockReduce(lm, true);
+        float ls = 0;
+        for (int j = tid; j < cnt; j += n) { float e = Exp(sc[j] - m); sc[j] = e; ls += e; }
+        float l = BlockSum(ls); // its barriers also publish the e values
+        // Σ e·v: thread (p, dq) takes dims 4dq..4dq+3 of positions p, p + parts, ...
+        int quads = hd / 4, parts = n / quads, p = tid / quads, dq = tid % quads;
+        if (p < parts)
+        {
+            var v4 = values.Cast<F4>();
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (int j = p; j < cnt; j += parts)
+            {
+                float e = sc[j];
+                var v = v4[((long)(t0 + j) * stride + kb) / 4 + dq];
+                a0 += e * v.X; a1 += e * v.Y; a2 += e * v.Z; a3 += e * v.W;
+            }
+            int o = p * hd + 4 * dq;
+            ov[o] = a0; ov[o + 1] = a1; ov[o + 2] = a2; ov[o + 3] = a3;
+        }
+        Group.Barrier();
+        if (active == 1)
+        {
+            for (int i = tid; i < hd; i += n)
+            {
+                float o = 0;
+                for (int k = 0; k < parts; k++) o += ov[k * hd + i];
+                output[qb + i] = o / l;
+            }
+            return;
+        }
+        long pb = ((long)h * chunks + c) * (hd + 2);
+        for (int i = tid; i < hd; i += n)
+        {
+            float o = 0;
+            for (int k = 0; k < parts; k++) o += ov[k * hd + i];
+            part[pb + i] = o;
+        }
+        if (tid == 0) { part[pb + hd] = m; part[pb + hd + 1] = l; }
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (tid == 0) last[0] = Atomic.Add(ref done[h], 1) == active - 1 ? 1 : 0;
+        Group.Barrier();
+        if (last[0] == 0) return;
+        MemoryFence.DeviceLevel();
+        // the last block: weights e^(m_k − M) / Σ l_k·e^(m_k − M) per chunk, then the weighted sum of the chunks' o
+        long hb = (long)h * chunks * (hd + 2);
+        if (tid == 0)
+        {
+            float M = float.NegativeInfinity;
+            for (int k = 0; k < active; k++) M = Math.Max(M, part[hb + k * (hd + 2) + hd]);
+            float L = 0;
+            for (int k = 0; k < active; k++) { float e = Exp(part[hb + k * (hd + 2) + hd] - M); wk[k] = e; L += e * part[hb + k * (hd + 2) + hd + 1]; }
+            wk[64] = 1f / L;
+            done[h] = 0; // for the next launch
+        }
+        Group.Barrier();
+        for (int i = tid; i < hd; i += n)
+        {
+            float o = 0;
+            for (int k = 0; k < active; k++) o += wk[k] * part[hb + k * (hd + 2) + i];
+            output[qb + i] = o * wk[64];
+        }
     }
 
     private static void SwiGluKernel(ArrayView<float> gate, ArrayView<float> up, int n)

@@ -11,6 +11,7 @@ namespace SpQR.Gpu;
 public sealed partial class GpuKernels
 {
     private readonly Accelerator _acc;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _attnDone;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _gemvF32;
     private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16x4;
@@ -21,6 +22,10 @@ public sealed partial class GpuKernels
     public GpuKernels(Accelerator acc)
     {
         _acc = acc;
+        // the decode attention's per-head completion counters (AttentionSplitKernel; zero between launches); allocated here,
+        // not at the first call, which may be inside a CUDA graph capture
+        _attnDone = acc.Allocate1D<int>(1024);
+        _attnDone.MemSetToZero();
         _gemvF32 = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(GemvF32Kernel);
         _gemvF16 = acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfKernel);
         _gemvF16x4 = acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx4Kernel);

@@ -72,8 +72,11 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     [Theory]
     // heads, KV heads, head dim, position (cached positions before this token), layout: head dims below and above the
     // thread group's size exercise both ways the value sum is split (on CUDA and on the CPU accelerator's 16-thread groups)
+    // chunk: positions per block of the decode attention (AttentionChunk; 256 by default, so the default cases run one
+    // block per head; small chunks split the positions over several blocks and combine them, up to 7 here)
     [InlineData(4, 2, 8, 0, false)] [InlineData(4, 2, 8, 37, true)] [InlineData(6, 1, 32, 70, false)] [InlineData(8, 8, 16, 5, false)]
-    public void Rope_store_and_attention_match_the_cpu(int heads, int kvHeads, int hd, int pos, bool interleaved)
+    [InlineData(4, 2, 8, 37, false, 8)] [InlineData(6, 1, 32, 90, false, 16)] [InlineData(8, 8, 16, 63, true, 32)] [InlineData(2, 2, 12, 64, false, 13)]
+    public void Rope_store_and_attention_match_the_cpu(int heads, int kvHeads, int hd, int pos, bool interleaved, int chunk = 256)
     {
         var acc = fx.Backend.Accelerator;
         int ctx = 96, half = hd / 2, kvDim = kvHeads * hd, layoutSeed = heads * 100 + pos;
@@ -95,11 +98,25 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var dq = acc.Allocate1D(q); using var dk = acc.Allocate1D(k); using var dv = acc.Allocate1D(v);
         using var dcos = acc.Allocate1D(cos); using var dsin = acc.Allocate1D(sin); using var dpos = acc.Allocate1D(new[] { pos });
         using var dkeys = acc.Allocate1D(keys); using var dvals = acc.Allocate1D(values);
-        using var dout = acc.Allocate1D<float>(heads * hd); using var dsc = acc.Allocate1D<float>(heads * ctx);
+        using var dout = acc.Allocate1D<float>(heads * hd); using var dsc = acc.Allocate1D<float>(heads * ctx * 3);
         var kk = fx.Backend.Kernels;
+        var dims = new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx };
+        kk.AttentionChunk = chunk;
+        // hd = 12 on the CPU accelerator's groups and the chunked cases take the split kernel; head dims not a multiple
+        // of 4 the one-block-per-head kernel
+        if (chunk < 256) Assert.True(kk.AttentionSplits(dims, 1, dsc.Length), "the split decode attention should take this shape");
         kk.RopeStore(dq.View, dk.View, dv.View, dcos.View, dsin.View, dpos.View, dkeys.View, dvals.View, heads, kvHeads, hd, interleaved);
-        kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View, dpos.View, new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx });
-        acc.Synchronize();
+        try
+        {
+            kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View, dpos.View, dims);
+            acc.Synchronize();
+            NumericAssert.Nmse(oe, dout.GetAsArray1D(), Tolerances.GpuNmse, $"attention output, chunks of {chunk}");
+            // again: the completion counters were reset by the combining blocks
+            dout.MemSetToZero();
+            kk.Attention(dq.View, dkeys.View, dvals.View, dout.View, dsc.View, dpos.View, dims);
+            acc.Synchronize();
+        }
+        finally { kk.AttentionChunk = 256; }
         NumericAssert.Nmse(qe, dq.GetAsArray1D(), Tolerances.GpuNmse, "rotated q");
         NumericAssert.Nmse(keysE, dkeys.GetAsArray1D(), Tolerances.GpuNmse, "key cache");
         NumericAssert.Nmse(valuesE, dvals.GetAsArray1D(), Tolerances.GpuNmse, "value cache");
