@@ -1,7 +1,8 @@
 // Batched SpQR product Y (T, rows) = X (T, cols) · Ŵᵀ on the tensor cores: the prefill form of GpuKernels.SpqrTc.cs
 // (same A fragments — codes to fp16 pairs in place — and the same float32-class fp16 hi/lo split of x, now per token).
-// UNMEASURED on a GPU (written after the sixth session's device budget ran out; branch tc-gemm): tested on ILGPU's
-// CPU accelerator emulating a 32-lane device against the CPU matmul.
+// Opt-in: measured on the H200 (seventh session) SLOWER than the float32 SpQR GEMM (GpuKernels.MatMul.cs) at T = 64
+// and 256 on 4096x4096, 11008x4096 and 4096x11008 (e.g. 248.6 against 202.3 µs, 4096², T = 64; 182 registers);
+// tested on ILGPU's CPU accelerator emulating a 32-lane device against the CPU matmul.
 //
 // x̃ per token: GatherRowsKernel writes X' (T, 16·G) through the permutation (also what the outlier pass reads), then
 // SpqrFragmentsKernel, one thread per (token, column): per (token, group) xsum and 2^−E (max |x'| in [2^14, 2^15)), and
@@ -20,8 +21,8 @@ namespace SpQR.Gpu;
 
 public sealed partial class GpuKernels
 {
-    /// <summary>Batched SpQR products on the tensor cores where TcApplies' shape rules hold (off by default: not yet
-    /// measured on a GPU).</summary>
+    /// <summary>Batched SpQR products on the tensor cores where TcApplies' shape rules hold (off by default: measured
+    /// slower than the float32 SpQR GEMM on the H200, bench/README.md, GPU seventh session).</summary>
     public bool SpqrTcMatMul { get; set; }
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? _fragments;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemm =
