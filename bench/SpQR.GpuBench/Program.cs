@@ -406,7 +406,13 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Console.WriteLine($"decode,spqr_w3_at_position_964_one_block_per_head_attention,{Decode(m, 960):F1} tokens/s graph");
         Console.WriteLine($"decode,spqr_w3_one_block_per_head_attention,{Decode(m):F1} tokens/s graph");
         backend.Kernels.AttentionChunk = 256;
+        // the SwiGLU in the down_proj's prepare launch (opt-in until this line shows it faster than the default's)
+        backend.Kernels.SpqrFuseSwiGlu = true;
         m.UseGraph = true;
+        Console.WriteLine($"decode,spqr_w3_swiglu_in_the_down_proj_prepare,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.SpqrFuseSwiGlu = false;
+        m.UseGraph = true;
+        Console.WriteLine($"decode,spqr_w3_separate_swiglu_again,{Decode(m):F1} tokens/s graph");
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         backend.Kernels.SpqrTensorCores = false;
         m.UseGraph = true; // re-recorded with the float32 wide kernel (the default before the tensor-core kernel)

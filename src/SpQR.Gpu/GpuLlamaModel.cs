@@ -68,6 +68,20 @@ public sealed class GpuLinear : IDisposable
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
+    /// <summary>y = W·(silu(gate) ⊙ up) (+ bias): for an SpQR layer on the tensor-core kernel the SwiGLU happens in its
+    /// prepare launch (gate unchanged); otherwise gate = silu(gate) ⊙ up first.</summary>
+    public void ForwardSwiGlu(GpuKernels k, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> y, ArrayView<float> scratch)
+    {
+        if (Spqr is not null) k.SpqrMatVecSwiGlu(Spqr, gate, up, scratch, y);
+        else
+        {
+            k.SwiGlu(gate, up, Cols);
+            Forward(k, gate, y, scratch);
+            return;
+        }
+        if (_bias is not null) k.Add(y, _bias.View, Rows);
+    }
+
     /// <summary>Y (T, Rows) = X (T, Cols) · Wᵀ (+ bias) for T tokens: the register-blocked GEMM, SpQR decoded in its tiles;
     /// scratch holds ≥ <see cref="BatchScratch"/> floats.</summary>
     public void ForwardBatch(GpuKernels k, ArrayView<float> X, int T, ArrayView<float> Y, ArrayView<float> scratch)
@@ -489,8 +503,7 @@ public sealed class GpuLlamaModel : GpuDecoder
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
         AddNorm(X.View, _o.View, b.PostNorm, null, h);
         Branches(_gateUp[l]);
-        K.SwiGlu(_gate.View, _up.View, c.IntermediateSize);
-        b.Down.Forward(K, _gate.View, _o.View, Scratch.View);
+        b.Down.ForwardSwiGlu(K, _gate.View, _up.View, _o.View, Scratch.View); // SwiGLU in the down_proj's prepare when SpqrFuseSwiGlu
         if (l == c.NumLayers - 1) K.Add(X.View, _o.View, d);
     }
 

@@ -81,6 +81,35 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcSplits = 0; k.SpqrTcAllShapes = false; }
     }
 
+    // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
+    // separate SwiGLU kernel for a layer the tensor-core kernel does not take
+    [Theory]
+    [InlineData(16, 256, 3, true)] [InlineData(40, 384, 4, true)] [InlineData(33, 128, 2, true)] [InlineData(32, 200, 3, false)]
+    public void Spqr_matvec_with_the_swiglu_in_its_prepare_matches_swiglu_then_the_cpu_kernel(int rows, int cols, int wbits, bool tensorCores)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        k.SpqrTcAllShapes = true;
+        k.SpqrFuseSwiGlu = true;
+        try
+        {
+            var layer = Layer(rows, cols, wbits, rows + 5 * cols, 0.03);
+            var gate = TestData.Uniform(cols, cols + 1, -6, 6); var up = Input(cols, rows);
+            var x = new float[cols];
+            SpQR.Tensors.Cpu.CpuKernels.SwiGlu(gate, up, x);
+            var e = new float[rows];
+            SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+            using var g = new GpuSpqrLayer(acc, layer);
+            Assert.Equal(tensorCores, k.SpqrUsesTensorCores(g));
+            using var dg = acc.Allocate1D(gate); using var du = acc.Allocate1D(up);
+            using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+            k.SpqrMatVecSwiGlu(g, dg.View, du.View, ds.View, dy.View);
+            acc.Synchronize();
+            NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec of silu(gate)·up {rows}x{cols} w{wbits}");
+        }
+        finally { k.SpqrTcAllShapes = false; k.SpqrFuseSwiGlu = false; }
+    }
+
     [Theory]
     [InlineData(16, 128, 3, 1)] [InlineData(40, 256, 3, 5)] [InlineData(48, 384, 2, 9)] [InlineData(33, 256, 4, 33)] [InlineData(32, 1024, 3, 12)]
     public void Spqr_tensor_core_batched_matmul_matches_the_cpu_kernel(int rows, int cols, int wbits, int T)
