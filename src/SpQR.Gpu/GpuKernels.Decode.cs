@@ -18,7 +18,8 @@ public sealed partial class GpuKernels
 
     /// <summary>Cached positions per block of the decode attention (AttentionSplitKernel): a query attends in
     /// ⌈positions / chunk⌉ blocks per head, the last to finish combines them (≤ 256; tests use small chunks to reach the
-    /// combine; 0 turns the split kernel off).</summary>
+    /// combine; 0 turns the split kernel off). The per-head completion counters belong to this GpuKernels, so two
+    /// decode attentions on it must not run at the same time (as with the GEMM's split-K partials).</summary>
     public int AttentionChunk { get; set; } = 256;
 
     // 1024 threads (as the one-block kernel): measured on the H200, 256 left each warp's position loops long enough to
