@@ -59,6 +59,33 @@ public class GpuDecodeTests(BackendFixture fx) : IClassFixture<BackendFixture>
         }
     }
 
+    // the split decode attention's combine inside the model: chunks of 22 cached positions (the fixtures' 16-wide heads
+    // and 64-position cache leave room for 3 chunks' partial results in the model's heads × MaxContext scores scratch),
+    // so steps 22-45 combine 2-3 chunks; LLaMA with GQA from the authors' export and multi-query Falcon
+    [SharedTheory]
+    [InlineData("spqr-reference-export/llama-tiny-w3")] [InlineData("hf/falcon-7b-style")]
+    public void Gpu_decode_with_the_attention_split_in_chunks_matches_the_cpu_model(string folder)
+    {
+        using var m = Open(folder, cpuBatch: 1, gpuBatch: 64);
+        var (cpu, gpu) = (m.Cpu, m.Gpu);
+        var k = fx.Backend.Kernels;
+        var c = gpu.Config;
+        k.AttentionChunk = 22;
+        try
+        {
+            var dims = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = 64 };
+            Assert.True(k.AttentionSplits(dims, 1, (long)c.NumHeads * 64), "the model's decode attention should take the split kernel");
+            for (int t = 0; t < 46; t++)
+            {
+                int id = (t * 37 + 11) % 200;
+                var e = cpu.Forward([id], t, allLogits: false).ToArray();
+                var a = gpu.Step(id, t);
+                NumericAssert.Nmse(e, a, 1e-9, $"{folder} step {t}, attention in chunks of 22");
+            }
+        }
+        finally { k.AttentionChunk = 256; }
+    }
+
     // every folder with the whole batch in one attention launch; two with the scores scratch cut to 3 queries
     public static TheoryData<string, bool> PrefillCases
     {
