@@ -147,8 +147,8 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
         // the kernel versions side by side: the library's choice for the shape (the tensor-core kernel where cols > rows,
-        // else the float32 wide kernel), the tensor-core kernel forced with K by shape and each K, and the wide kernel;
-        // the main ones also without their prepare launch
+        // else the float32 wide kernel), the tensor-core kernel forced onto the shape, and the wide kernel; each also
+        // without its prepare launch
         // (_tc: forced onto every shape, K by shape (8))
         // (_tc_loads_only: the tensor-core kernel's loads without its arithmetic, w3: what the access pattern costs)
         // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
@@ -173,11 +173,8 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             acc.Synchronize();
             double tg = TimeGraph(Call, n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nv:E2},{enq * 1e6:F1},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
-            if (name is "" or "_tc" or "_tc_loads_only" or "_tc_code_loads_only" or "_tc_code_loads_no_outliers" or "_wide")
-            {
-                double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
-                Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
-            }
+            double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
+            Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
         }
         backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0;
         backend.Kernels.SpqrTcAllShapes = false;
@@ -220,7 +217,7 @@ if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
             double tS1 = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
             double tH1 = TimeGraph(i => backend.Kernels.GemmNTHalf(dX.View, hs[i % hcopies].View, dY.View, T, rows, cols, false), Math.Max(hcopies, 8));
             backend.Kernels.GemmSplits = 0;
-            // the tensor-core batched product (GpuKernels.SpqrTcGemm.cs, off by default until measured)
+            // the tensor-core batched product (GpuKernels.SpqrTcGemm.cs, opt-in: measured slower in the seventh session)
             backend.Kernels.SpqrTcMatMul = true;
             dY.MemSetToZero();
             backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
@@ -321,17 +318,24 @@ if (choice != DeviceChoice.Cpu)
     using var p = acc.Allocate1D(new[] { 50 }); using var p1000 = acc.Allocate1D(new[] { 1000 }); using var p2000 = acc.Allocate1D(new[] { 2000 });
     var k = backend.Kernels;
     var dims = new AttentionDims { Heads = heads, KvHeads = heads, HeadDim = hd, MaxContext = ctx };
+    // one decode attention at the position in pos, with AttentionChunk = chunk (0: the one-block-per-head kernel)
+    void Attend(MemoryBuffer1D<int, Stride1D.Dense> pos, int chunk)
+    {
+        k.AttentionChunk = chunk;
+        k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, pos.View, dims);
+        k.AttentionChunk = 256;
+    }
     var items = new (string, Action<int>)[]
     {
         ("rmsnorm", _ => k.RmsNorm(bx.View, bw.View, bo.View, 1, 1e-5f)),
         ("rope_store", _ => k.RopeStore(bq.View, bk.View, bv.View, cos.View, sin.View, p.View, keys.View, vals.View, heads, heads, hd, false)),
-        ("attention_pos50", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p.View, dims)),
-        ("attention_pos1000", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p1000.View, dims)),
-        ("attention_pos2000", _ => k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p2000.View, dims)),
+        ("attention_pos50", _ => Attend(p, 256)),
+        ("attention_pos1000", _ => Attend(p1000, 256)),
+        ("attention_pos2000", _ => Attend(p2000, 256)),
         // the one-block-per-head kernel (the default before the split decode kernel; AttentionChunk 0 turns the split off)
-        ("attention_one_block_per_head_pos50", _ => { k.AttentionChunk = 0; k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p.View, dims); k.AttentionChunk = 256; }),
-        ("attention_one_block_per_head_pos1000", _ => { k.AttentionChunk = 0; k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p1000.View, dims); k.AttentionChunk = 256; }),
-        ("attention_one_block_per_head_pos2000", _ => { k.AttentionChunk = 0; k.Attention(bq.View, keys.View, vals.View, att.View, sc.View, p2000.View, dims); k.AttentionChunk = 256; }),
+        ("attention_one_block_per_head_pos50", _ => Attend(p, 0)),
+        ("attention_one_block_per_head_pos1000", _ => Attend(p1000, 0)),
+        ("attention_one_block_per_head_pos2000", _ => Attend(p2000, 0)),
         ("add_rmsnorm", _ => k.AddRmsNorm(bo.View, bx.View, bw.View, bq.View, 1, 1e-5f)),
         ("swiglu", _ => k.SwiGlu(g.View, u.View, inter)),
         ("add", _ => k.Add(bo.View, bx.View, d)),
@@ -401,28 +405,22 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     {
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
         Console.WriteLine($"decode,spqr_w3_at_position_964,{Decode(m, 960):F1} tokens/s graph");
-        backend.Kernels.AttentionChunk = 0;
-        m.UseGraph = true;
-        Console.WriteLine($"decode,spqr_w3_at_position_964_one_block_per_head_attention,{Decode(m, 960):F1} tokens/s graph");
-        Console.WriteLine($"decode,spqr_w3_one_block_per_head_attention,{Decode(m):F1} tokens/s graph");
-        backend.Kernels.AttentionChunk = 256;
+        // one decode line with a kernel choice switched on (the step graph re-recorded with it, then without it)
+        void Variant(string name, Action<bool> set, int start = 0)
+        {
+            set(true); m.UseGraph = true;
+            Console.WriteLine($"decode,spqr_w3_{name},{Decode(m, start):F1} tokens/s graph");
+            set(false); m.UseGraph = true;
+        }
+        Action<bool> oneBlockAttention = on => backend.Kernels.AttentionChunk = on ? 0 : 256;
+        Variant("at_position_964_one_block_per_head_attention", oneBlockAttention, 960);
+        Variant("one_block_per_head_attention", oneBlockAttention);
         // the SwiGLU in the down_proj's prepare launch (opt-in until this line shows it faster than the default's)
-        backend.Kernels.SpqrFuseSwiGlu = true;
-        m.UseGraph = true;
-        Console.WriteLine($"decode,spqr_w3_swiglu_in_the_down_proj_prepare,{Decode(m):F1} tokens/s graph");
-        backend.Kernels.SpqrFuseSwiGlu = false;
-        m.UseGraph = true;
-        Console.WriteLine($"decode,spqr_w3_separate_swiglu_again,{Decode(m):F1} tokens/s graph");
+        Variant("swiglu_in_the_down_proj_prepare", on => backend.Kernels.SpqrFuseSwiGlu = on);
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
-        backend.Kernels.SpqrTensorCores = false;
-        m.UseGraph = true; // re-recorded with the float32 wide kernel (the default before the tensor-core kernel)
-        Console.WriteLine($"decode,spqr_w3_float32_wide_kernel,{Decode(m):F1} tokens/s graph");
-        backend.Kernels.SpqrTensorCores = true;
-        backend.Kernels.SpqrTcAllShapes = true;
-        m.UseGraph = true;
-        Console.WriteLine($"decode,spqr_w3_tensor_cores_every_layer,{Decode(m):F1} tokens/s graph");
-        backend.Kernels.SpqrTcAllShapes = false;
-        m.UseGraph = true;
+        // the float32 wide kernel everywhere (the default before the tensor-core kernel), the tensor cores everywhere
+        Variant("float32_wide_kernel", on => backend.Kernels.SpqrTensorCores = !on);
+        Variant("tensor_cores_every_layer", on => backend.Kernels.SpqrTcAllShapes = on);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
     }
 }

@@ -15,16 +15,16 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>? _ropeStore;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>? _attention;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>? _attentionSplit;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
+    private Action<KernelConfig, ArrayView<float>, int>? _gelu;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
 
     /// <summary>Cached positions per block of the decode attention (AttentionSplitKernel): a query attends in
     /// ⌈positions / chunk⌉ blocks per head, the last to finish combines them (≤ 256; tests use small chunks to reach the
     /// combine; 0 turns the split kernel off). The per-head completion counters belong to this GpuKernels, so two
     /// decode attentions on it must not run at the same time (as with the GEMM's split-K partials).</summary>
     public int AttentionChunk { get; set; } = 256;
-
-    // 1024 threads (as the one-block kernel): measured on the H200, 256 left each warp's position loops long enough to
-    // lose to the one-block kernel at 50 positions (11.0 against 7.4 µs)
-    private int SplitThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
 
     /// <summary>Whether <see cref="Attention"/> takes the split decode kernel: one query, head dim a multiple of 4 (float4
     /// value loads) up to 256 and ≤ 4 × the block's threads, ≤ 64 chunks, and a scores scratch that holds the chunks'
@@ -34,20 +34,16 @@ public sealed partial class GpuKernels
         int C = AttentionChunk;
         if (C is < 1 or > 256) return false; // 0: off (the one-block-per-head kernel)
         int chunks = (d.MaxContext + C - 1) / C;
-        return tokens == 1 && d.HeadDim % 4 == 0 && d.HeadDim / 4 <= SplitThreads && d.HeadDim <= 256 && chunks <= 64
+        return tokens == 1 && d.HeadDim % 4 == 0 && d.HeadDim / 4 <= GroupThreads && d.HeadDim <= 256 && chunks <= 64
             && d.Heads <= _attnDone.Length && (long)d.Heads * chunks * (d.HeadDim + 2) <= scoresLength;
     }
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
-    private Action<KernelConfig, ArrayView<float>, int>? _gelu;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
 
     /// <summary>x (rows, n) -> dst = (x − mean)/√(var + eps)·w + b per row (torch LayerNorm, two-pass variance), a
     /// thread group per row.</summary>
     public void LayerNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, float eps, int rows = 1)
     {
         _layerNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(LayerNormKernel);
-        _layerNorm(new KernelConfig(rows, NormThreads), x, w, b, dst, (int)w.Length, eps);
+        _layerNorm(new KernelConfig(rows, GroupThreads), x, w, b, dst, (int)w.Length, eps);
     }
 
     /// <summary>x = GELU(x) in erf form over n (erf as the CPU kernel: Abramowitz &amp; Stegun 7.1.26).</summary>
@@ -125,14 +121,15 @@ public sealed partial class GpuKernels
         if (scores.Length < (long)tokens * d.Heads * d.MaxContext) throw new ArgumentException($"scores holds {scores.Length} floats, need {tokens}x{d.Heads}x{d.MaxContext}");
         if (AttentionSplits(d, tokens, scores.Length))
         {
-            int ns = SplitThreads, C = AttentionChunk, chunks = (d.MaxContext + C - 1) / C;
+            // 1024 threads, as the one-block kernel: with 256 each warp's position loops were long enough to lose to it at
+            // 50 positions on the H200 (11.0 against 7.4 µs)
+            int C = AttentionChunk, chunks = (d.MaxContext + C - 1) / C;
             _attentionSplit ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>(AttentionSplitKernel);
-            _attentionSplit(new KernelConfig(new Index2D(d.Heads, chunks), new Index2D(ns, 1)), q, keys, values, output, scores, _attnDone.View, pos, d, C);
+            _attentionSplit(new KernelConfig(new Index2D(d.Heads, chunks), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, _attnDone.View, pos, d, C);
             return;
         }
         _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
-        int n = Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
-        _attention(new KernelConfig(new Index2D(d.Heads, tokens), new Index2D(n, 1)), q, keys, values, output, scores, pos, d);
+        _attention(new KernelConfig(new Index2D(d.Heads, tokens), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, pos, d);
     }
 
     /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
@@ -317,23 +314,16 @@ public sealed partial class GpuKernels
             ov[o] = a0; ov[o + 1] = a1; ov[o + 2] = a2; ov[o + 3] = a3;
         }
         Group.Barrier();
-        if (active == 1)
-        {
-            for (int i = tid; i < hd; i += n)
-            {
-                float o = 0;
-                for (int k = 0; k < parts; k++) o += ov[k * hd + i];
-                output[qb + i] = o / l;
-            }
-            return;
-        }
+        // the chunk's o: the answer when it is the only one, else its partial result
         long pb = ((long)h * chunks + c) * (hd + 2);
         for (int i = tid; i < hd; i += n)
         {
             float o = 0;
             for (int k = 0; k < parts; k++) o += ov[k * hd + i];
-            part[pb + i] = o;
+            if (active == 1) output[qb + i] = o / l;
+            else part[pb + i] = o;
         }
+        if (active == 1) return;
         if (tid == 0) { part[pb + hd] = m; part[pb + hd + 1] = l; }
         MemoryFence.DeviceLevel();
         Group.Barrier();
@@ -365,9 +355,11 @@ public sealed partial class GpuKernels
     {
         int i = Grid.GlobalIndex.X;
         if (i >= n) return;
-        float g = gate[i];
-        gate[i] = g / (1f + Exp(-g)) * up[i];
+        gate[i] = SiluTimes(gate[i], up[i]);
     }
+
+    // silu(g)·u = g/(1 + e^−g)·u: SwiGLU's element (also in the tensor-core matvec's fused prepare)
+    private static float SiluTimes(float g, float u) => g / (1f + Exp(-g)) * u;
 
     private static void AddKernel(ArrayView<float> x, ArrayView<float> y, int n)
     {

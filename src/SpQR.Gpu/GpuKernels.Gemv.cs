@@ -112,11 +112,12 @@ public sealed partial class GpuKernels
         _addRmsNorm(new KernelConfig(rows, RmsThreads((int)w.Length)), x, y, w, dst, (int)w.Length, eps);
     }
 
-    private int NormThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
+    // the largest thread group up to 1024 threads, in whole warps (norms, attention)
+    private int GroupThreads => Math.Min(1024, _acc.MaxNumThreadsPerGroup) / _acc.WarpSize * _acc.WarpSize;
 
     // about 8 elements a thread (n = 4096: 512 threads), so each thread's x and w fit in registers (RmsNormBody), within
-    // [one warp, NormThreads]
-    private int RmsThreads(int n) => Math.Max(_acc.WarpSize, Math.Min(NormThreads, (n / 8 + _acc.WarpSize - 1) / _acc.WarpSize * _acc.WarpSize));
+    // [one warp, GroupThreads]
+    private int RmsThreads(int n) => Math.Max(_acc.WarpSize, Math.Min(GroupThreads, (n / 8 + _acc.WarpSize - 1) / _acc.WarpSize * _acc.WarpSize));
 
     // Σ v (or the max, max: a constant at each call site) over the thread group, any size up to 32 warps: a butterfly
     // within each warp, the warp results through shared memory, then every warp reduces those itself (no serial loop on

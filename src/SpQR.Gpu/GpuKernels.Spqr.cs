@@ -206,13 +206,18 @@ public sealed partial class GpuKernels
     /// warp step) and xsum (Groups).</summary>
     public long SpqrScratch(GpuSpqrLayer w) => Math.Max(((long)w.Dims.Groups * 17 + 3) / 4 * 4 + SpqrSwizzled(w.Dims), TcScratch(w.Dims));
 
+    private void CheckSpqrScratch(GpuSpqrLayer w, ArrayView<float> scratch)
+    {
+        if (scratch.Length < SpqrScratch(w)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrScratch(w)}");
+    }
+
     /// <summary>y (rows,) = Ŵ·x (cols,); scratch holds ≥ <see cref="SpqrScratch"/> floats. prepare: false reuses the
     /// x' / x̃ / xsum already in scratch from a previous call with the same x and the same layer (benchmarks time the
     /// main kernel alone this way; layers of one input differ in their permutation, so they cannot share it).</summary>
     public void SpqrMatVec(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare = true)
     {
         var d = w.Dims;
-        if (scratch.Length < SpqrScratch(w)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrScratch(w)}");
+        CheckSpqrScratch(w, scratch);
         int padded = d.Groups * 16;
         var xp = scratch.SubView(0, padded);
         if (TcApplies(d))

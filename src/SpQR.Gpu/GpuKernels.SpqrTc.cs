@@ -64,29 +64,25 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
 
-    /// <summary>y = Ŵ·(silu(gate) ⊙ up): with <see cref="SpqrFuseSwiGlu"/> the SwiGLU is folded into the tensor-core
-    /// matvec's prepare launch (one launch fewer per layer: LLaMA's down_proj; gate and up are left as they are).
-    /// Otherwise, and for layers the tensor-core kernel does not take: the SwiGLU kernel into gate, then
-    /// <see cref="SpqrMatVec"/>.</summary>
     /// <summary>The SwiGLU in the tensor-core prepare launch (<see cref="SpqrMatVecSwiGlu"/>). Off by default until
     /// measured: correct on the card (the CUDA test suite), but the seventh session's device time ran out before its
     /// decode timing; off, the separate SwiGLU kernel runs first (the measured path). GpuBench times both.</summary>
     public bool SpqrFuseSwiGlu { get; set; }
 
+    /// <summary>y = Ŵ·(silu(gate) ⊙ up): with <see cref="SpqrFuseSwiGlu"/> the SwiGLU is folded into the tensor-core
+    /// matvec's prepare launch (one launch fewer per layer: LLaMA's down_proj; gate and up are left as they are).
+    /// Otherwise, and for layers the tensor-core kernel does not take: the SwiGLU kernel into gate, then
+    /// <see cref="SpqrMatVec"/>.</summary>
     public void SpqrMatVecSwiGlu(GpuSpqrLayer w, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> scratch, ArrayView<float> y)
     {
-        var d = w.Dims;
-        if (!TcApplies(d) || !SpqrFuseSwiGlu)
+        if (!SpqrFuseSwiGlu || !TcApplies(w.Dims))
         {
-            SwiGlu(gate, up, d.Cols);
+            SwiGlu(gate, up, w.Dims.Cols);
             SpqrMatVec(w, gate, scratch, y);
             return;
         }
-        if (scratch.Length < SpqrScratch(w)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrScratch(w)}");
-        _prepareTcSwiGlu ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcSwiGluKernel);
-        int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _prepareTcSwiGlu(new KernelConfig((n + blk - 1) / blk, blk), gate, up, w.Perm.View, scratch, d.Cols, d.WBits);
-        SpqrMatVecTc(w, gate, scratch, y, prepare: false);
+        CheckSpqrScratch(w, scratch);
+        SpqrMatVecTc(w, gate, scratch, y, prepare: true, up);
     }
 
     // the shapes the tensor-core kernel takes (see the file header); the warp must be 32 lanes (the mma fragments)
@@ -98,15 +94,24 @@ public sealed partial class GpuKernels
     /// <summary>Whether <see cref="SpqrMatVec"/> runs this layer on the tensor-core kernel (with the current settings).</summary>
     public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w.Dims);
 
-    // the tensor-core matvec (TcApplies checked by the caller)
-    private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare)
+    // the tensor-core matvec (TcApplies checked by the caller); a non-empty up: x is the gate, the input silu(x) ⊙ up
+    private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default)
     {
         var d = w.Dims;
         if (prepare)
         {
-            _prepareTc ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcKernel);
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-            _prepareTc(new KernelConfig((n + blk - 1) / blk, blk), x, w.Perm.View, scratch, d.Cols, d.WBits);
+            var cfg = new KernelConfig((n + blk - 1) / blk, blk);
+            if (up.Length > 0)
+            {
+                _prepareTcSwiGlu ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcSwiGluKernel);
+                _prepareTcSwiGlu(cfg, x, up, w.Perm.View, scratch, d.Cols, d.WBits);
+            }
+            else
+            {
+                _prepareTc ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcKernel);
+                _prepareTc(cfg, x, w.Perm.View, scratch, d.Cols, d.WBits);
+            }
         }
         int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
         int K = SpqrTcSplits;
@@ -149,8 +154,7 @@ public sealed partial class GpuKernels
         if (c < cols)
         {
             int p = perm[c];
-            float g = gate[p];
-            v = g / (1f + Exp(-g)) * up[p];
+            v = SiluTimes(gate[p], up[p]);
         }
         SpqrPrepareTcBody(v, scratch, cols, b, c);
     }

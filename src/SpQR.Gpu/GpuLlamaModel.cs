@@ -68,17 +68,17 @@ public sealed class GpuLinear : IDisposable
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
-    /// <summary>y = W·(silu(gate) ⊙ up) (+ bias): for an SpQR layer on the tensor-core kernel the SwiGLU happens in its
-    /// prepare launch (gate unchanged); otherwise gate = silu(gate) ⊙ up first.</summary>
+    /// <summary>y = W·(silu(gate) ⊙ up) (+ bias): for an SpQR layer, GpuKernels.SpqrMatVecSwiGlu (the SwiGLU in the
+    /// tensor-core prepare launch when SpqrFuseSwiGlu, gate unchanged); otherwise gate = silu(gate) ⊙ up first.</summary>
     public void ForwardSwiGlu(GpuKernels k, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> y, ArrayView<float> scratch)
     {
-        if (Spqr is not null) k.SpqrMatVecSwiGlu(Spqr, gate, up, scratch, y);
-        else
+        if (Spqr is null)
         {
             k.SwiGlu(gate, up, Cols);
             Forward(k, gate, y, scratch);
             return;
         }
+        k.SpqrMatVecSwiGlu(Spqr, gate, up, scratch, y);
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
