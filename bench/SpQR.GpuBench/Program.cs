@@ -146,7 +146,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         SpqrMatVec.MatVec(l, x, e);
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
         void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
-        // the kernel versions side by side: the library's choice for the shape (the tensor-core kernel where cols > rows,
+        // the kernel versions side by side: the library's choice for the shape (the tensor-core kernel where cols ≥ rows,
         // else the float32 wide kernel), the tensor-core kernel forced onto the shape, and the wide kernel; each also
         // without its prepare launch
         // (_tc: forced onto every shape, K by shape (8))
@@ -415,12 +415,13 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Action<bool> oneBlockAttention = on => backend.Kernels.AttentionChunk = on ? 0 : 256;
         Variant("at_position_964_one_block_per_head_attention", oneBlockAttention, 960);
         Variant("one_block_per_head_attention", oneBlockAttention);
-        // the SwiGLU in the down_proj's prepare launch (opt-in until this line shows it faster than the default's)
-        Variant("swiglu_in_the_down_proj_prepare", on => backend.Kernels.SpqrFuseSwiGlu = on);
+        // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
+        Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         // the float32 wide kernel everywhere (the default before the tensor-core kernel), the tensor cores everywhere
         Variant("float32_wide_kernel", on => backend.Kernels.SpqrTensorCores = !on);
         Variant("tensor_cores_every_layer", on => backend.Kernels.SpqrTcAllShapes = on);
+        Variant("tensor_cores_only_where_cols_exceed_rows", on => backend.Kernels.SpqrTcSquare = !on);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
     }
 }

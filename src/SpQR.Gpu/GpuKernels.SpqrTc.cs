@@ -1,7 +1,7 @@
 // SpQR matvec y = Ŵ·x on the tensor cores (mma.sync m16n8k16, fp16 operands, float32 accumulation), over the same
 // bytes as the CPU format. Used where it applies (TcApplies: wbits 2-4, float32 statistics, cols % 128 == 0,
-// β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: layers with more columns than rows
-// (down_proj); else the kernels of GpuKernels.Spqr.cs.
+// β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: layers with at least as many columns as
+// rows (q/k/v/o, down_proj); else the kernels of GpuKernels.Spqr.cs.
 //
 // Why the tensor cores for a matvec: decoding a weight exactly in float32 on the CUDA cores costs ≥ 3 instructions
 // (mask, OR onto 2^23, subtract) plus its FFMA, and the float32 kernels issue ~8 per weight (bench/README.md). Here a
@@ -47,11 +47,15 @@ public sealed partial class GpuKernels
     /// <summary>Kernel choice: the tensor-core kernel for the layers it takes (default), or false for the float32 kernels
     /// everywhere.</summary>
     public bool SpqrTensorCores { get; set; } = true;
-    /// <summary>By default the tensor-core kernel takes only layers with more columns than rows (LLaMA's down_proj,
-    /// 4096x11008: 17-20% faster than the float32 wide kernel on the H200), where it was measured faster; on 4096x4096 it
-    /// ties and on 11008x4096 the wide kernel is 11% faster (bench/README.md, GPU sixth session). True: every shape it can
-    /// take (benchmarks, tests).</summary>
+    /// <summary>By default the tensor-core kernel takes only layers with at least as many columns as rows, where it was
+    /// measured faster than the float32 wide kernel on the H200: 4096x11008 (LLaMA's down_proj) 21.0-21.1 against 28.0 µs,
+    /// 4096x4096 (q/k/v/o) 12.0-12.1 against 13.1-13.2 µs (since the seventh session's outlier prefetch; five commands of
+    /// the eighth session); on 11008x4096 (gate/up) the wide kernel stays faster, 26.4-26.5 against 27.2-27.5 µs
+    /// (bench/README.md, GPU eighth session). True: every shape it can take (benchmarks, tests).</summary>
     public bool SpqrTcAllShapes { get; set; }
+    /// <summary>Square layers on the tensor cores (default); false: only layers with more columns than rows (the rule
+    /// of the sixth and seventh sessions; GpuBench times both).</summary>
+    public bool SpqrTcSquare { get; set; } = true;
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
     /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
@@ -64,10 +68,10 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
 
-    /// <summary>The SwiGLU in the tensor-core prepare launch (<see cref="SpqrMatVecSwiGlu"/>). Off by default until
-    /// measured: correct on the card (the CUDA test suite), but the seventh session's device time ran out before its
-    /// decode timing; off, the separate SwiGLU kernel runs first (the measured path). GpuBench times both.</summary>
-    public bool SpqrFuseSwiGlu { get; set; }
+    /// <summary>The SwiGLU in the tensor-core prepare launch (<see cref="SpqrMatVecSwiGlu"/>; default): one launch fewer
+    /// per layer, 7B-shaped decode 235.3 against 232.3-232.5 tokens/s with the separate SwiGLU kernel (H200, bench/README.md,
+    /// GPU eighth session, run 1). False: the SwiGLU kernel first (GpuBench times both).</summary>
+    public bool SpqrFuseSwiGlu { get; set; } = true;
 
     /// <summary>y = Ŵ·(silu(gate) ⊙ up): with <see cref="SpqrFuseSwiGlu"/> the SwiGLU is folded into the tensor-core
     /// matvec's prepare launch (one launch fewer per layer: LLaMA's down_proj; gate and up are left as they are).
@@ -87,7 +91,7 @@ public sealed partial class GpuKernels
 
     // the shapes the tensor-core kernel takes (see the file header); the warp must be 32 lanes (the mma fragments)
     private bool TcApplies(SpqrDims d) => SpqrTensorCores && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0
-        && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8 && (SpqrTcAllShapes || d.Cols > d.Rows);
+        && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8 && (SpqrTcAllShapes || d.Cols > d.Rows || SpqrTcSquare && d.Cols == d.Rows);
 
     private static long TcScratch(SpqrDims d) => 34L * d.Groups;
 

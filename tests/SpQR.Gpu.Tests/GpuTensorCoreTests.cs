@@ -90,7 +90,6 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         var acc = fx.Backend.Accelerator;
         var k = fx.Backend.Kernels;
         k.SpqrTcAllShapes = true;
-        k.SpqrFuseSwiGlu = true;
         try
         {
             var layer = Layer(rows, cols, wbits, rows + 5 * cols, 0.03);
@@ -107,7 +106,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
             acc.Synchronize();
             NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec of silu(gate)·up {rows}x{cols} w{wbits}");
         }
-        finally { k.SpqrTcAllShapes = false; k.SpqrFuseSwiGlu = false; }
+        finally { k.SpqrTcAllShapes = false; }
     }
 
     [Theory]
@@ -133,8 +132,19 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcMatMul = false; }
     }
 
+    [Fact]
+    public void Square_layers_go_to_the_tensor_cores_unless_switched_off()
+    {
+        var k = fx.Backend.Kernels;
+        using var g = new GpuSpqrLayer(fx.Backend.Accelerator, SpqrLayer.Random(256, 256, 3, 0.03, 5));
+        Assert.True(k.SpqrUsesTensorCores(g));
+        k.SpqrTcSquare = false;
+        try { Assert.False(k.SpqrUsesTensorCores(g)); }
+        finally { k.SpqrTcSquare = true; }
+    }
+
     [Theory]
-    [InlineData(32, 200, 3, false)] [InlineData(32, 256, 5, false)] [InlineData(32, 256, 3, true)] [InlineData(256, 256, 3, false)]
+    [InlineData(32, 200, 3, false)] [InlineData(32, 256, 5, false)] [InlineData(32, 256, 3, true)] [InlineData(384, 256, 3, false)]
     public void Shapes_the_tensor_core_kernel_does_not_take_go_to_the_float32_kernels(int rows, int cols, int wbits, bool fp16)
     {
         var acc = fx.Backend.Accelerator;
