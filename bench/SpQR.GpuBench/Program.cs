@@ -152,13 +152,18 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (_tc: forced onto every shape, K by shape (8))
         // (_tc_loads_only: the tensor-core kernel's loads without its arithmetic, w3: what the access pattern costs)
         // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
+        // (_tc_packed_loads_*: the loads a lane-major repacked layout would need, statistics inside the codes)
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_loads_only", true, 0), ("_tc_code_loads_only", true, 0), ("_tc_code_loads_no_outliers", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_loads_only", true, 0), ("_tc_code_loads_only", true, 0), ("_tc_code_loads_no_outliers", true, 0), ("_tc_packed_loads_only", true, 0), ("_tc_packed_loads_no_outliers", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
             if (name.Contains("_loads") && bits != 3) continue;
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
-            backend.Kernels.SpqrTcLoadsOnly = name == "_tc_loads_only" ? 1 : name == "_tc_code_loads_only" ? 2 : name == "_tc_code_loads_no_outliers" ? 3 : 0;
+            backend.Kernels.SpqrTcLoadsOnly = name switch
+            {
+                "_tc_loads_only" => 1, "_tc_code_loads_only" => 2, "_tc_code_loads_no_outliers" => 3,
+                "_tc_packed_loads_only" => 4, "_tc_packed_loads_no_outliers" => 5, _ => 0,
+            };
             backend.Kernels.SpqrTcAllShapes = tc && name != ""; // the default row: the kernel the library picks for the shape
             dy.MemSetToZero();
             Call(0);

@@ -61,9 +61,10 @@ public sealed partial class GpuKernels
     /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
     /// (each step's loaded words are folded into the sum so none is dropped): what the access pattern alone costs; 2 =
     /// the same with only the codes and x̃ loaded (no statistics); 3 = that without the outliers. Its results are
-    /// meaningless.</summary>
+    /// meaningless; 4 = the loads of a lane-major layout (each lane's code bytes contiguous, statistics inside them; read from
+    /// the codes as if repacked: what such a layout would cost to load), with outliers, 5 = without.</summary>
     public int SpqrTcLoadsOnly { get; set; }
-    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare;
+    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare;
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
@@ -133,6 +134,10 @@ public sealed partial class GpuKernels
             ? _spqrTcLoads ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
             : SpqrTcLoadsOnly == 2
             ? _spqrTcLoadsCodes ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsCodes3Kernel)
+            : SpqrTcLoadsOnly == 4
+            ? _spqrTcLoadsPacked ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsPacked3Kernel)
+            : SpqrTcLoadsOnly == 5
+            ? _spqrTcLoadsPackedBare ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsPackedBare3Kernel)
             : SpqrTcLoadsOnly == 3
             ? _spqrTcLoadsBare ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
             : _spqrTc[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
@@ -228,6 +233,12 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLoadsBare3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, false, false);
+    private static void SpqrMatVecTcLoadsPacked3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, true, true);
+    private static void SpqrMatVecTcLoadsPackedBare3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                           ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, false, true);
     private static void SpqrMatVecTc2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false);
@@ -254,13 +265,26 @@ public sealed partial class GpuKernels
     /// views, advanced per super-step s by constant strides.</summary>
     internal struct TcBase
     {
-        public int CodeA, CodeC, X, Plane, GStat, StatA0, StatC0, StatA1, StatC1, Shift0, Shift1;
+        public int CodeA, CodeC, X, Plane, GStat, StatA0, StatC0, StatA1, StatC1, Shift0, Shift1, Packed;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats)
+    private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats,
+                                  ArrayView<ulong> c8 = default, bool packed = false)
     {
         var l = new TcLoads();
+        if (packed)
+        {
+            // SpqrTcLoadsOnly 4-5: the load pattern of a lane-major layout (each lane's 24 code bytes of the super-step as three
+            // 8-byte words, word-major across the warp: every load instruction one contiguous 256 bytes), statistics inside
+            int at = q.Packed + 96 * s;
+            ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64];
+            l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
+            l.X = x4[q.X + 32 * s];
+            l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
+            l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
+            return l;
+        }
         TcCodeWords(c4, q.CodeA + s * b, q.CodeC + s * b, b, ref l.A, ref l.C);
         l.X = x4[q.X + 32 * s];
         if (!stats) return l; // SpqrTcLoadsOnly == 2
@@ -359,7 +383,7 @@ public sealed partial class GpuKernels
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true)
+                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, bool packed = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -369,6 +393,7 @@ public sealed partial class GpuKernels
         if (!live) { ra = 0; rb = 0; }
         int groups = d.Groups, padded = groups * 16, steps = groups / 8, F = d.StatBits;
         var c4 = codes.Cast<U4>().AsAligned(16);
+        var c8 = codes.Cast<ulong>().AsAligned(8);
         var x4 = scratch.SubView(padded + 2 * groups).Cast<U4>().AsAligned(16);
         var p4 = planes.Cast<F4>().AsAligned(16);
         var g2 = scratch.SubView(padded).Cast<F2>().AsAligned(8);
@@ -381,6 +406,7 @@ public sealed partial class GpuKernels
             StatA0 = ra * d.StatRowBytes + ((t * F) >> 3), StatC0 = rb * d.StatRowBytes + ((t * F) >> 3),
             StatA1 = ra * d.StatRowBytes + (((t + 4) * F) >> 3), StatC1 = rb * d.StatRowBytes + (((t + 4) * F) >> 3),
             Shift0 = (t * F) & 7, Shift1 = ((t + 4) * F) & 7,
+            Packed = (r0 >> 4) * steps * 96 + lane,
         };
         // the split's first two outlier rows (r0 + split, r0 + split + K; all of them for K ≥ 8): their CSR ranges and first
         // 32·OutlierLanes (column, delta) pairs are requested while the first super-step's codes are in flight, their x'
@@ -393,7 +419,7 @@ public sealed partial class GpuKernels
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
         // codes are in flight), its compute, then the x' gathers of the outliers
         TcLoads l0 = default;
-        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats);
+        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats, c8, packed);
         if (oFirst) { o0 = offsets[orow]; o1 = offsets[orow + 1]; }
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
@@ -403,7 +429,7 @@ public sealed partial class GpuKernels
         if (pSecond) pSum = OutlierGather(pPre, scratch);
         for (int s = split + K; live && s < steps; s += K)
         {
-            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats);
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
             if (loadsOnly) TcTouch(l, ref acc0); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
