@@ -139,7 +139,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         long bytes = l.StoredBytes;
         int copies = choice == DeviceChoice.Cpu ? 1 : (int)Math.Max(2, (256L << 20) / bytes + 1);
         var layers = new List<GpuSpqrLayer>();
-        for (int c = 0; c < copies; c++) layers.Add(new GpuSpqrLayer(acc, l));
+        for (int c = 0; c < copies; c++) layers.Add(new GpuSpqrLayer(acc, l, laneMajor: bits == 3));
         var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
         using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(backend.Kernels.SpqrScratch(layers[0])); using var dy = acc.Allocate1D<float>(rows);
         var e = new float[rows];
@@ -154,10 +154,10 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
         // (_tc_packed_loads_*: the loads a lane-major repacked layout would need, statistics inside the codes)
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_loads_only", true, 0), ("_tc_code_loads_only", true, 0), ("_tc_code_loads_no_outliers", true, 0), ("_tc_packed_loads_only", true, 0), ("_tc_packed_loads_no_outliers", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_tc_code_loads_only", true, 0), ("_tc_code_loads_no_outliers", true, 0), ("_tc_packed_loads_only", true, 0), ("_tc_packed_loads_no_outliers", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
-            if (name.Contains("_loads") && bits != 3) continue;
+            if ((name.Contains("_loads") || name.Contains("_lane")) && bits != 3) continue;
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
             backend.Kernels.SpqrTcLoadsOnly = name switch
             {
@@ -165,6 +165,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
                 "_tc_packed_loads_only" => 4, "_tc_packed_loads_no_outliers" => 5, _ => 0,
             };
             backend.Kernels.SpqrTcAllShapes = tc && name != ""; // the default row: the kernel the library picks for the shape
+            backend.Kernels.SpqrTcLaneMajor = name is "" or "_tc_lane_major"; // (the lane-major copy of the codes, w3; _tc: the format's codes)
             dy.MemSetToZero();
             Call(0);
             acc.Synchronize();
@@ -181,7 +182,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
         }
-        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0;
+        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0; backend.Kernels.SpqrTcLaneMajor = true;
         backend.Kernels.SpqrTcAllShapes = false;
         foreach (var g in layers) g.Dispose();
     }
@@ -425,8 +426,9 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         // the float32 wide kernel everywhere (the default before the tensor-core kernel), the tensor cores everywhere
         Variant("float32_wide_kernel", on => backend.Kernels.SpqrTensorCores = !on);
-        Variant("tensor_cores_every_layer", on => backend.Kernels.SpqrTcAllShapes = on);
-        Variant("tensor_cores_only_where_cols_exceed_rows", on => backend.Kernels.SpqrTcSquare = !on);
+        // the format's codes only (the lane-major copy unused: the default before the eighth session's last runs)
+        Variant("format_codes", on => backend.Kernels.SpqrTcLaneMajor = !on);
+        Variant("format_codes_at_position_964", on => backend.Kernels.SpqrTcLaneMajor = !on, 960);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
     }
 }

@@ -136,8 +136,12 @@ public sealed class GpuSpqrLayer : IDisposable
     public MemoryBuffer1D<float, Stride1D.Dense> OutlierDeltas { get; }
     /// <summary>Device bytes a matvec reads (codes, stat codes, planes, CSR, permutation).</summary>
     public long Bytes { get; }
+    /// <summary>Opt-in (<c>laneMajor</c>; w3 layers of whole 128-column super-steps, statistics fields ≤ 8 bits): the
+    /// codes and statistics fields again, in the order the tensor-core kernel's lanes read them (see
+    /// <see cref="LaneMajor"/>); null when not built.</summary>
+    public MemoryBuffer1D<ulong, Stride1D.Dense>? LaneCodes { get; }
 
-    public GpuSpqrLayer(Accelerator acc, SpqrLayer l)
+    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false)
     {
         if (!l.QuantizedStats) throw new NotSupportedException("the GPU SpQR kernel needs quantized (qq) statistics");
         Dims = new SpqrDims
@@ -160,14 +164,74 @@ public sealed class GpuSpqrLayer : IDisposable
         OutlierRowOffsets = acc.Allocate1D(l.OutlierRowOffsets);
         OutlierCols = acc.Allocate1D(l.OutlierCols.Length == 0 ? new ushort[1] : l.OutlierCols);
         OutlierDeltas = acc.Allocate1D(l.OutlierDeltas.Length == 0 ? new float[1] : l.OutlierDeltas);
+        if (laneMajor && LaneMajorApplies(Dims)) LaneCodes = acc.Allocate1D(LaneMajor(l));
         Bytes = Codes.LengthInBytes + StatCodes.LengthInBytes + Planes.LengthInBytes + Perm.LengthInBytes + OutlierRowOffsets.LengthInBytes
                 + OutlierCols.LengthInBytes + OutlierDeltas.LengthInBytes;
+    }
+
+    internal static bool LaneMajorApplies(SpqrDims d) => d.WBits == 3 && d.Groups % 8 == 0 && d.StatBits <= 8 && d.Fp16 == 0;
+
+    /// <summary>The lane-major copy of a w3 layer's codes for the tensor-core kernel: per (16-row tile T, super-step s of
+    /// 128 columns, lane L = 4·gid + t) a 32-byte record of four 64-bit words, stored word-major across the warp (word w of
+    /// the record at ((T·steps + s)·4 + w)·32 + L): word w holds groups 2w and 2w + 1 of the super-step as 24-bit blocks at
+    /// bits 0 and 24, each block the lane's four mma pairs a0 (row gid: codes t, t + 4), a1 (row gid + 8: t, t + 4), a2
+    /// (row gid: t + 8, t + 12), a3 (row gid + 8: t + 8, t + 12), pair k's first code at bit 3k of the block and its second
+    /// 12 bits above; bits 48-55 of words 0-3 the statistics fields of (group t, row gid), (t, gid + 8), (t + 4, gid),
+    /// (t + 4, gid + 8). Rows past the last repeat the last row (as the kernel reads them). 1,024 bytes per tile and
+    /// super-step against the format's 864.</summary>
+    public static ulong[] LaneMajor(SpqrLayer l)
+    {
+        int rows = l.Rows, groups = l.Groups, steps = groups / 8, tiles = (rows + 15) / 16, F = l.StatBits;
+        int rowBytes = l.RowBytes, statRow = l.StatRowBytes;
+        static int Code(ReadOnlySpan<byte> codes, int rowBytes, int r, int c)
+        {
+            long bit = (long)r * rowBytes * 8 + 3L * c;
+            return ((codes[(int)(bit >> 3)] | codes[(int)(bit >> 3) + 1] << 8) >> (int)(bit & 7)) & 7;
+        }
+        static int Field(ReadOnlySpan<byte> stats, int statRow, int F, int r, int g)
+        {
+            long bit = (long)r * statRow * 8 + (long)g * F; int at = (int)(bit >> 3);
+            return ((stats[at] | (stats.Length > at + 1 ? stats[at + 1] : 0) << 8) >> (int)(bit & 7)) & ((1 << F) - 1);
+        }
+        var e = new ulong[(long)tiles * steps * 128];
+        var src = l.Codes; var srcStats = l.StatCodes!;
+        System.Threading.Tasks.Parallel.For(0, tiles, T => PackTile(T, src.Span, srcStats.Span));
+        return e;
+
+        void PackTile(int T, ReadOnlySpan<byte> codes, ReadOnlySpan<byte> stats)
+        {
+            for (int s = 0; s < steps; s++)
+                for (int L = 0; L < 32; L++)
+                {
+                    int gid = L >> 2, t = L & 3;
+                    int ra = Math.Min(16 * T + gid, rows - 1), rc = Math.Min(16 * T + gid + 8, rows - 1);
+                    for (int w = 0; w < 4; w++)
+                    {
+                        ulong v = 0;
+                        for (int blk = 0; blk < 2; blk++)
+                        {
+                            int c0 = 16 * (8 * s + 2 * w + blk); // the group's first column
+                            int o = 24 * blk;
+                            for (int k = 0; k < 4; k++)
+                            {
+                                // pair k: row gid (k even) or gid + 8 (k odd), codes t, t + 4 (k < 2) or t + 8, t + 12
+                                int r = (k & 1) == 0 ? ra : rc, c = c0 + t + (k >= 2 ? 8 : 0);
+                                v |= (ulong)Code(codes, rowBytes, r, c) << (o + 3 * k);
+                                v |= (ulong)Code(codes, rowBytes, r, c + 4) << (o + 3 * k + 12);
+                            }
+                        }
+                        int g = 8 * s + t + (w >= 2 ? 4 : 0), fr = (w & 1) == 0 ? ra : rc;
+                        v |= (ulong)Field(stats, statRow, F, fr, g) << 48;
+                        e[((long)(T * steps + s) * 4 + w) * 32 + L] = v;
+                    }
+                }
+        }
     }
 
     public void Dispose()
     {
         Codes.Dispose(); StatCodes.Dispose(); Planes.Dispose(); Perm.Dispose();
-        OutlierRowOffsets.Dispose(); OutlierCols.Dispose(); OutlierDeltas.Dispose();
+        OutlierRowOffsets.Dispose(); OutlierCols.Dispose(); OutlierDeltas.Dispose(); LaneCodes?.Dispose();
     }
 }
 
@@ -220,7 +284,7 @@ public sealed partial class GpuKernels
         CheckSpqrScratch(w, scratch);
         int padded = d.Groups * 16;
         var xp = scratch.SubView(0, padded);
-        if (TcApplies(d))
+        if (TcApplies(w))
         {
             SpqrMatVecTc(w, x, scratch, y, prepare);
             return;

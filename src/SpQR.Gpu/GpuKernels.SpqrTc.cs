@@ -56,6 +56,13 @@ public sealed partial class GpuKernels
     /// <summary>Square layers on the tensor cores (default); false: only layers with more columns than rows (the rule
     /// of the sixth and seventh sessions; GpuBench times both).</summary>
     public bool SpqrTcSquare { get; set; } = true;
+    /// <summary>The tensor-core kernel over <see cref="GpuSpqrLayer.LaneCodes"/> where a layer has them (default), or false:
+    /// over the format's codes (benchmarks, tests).</summary>
+    public bool SpqrTcLaneMajor { get; set; } = true;
+    /// <summary>Models built on this backend upload the lane-major copy of their w3 layers' codes
+    /// (<see cref="GpuSpqrLayer.LaneCodes"/>: 1,024 device bytes per 864 of the format's codes and statistics fields,
+    /// on top of them).</summary>
+    public bool SpqrLaneMajorUpload { get; set; } = true;
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
     /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
@@ -64,7 +71,7 @@ public sealed partial class GpuKernels
     /// meaningless; 4 = the loads of a lane-major layout (each lane's code bytes contiguous, statistics inside them; read from
     /// the codes as if repacked: what such a layout would cost to load), with outliers, 5 = without.</summary>
     public int SpqrTcLoadsOnly { get; set; }
-    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare;
+    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare, _spqrTcLanes;
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
@@ -80,7 +87,7 @@ public sealed partial class GpuKernels
     /// <see cref="SpqrMatVec"/>.</summary>
     public void SpqrMatVecSwiGlu(GpuSpqrLayer w, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> scratch, ArrayView<float> y)
     {
-        if (!SpqrFuseSwiGlu || !TcApplies(w.Dims))
+        if (!SpqrFuseSwiGlu || !TcApplies(w))
         {
             SwiGlu(gate, up, w.Dims.Cols);
             SpqrMatVec(w, gate, scratch, y);
@@ -90,14 +97,21 @@ public sealed partial class GpuKernels
         SpqrMatVecTc(w, gate, scratch, y, prepare: true, up);
     }
 
-    // the shapes the tensor-core kernel takes (see the file header); the warp must be 32 lanes (the mma fragments)
-    private bool TcApplies(SpqrDims d) => SpqrTensorCores && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0
-        && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8 && (SpqrTcAllShapes || d.Cols > d.Rows || SpqrTcSquare && d.Cols == d.Rows);
+    // the shapes the tensor-core kernel takes (see the file header); the warp must be 32 lanes (the mma fragments); over
+    // lane-major codes every shape (measured faster than the wide kernel on all three LLaMA shapes: GPU, eighth session)
+    private bool TcApplies(GpuSpqrLayer w)
+    {
+        var d = w.Dims;
+        return SpqrTensorCores && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0 && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0
+            && d.StatBits <= 8 && (SpqrTcAllShapes || UsesLaneCodes(w) || d.Cols > d.Rows || SpqrTcSquare && d.Cols == d.Rows);
+    }
+
+    private bool UsesLaneCodes(GpuSpqrLayer w) => w.LaneCodes is not null && SpqrTcLaneMajor;
 
     private static long TcScratch(SpqrDims d) => 34L * d.Groups;
 
     /// <summary>Whether <see cref="SpqrMatVec"/> runs this layer on the tensor-core kernel (with the current settings).</summary>
-    public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w.Dims);
+    public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w);
 
     // the tensor-core matvec (TcApplies checked by the caller); a non-empty up: x is the gate, the input silu(x) ⊙ up
     private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default)
@@ -130,6 +144,13 @@ public sealed partial class GpuKernels
         if (K is not (1 or 2 or 4 or 8 or 16)) throw new ArgumentException($"SpqrTcSplits must be 0, 1, 2, 4, 8 or 16, not {K}");
         int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
+        if (UsesLaneCodes(w) && SpqrTcLoadsOnly == 0)
+        {
+            _spqrTcLanes ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3Kernel);
+            _spqrTcLanes(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>(), w.StatCodes.View, w.Planes.View,
+                         w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
+            return;
+        }
         var k = SpqrTcLoadsOnly == 1
             ? _spqrTcLoads ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
             : SpqrTcLoadsOnly == 2
@@ -235,10 +256,14 @@ public sealed partial class GpuKernels
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, false, false);
     private static void SpqrMatVecTcLoadsPacked3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                        ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, true, true);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, true, 3);
     private static void SpqrMatVecTcLoadsPackedBare3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, false, true);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, false, 3);
+    // the w3 kernel over GpuSpqrLayer.LaneCodes (passed as codes)
+    private static void SpqrMatVecTcLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                 ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, 4);
     private static void SpqrMatVecTc2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false);
@@ -270,16 +295,18 @@ public sealed partial class GpuKernels
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats,
-                                  ArrayView<ulong> c8 = default, bool packed = false)
+                                  ArrayView<ulong> c8 = default, int packed = 0)
     {
         var l = new TcLoads();
-        if (packed)
+        if (packed > 0)
         {
-            // SpqrTcLoadsOnly 4-5: the load pattern of a lane-major layout (each lane's 24 code bytes of the super-step as three
-            // 8-byte words, word-major across the warp: every load instruction one contiguous 256 bytes), statistics inside
-            int at = q.Packed + 96 * s;
-            ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64];
+            // the lane-major layout (GpuSpqrLayer.LaneCodes, packed = 4: the lane's 32-byte record of the super-step as four
+            // 8-byte words, word-major across the warp: every load instruction one contiguous 256 bytes; statistics inside);
+            // packed = 3: SpqrTcLoadsOnly 4-5's diagnostic, three words read from the CPU-layout codes
+            int at = q.Packed + 32 * packed * s;
+            ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64], w3 = packed > 3 ? c8[at + 96] : 0ul;
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
+            l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32);
             l.X = x4[q.X + 32 * s];
             l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
             l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
@@ -381,9 +408,49 @@ public sealed partial class GpuKernels
         TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
     }
 
+    // one super-step from a lane-major record (GpuSpqrLayer.LaneCodes, w3): word w = groups 2w, 2w + 1, each a 24-bit
+    // block of the pairs (a0, a1, a2, a3) 12 bits apart, bits 48-55 one statistics field; the mma order and x̃ selection
+    // of TcCompute
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcComputeLanes(in TcLoads l, SpqrDims d, int gid, int t, ref float acc0, ref float acc1)
+    {
+        int mine = gid >> 1, qs = d.ScaleBits, fm = (1 << d.StatBits) - 1;
+        uint mask = 0x00070070u, magic = d.F16Magic;
+        ulong w0 = l.A.A0 | (ulong)l.A.A1 << 32, w1 = l.A.A2 | (ulong)l.A.A3 << 32, w2 = l.A.A4 | (ulong)l.A.A5 << 32, w3 = l.A.A6 | (ulong)l.A.A7 << 32;
+        uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+        TcLaneGroup(w0, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);  // group 0
+        TcLaneGroup(w2, 0, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);  // group 4
+        TcLaneGroup(w0, 24, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3); // group 1
+        TcLaneGroup(w2, 24, mask, magic, mine == 1 ? x2 : 0u, mine == 1 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3); // group 5
+        TcLaneGroup(w1, 0, mask, magic, mine == 2 ? x0 : 0u, mine == 2 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);  // group 2
+        TcLaneGroup(w3, 0, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);  // group 6
+        TcLaneGroup(w1, 24, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3); // group 3
+        TcLaneGroup(w3, 24, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3); // group 7
+        int fa0 = (int)(w0 >> 48) & fm, fb0 = (int)(w1 >> 48) & fm, fa1 = (int)(w2 >> 48) & fm, fb1 = (int)(w3 >> 48) & fm;
+        TcApply(l.P0, l.G0, fa0, fb0, qs, c0 + c1, c2 + c3, ref acc0, ref acc1);
+        TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
+    }
+
+    // the group whose block starts at bit o of w: pair k (a0 row gid codes t, t+4; a1 row gid + 8; a2, a3 the same for
+    // codes t + 8, t + 12) has its low code at bit o + 3k and its high code 12 bits above, brought to bits 4 and 16
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcLaneGroup(ulong w, int o, uint mask, uint magic, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
+    {
+        uint a0 = Hsub1024((LanePair(w, o) & mask) | magic);
+        uint a1 = Hsub1024((LanePair(w, o + 3) & mask) | magic);
+        uint a2 = Hsub1024((LanePair(w, o + 6) & mask) | magic);
+        uint a3 = Hsub1024((LanePair(w, o + 9) & mask) | magic);
+        Mma16816(a0, a1, a2, a3, b0, b1, ref c0, ref c1, ref c2, ref c3);
+    }
+
+    // bits [at − 4, at + 28) of w (zeros below bit 0), at a constant
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint LanePair(ulong w, int at) => at >= 4 ? (uint)(w >> (at - 4)) : (uint)(w << (4 - at));
+
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, bool packed = false)
+                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -406,7 +473,7 @@ public sealed partial class GpuKernels
             StatA0 = ra * d.StatRowBytes + ((t * F) >> 3), StatC0 = rb * d.StatRowBytes + ((t * F) >> 3),
             StatA1 = ra * d.StatRowBytes + (((t + 4) * F) >> 3), StatC1 = rb * d.StatRowBytes + (((t + 4) * F) >> 3),
             Shift0 = (t * F) & 7, Shift1 = ((t + 4) * F) & 7,
-            Packed = (r0 >> 4) * steps * 96 + lane,
+            Packed = (r0 >> 4) * steps * 32 * packed + lane,
         };
         // the split's first two outlier rows (r0 + split, r0 + split + K; all of them for K ≥ 8): their CSR ranges and first
         // 32·OutlierLanes (column, delta) pairs are requested while the first super-step's codes are in flight, their x'
@@ -424,13 +491,13 @@ public sealed partial class GpuKernels
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
         var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
-        if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
+        if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else if (packed == 4) TcComputeLanes(l0, d, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
         if (oFirst) oSum = OutlierGather(oPre, scratch);
         if (pSecond) pSum = OutlierGather(pPre, scratch);
         for (int s = split + K; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
-            if (loadsOnly) TcTouch(l, ref acc0); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            if (loadsOnly) TcTouch(l, ref acc0); else if (packed == 4) TcComputeLanes(l, d, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
         acc0 += Warp.ShuffleXor(acc0, 1); acc0 += Warp.ShuffleXor(acc0, 2);

@@ -53,9 +53,10 @@ public sealed class GpuLinear : IDisposable
         return b;
     }
 
-    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null)
+    /// <summary>A SpQR layer; laneMajor: also the lane-major copy of its codes (GpuSpqrLayer.LaneCodes, w3).</summary>
+    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null, bool laneMajor = false)
     {
-        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer);
+        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer, laneMajor);
         if (bias is not null) _bias = acc.Allocate1D(bias);
     }
 
@@ -182,7 +183,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
             bv = f.AsReadOnlySpan<float>().ToArray();
         }
         var layer = _spqr?.Invoke(name);
-        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
+        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.SpqrLaneMajorUpload) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
         if (lin.Spqr is not null && K.SpqrScratch(lin.Spqr) > Scratch.Length) throw new NotSupportedException($"{name}: {cols} input features is too wide for the device scratch");
         _buffers.Add(lin);
         return lin;

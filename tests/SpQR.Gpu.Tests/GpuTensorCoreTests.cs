@@ -81,6 +81,41 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcSplits = 0; k.SpqrTcAllShapes = false; }
     }
 
+    // the w3 kernel over the lane-major copy of the codes (GpuSpqrLayer.LaneMajor): every pair, every statistics field
+    // and the repeated last row of a partial tile in the order the lanes read them
+    [Theory]
+    [InlineData(16, 128)] [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(64, 512)] [InlineData(24, 2048, 0.1)] [InlineData(160, 128)]
+    public void Spqr_tensor_core_matvec_over_lane_major_codes_matches_the_cpu_kernel(int rows, int cols, double outliers = 0.03)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layer = Layer(rows, cols, 3, rows * 5 + cols, outliers);
+        var x = Input(cols, rows + 2 * cols);
+        var e = new float[rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+        using var g = new GpuSpqrLayer(acc, layer, laneMajor: true);
+        Assert.NotNull(g.LaneCodes);
+        // over lane-major codes the tensor cores take every shape; over the format's codes only where cols ≥ rows
+        Assert.True(k.SpqrUsesTensorCores(g));
+        k.SpqrTcLaneMajor = false;
+        try { Assert.Equal(cols >= rows, k.SpqrUsesTensorCores(g)); }
+        finally { k.SpqrTcLaneMajor = true; }
+        k.SpqrTcAllShapes = true;
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        try
+        {
+            foreach (int splits in new[] { 0, 1, 16 })
+            {
+                k.SpqrTcSplits = splits;
+                dy.MemSetToZero();
+                k.SpqrMatVec(g, dx.View, ds.View, dy.View);
+                acc.Synchronize();
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"lane-major tensor-core SpQR matvec {rows}x{cols}, K {splits}");
+            }
+        }
+        finally { k.SpqrTcSplits = 0; k.SpqrTcAllShapes = false; }
+    }
+
     // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
     // separate SwiGLU kernel for a layer the tensor-core kernel does not take
     [Theory]
