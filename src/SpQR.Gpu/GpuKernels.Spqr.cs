@@ -1,6 +1,7 @@
 // SpQR matvec y = Ŵ·x on the device, over the same bytes as the CPU format (docs/formats/spqr.md), uploaded once
 // (GpuSpqrLayer). Mirrors src/SpQR.Quant/Decode/SpqrMatVec.Cpu.cs (same algebra, float32 accumulation).
-// Layers with at least as many columns as rows go to the tensor-core kernel (GpuKernels.SpqrTc.cs) where its shape rules hold.
+// Layers with lane-major codes (w3, the default upload; GpuSpqrLayer.LaneCodes), and others with at least as many columns
+// as rows, go to the tensor-core kernel (GpuKernels.SpqrTc.cs) where its shape rules hold.
 // Fast paths (wbits 2-4, float32 statistics), two launches per call:
 //   1. prepare, one thread per column: x' = x[perm] (zero past cols), xsum_g = Σ x' over each group, and x̃ = x' scaled
 //      by 2^−b·(k mod 4), k = the code's index in its half-group word (exact: a power of 2), swizzled for the kernel's

@@ -1,7 +1,11 @@
 // SpQR matvec y = Ŵ·x on the tensor cores (mma.sync m16n8k16, fp16 operands, float32 accumulation), over the same
-// bytes as the CPU format. Used where it applies (TcApplies: wbits 2-4, float32 statistics, cols % 128 == 0,
-// β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: layers with at least as many columns as
-// rows (q/k/v/o, down_proj); else the kernels of GpuKernels.Spqr.cs.
+// bytes as the CPU format, or (w3, default) over their lane-major copy made at upload (GpuSpqrLayer.LaneCodes: each
+// lane's mma pairs and statistics fields as one 32-byte record per super-step, read word-major — every load instruction
+// one contiguous 256 bytes, one shift and mask per pair; 72 registers against 126; measured 10-22% faster per layer and
+// +18% on 7B-shaped decode: bench/README.md, GPU eighth session). Used where it applies (TcApplies: wbits 2-4, float32
+// statistics, cols % 128 == 0, β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: every shape
+// over lane-major codes; over the format's codes, layers with at least as many columns as rows (q/k/v/o, down_proj);
+// else the kernels of GpuKernels.Spqr.cs.
 //
 // Why the tensor cores for a matvec: decoding a weight exactly in float32 on the CUDA cores costs ≥ 3 instructions
 // (mask, OR onto 2^23, subtract) plus its FFMA, and the float32 kernels issue ~8 per weight (bench/README.md). Here a
