@@ -24,6 +24,7 @@ public static class CliApp
         var threads = new Option<int>("--threads") { Description = "CPU threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
 
         var device = new Option<string>("--device") { Description = "cpu, gpu (CUDA through ILGPU, LLaMA folders; fails without one) or auto", DefaultValueFactory = _ => "cpu" };
+        var laneMajor = new Option<bool>("--lane-major") { Description = "on a GPU: keep a lane-major copy of 3-bit SpQR codes for the tensor-core matvec (faster decode, about +85% device memory for those layers)", DefaultValueFactory = _ => true };
         var prompt = new Option<string>("--prompt") { Description = "prompt text", Required = true };
         var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 128 };
         var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
@@ -33,7 +34,7 @@ public static class CliApp
         var repeat = new Option<float>("--repetition-penalty") { DefaultValueFactory = _ => 1f };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var stop = new Option<string[]>("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
-        var generate = new Command("generate", "stream text from a prompt") { model, tokenizer, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, context, dtype, threads, device, json };
+        var generate = new Command("generate", "stream text from a prompt") { model, tokenizer, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, context, dtype, threads, device, laneMajor, json };
         generate.SetAction(r => Guard(r.GetValue(verbose), stderr, () => Commands.Generate(r.GetValue(model)!, r.GetValue(tokenizer), r.GetValue(prompt)!,
             new SpQR.Transformer.Sampling.GenerationOptions
             {
@@ -44,14 +45,14 @@ public static class CliApp
                     Temperature = r.GetValue(temperature), TopK = r.GetValue(topK), TopP = r.GetValue(topP), MinP = r.GetValue(minP),
                     RepetitionPenalty = r.GetValue(repeat), Seed = r.GetValue(seed),
                 },
-            }, Options(r.GetValue(context), r.GetValue(dtype)!, r.GetValue(threads)), r.GetValue(device)!, r.GetValue(json), stdout, stderr)));
+            }, Options(r.GetValue(context), r.GetValue(dtype)!, r.GetValue(threads), r.GetValue(laneMajor)), r.GetValue(device)!, r.GetValue(json), stdout, stderr)));
 
         var text = new Option<string?>("--text") { Description = "text file to evaluate (*.raw files use the WikiText \"\\n\\n\".join convention)" };
         var tokens = new Option<string?>("--tokens") { Description = "FILE.safetensors:TENSOR with I32/I64 token ids, 1-D or [n, seqlen]" };
         var seqlen = new Option<int>("--seqlen") { Description = "window length (capped at the context)", DefaultValueFactory = _ => 2048 };
-        var ppl = new Command("ppl", "perplexity over non-overlapping windows (GPTQ/SpQR protocol)") { model, tokenizer, text, tokens, seqlen, context, dtype, threads, device, json };
+        var ppl = new Command("ppl", "perplexity over non-overlapping windows (GPTQ/SpQR protocol)") { model, tokenizer, text, tokens, seqlen, context, dtype, threads, device, laneMajor, json };
         ppl.SetAction(r => Guard(r.GetValue(verbose), stderr, () => Commands.Perplexity(r.GetValue(model)!, r.GetValue(tokenizer), r.GetValue(text), r.GetValue(tokens),
-            r.GetValue(seqlen), Options(Math.Max(r.GetValue(context), r.GetValue(seqlen)), r.GetValue(dtype)!, r.GetValue(threads)), r.GetValue(device)!, r.GetValue(json), stdout, stderr)));
+            r.GetValue(seqlen), Options(Math.Max(r.GetValue(context), r.GetValue(seqlen)), r.GetValue(dtype)!, r.GetValue(threads), r.GetValue(laneMajor)), r.GetValue(device)!, r.GetValue(json), stdout, stderr)));
 
         var outPath = new Option<string>("--out") { Description = "output folder", Required = true };
         var calib = new Option<string?>("--calibration") { Description = "FILE.safetensors:TENSOR with token ids [n, seqlen] (used as given)" };
@@ -143,11 +144,11 @@ public static class CliApp
         return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
 
-    private static SpQR.Transformer.Loading.ModelOptions Options(int context, string dtype, int threads)
+    private static SpQR.Transformer.Loading.ModelOptions Options(int context, string dtype, int threads, bool laneMajor = true)
     {
         if (dtype is not ("native" or "f32")) throw new ArgumentException($"--dtype must be native or f32, got {dtype}");
         SpQR.Tensors.Cpu.CpuThreads.Count = threads;
-        return new SpQR.Transformer.Loading.ModelOptions { MaxContext = context, WidenToF32 = dtype == "f32" };
+        return new SpQR.Transformer.Loading.ModelOptions { MaxContext = context, WidenToF32 = dtype == "f32", LaneMajorCodes = laneMajor };
     }
 
     private static int Guard(bool verbose, TextWriter stderr, Func<int> action)

@@ -425,12 +425,13 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     /// <summary>
     /// Opens a Hugging Face LLaMA or Falcon folder (dense or SpQR-compressed, ours or the authors' export) on the
     /// device; the model owns the backend and the weight source. DeviceChoice.Gpu without CUDA throws
-    /// GpuUnavailableException.
+    /// GpuUnavailableException. laneMajor: upload the lane-major copy of w3 layers' codes (GpuKernels.SpqrLaneMajorUpload).
     /// </summary>
-    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048, int maxBatch = 64)
+    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048, int maxBatch = 64, bool laneMajor = true)
     {
         var cfg = TransformerConfig.Load(folder);
         var gpu = GpuBackend.Create(device);
+        gpu.Kernels.SpqrLaneMajorUpload = laneMajor;
         SafetensorsWeightSource? src = null;
         try
         {

@@ -76,6 +76,10 @@ public class CliTests
         (code, _, err) = Run("generate", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--prompt", "x", "--device", "gpu");
         Assert.Equal(1, code);
         Assert.StartsWith("error: --device gpu: no CUDA device", err);
+        // --lane-major (the device's copy of 3-bit codes) is an option of generate and ppl: the same error, not a parse one
+        (code, _, err) = Run("generate", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--prompt", "x", "--device", "gpu", "--lane-major", "false");
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: --device gpu: no CUDA device", err);
         // quantize with the device encoder without one: the same
         string fx = Fixtures.Path("fixtures", "stories260K");
         (code, _, err) = Run("quantize", "--model", Path.Combine(fx, "hf"), "--calibration", Path.Combine(fx, "stories260K-calibration.safetensors") + ":calibration",
