@@ -64,21 +64,30 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
         using var g = new GpuSpqrLayer(acc, layer);
         Assert.True(k.SpqrUsesTensorCores(g), "the tensor-core kernel should take this layer");
-        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        // K column splits: by shape, then each power of two (warps of one tile meet in shared memory; splits past the
+        // super-step count idle)
+        try { MatchesCpu(g, x, e, [0, 1, 2, 4, 16], $"tensor-core SpQR matvec {rows}x{cols} w{wbits}"); }
+        finally { k.SpqrTcAllShapes = false; }
+    }
+
+    // y = Ŵ·x on the device for each column-split count K against the CPU kernel's e
+    private void MatchesCpu(GpuSpqrLayer g, float[] x, float[] e, int[] splits, string what)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(e.Length);
         try
         {
-            // K column splits: by shape, then each power of two (warps of one tile meet in shared memory; splits past the
-            // super-step count idle)
-            foreach (int splits in new[] { 0, 1, 2, 4, 16 })
+            foreach (int K in splits)
             {
-                k.SpqrTcSplits = splits;
+                k.SpqrTcSplits = K;
                 dy.MemSetToZero();
                 k.SpqrMatVec(g, dx.View, ds.View, dy.View);
                 acc.Synchronize();
-                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"tensor-core SpQR matvec {rows}x{cols} w{wbits}, K {splits}");
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"{what}, K {K}");
             }
         }
-        finally { k.SpqrTcSplits = 0; k.SpqrTcAllShapes = false; }
+        finally { k.SpqrTcSplits = 0; }
     }
 
     // the w3 kernel over the lane-major copy of the codes (GpuSpqrLayer.LaneMajor): every pair, every statistics field
@@ -100,20 +109,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         k.SpqrTcLaneMajor = false;
         try { Assert.Equal(cols >= rows, k.SpqrUsesTensorCores(g)); }
         finally { k.SpqrTcLaneMajor = true; }
-        k.SpqrTcAllShapes = true;
-        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
-        try
-        {
-            foreach (int splits in new[] { 0, 1, 16 })
-            {
-                k.SpqrTcSplits = splits;
-                dy.MemSetToZero();
-                k.SpqrMatVec(g, dx.View, ds.View, dy.View);
-                acc.Synchronize();
-                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"lane-major tensor-core SpQR matvec {rows}x{cols}, K {splits}");
-            }
-        }
-        finally { k.SpqrTcSplits = 0; k.SpqrTcAllShapes = false; }
+        MatchesCpu(g, x, e, [0, 1, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols}");
     }
 
     // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
