@@ -137,9 +137,9 @@ public sealed class GpuSpqrLayer : IDisposable
     public MemoryBuffer1D<float, Stride1D.Dense> OutlierDeltas { get; }
     /// <summary>Device bytes a matvec reads (codes, stat codes, planes, CSR, permutation).</summary>
     public long Bytes { get; }
-    /// <summary>Opt-in (<c>laneMajor</c>; w3 layers of whole 128-column super-steps, statistics fields ≤ 8 bits): the
-    /// codes and statistics fields again, in the order the tensor-core kernel's lanes read them (see
-    /// <see cref="LaneMajor"/>); null when not built.</summary>
+    /// <summary>Opt-in (<c>laneMajor</c>; w2-w4 layers of whole 128-column super-steps, statistics fields ≤ 8 bits; models
+    /// ask for it through GpuKernels.LaneMajorUploadFor): the codes and statistics fields again, in the order the
+    /// tensor-core kernel's lanes read them (see <see cref="LaneMajor"/>); null when not built.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense>? LaneCodes { get; }
 
     public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false)
@@ -170,61 +170,72 @@ public sealed class GpuSpqrLayer : IDisposable
                 + OutlierCols.LengthInBytes + OutlierDeltas.LengthInBytes;
     }
 
-    internal static bool LaneMajorApplies(SpqrDims d) => d.WBits == 3 && d.Groups % 8 == 0 && d.StatBits <= 8 && d.Fp16 == 0;
+    internal static bool LaneMajorApplies(SpqrDims d) => d.WBits is >= 2 and <= 4 && d.Groups % 8 == 0 && d.StatBits <= 8 && d.Fp16 == 0;
 
-    /// <summary>The lane-major copy of a w3 layer's codes for the tensor-core kernel: per (16-row tile T, super-step s of
-    /// 128 columns, lane L = 4·gid + t) a 32-byte record of four 64-bit words, stored word-major across the warp (word w of
-    /// the record at ((T·steps + s)·4 + w)·32 + L): word w holds groups 2w and 2w + 1 of the super-step as 24-bit blocks at
-    /// bits 0 and 24, each block the lane's four mma pairs a0 (row gid: codes t, t + 4), a1 (row gid + 8: t, t + 4), a2
-    /// (row gid: t + 8, t + 12), a3 (row gid + 8: t + 8, t + 12), pair k's first code at bit 3k of the block and its second
-    /// 12 bits above; bits 48-55 of words 0-3 the statistics fields of (group t, row gid), (t, gid + 8), (t + 4, gid),
-    /// (t + 4, gid + 8). Rows past the last repeat the last row (as the kernel reads them). 1,024 bytes per tile and
-    /// super-step against the format's 864.</summary>
+    /// <summary>64-bit words of a lane's record per super-step in <see cref="LaneMajor"/>: 3 (w2), 4 (w3), 5 (w4).</summary>
+    public static int LaneWords(int wbits) => wbits == 2 ? 3 : wbits == 3 ? 4 : 5;
+
+    /// <summary>The lane-major copy of a layer's codes and statistics fields for the tensor-core kernel (w2-w4): per
+    /// (16-row tile T, super-step s of 128 columns, lane L = 4·gid + t) a record of W = <see cref="LaneWords"/> 64-bit
+    /// words stored word-major across the warp (word w at ((T·steps + s)·W + w)·32 + L). The lane's mma pairs of group j
+    /// are a0 (row gid), a1 (row gid + 8) of codes (t, t + 4) and a2, a3 of (t + 8, t + 12) (w2: (t, t + 8) and
+    /// (t + 4, t + 12)), each pair's second code 12 (w3) or 16 bits above its first. w3: word w holds groups 2w, 2w + 1 as
+    /// 24-bit blocks at bits 0 and 24 (pair k at bit 3k), bits 48-55 of words 0-3 the statistics fields; w4: 32-bit blocks
+    /// (pair k at 4k), the fields in word 4; w2: word w holds groups 4w..4w + 3 — 32-bit units at 0 and 32, each two
+    /// groups at +0 and +8 (pair k at 2k) — the fields in word 2. The fields, in order: (group t, row gid), (t, gid + 8),
+    /// (t + 4, gid), (t + 4, gid + 8) (w2 / w4 at bits 0, 8, 16, 24). Rows past the last repeat the last row (as the kernel
+    /// reads them). Bytes per tile and super-step: 768 / 1,024 / 1,280 against the format's 608 / 864 / 1,120.</summary>
     public static ulong[] LaneMajor(SpqrLayer l)
     {
-        int rows = l.Rows, groups = l.Groups, steps = groups / 8, tiles = (rows + 15) / 16, F = l.StatBits;
+        int b = l.WBits, W = LaneWords(b), rows = l.Rows, groups = l.Groups, steps = groups / 8, tiles = (rows + 15) / 16, F = l.StatBits;
         int rowBytes = l.RowBytes, statRow = l.StatRowBytes;
-        static int Code(ReadOnlySpan<byte> codes, int rowBytes, int r, int c)
+        static int Code(ReadOnlySpan<byte> codes, int rowBytes, int b, int r, int c)
         {
-            long bit = (long)r * rowBytes * 8 + 3L * c;
-            return ((codes[(int)(bit >> 3)] | codes[(int)(bit >> 3) + 1] << 8) >> (int)(bit & 7)) & 7;
+            long bit = (long)r * rowBytes * 8 + (long)b * c;
+            return ((codes[(int)(bit >> 3)] | codes[(int)(bit >> 3) + 1] << 8) >> (int)(bit & 7)) & ((1 << b) - 1);
         }
         static int Field(ReadOnlySpan<byte> stats, int statRow, int F, int r, int g)
         {
             long bit = (long)r * statRow * 8 + (long)g * F; int at = (int)(bit >> 3);
             return ((stats[at] | (stats.Length > at + 1 ? stats[at + 1] : 0) << 8) >> (int)(bit & 7)) & ((1 << F) - 1);
         }
-        var e = new ulong[(long)tiles * steps * 128];
+        var e = new ulong[(long)tiles * steps * 32 * W];
         var src = l.Codes; var srcStats = l.StatCodes!;
         System.Threading.Tasks.Parallel.For(0, tiles, T => PackTile(T, src.Span, srcStats.Span));
         return e;
 
         void PackTile(int T, ReadOnlySpan<byte> codes, ReadOnlySpan<byte> stats)
         {
+            Span<ulong> v = stackalloc ulong[5];
             for (int s = 0; s < steps; s++)
                 for (int L = 0; L < 32; L++)
                 {
                     int gid = L >> 2, t = L & 3;
                     int ra = Math.Min(16 * T + gid, rows - 1), rc = Math.Min(16 * T + gid + 8, rows - 1);
-                    for (int w = 0; w < 4; w++)
+                    v.Clear();
+                    for (int j = 0; j < 8; j++)
                     {
-                        ulong v = 0;
-                        for (int blk = 0; blk < 2; blk++)
+                        int c0 = 16 * (8 * s + j); // the group's first column
+                        // the group's word and first bit (see the summary), the pairs' stride and the second code's distance
+                        int wi = b == 2 ? j >> 2 : j >> 1;
+                        int o = b == 3 ? 24 * (j & 1) : b == 4 ? 32 * (j & 1) : 32 * ((j >> 1) & 1) + 8 * (j & 1);
+                        int step = b == 3 ? 3 : b == 4 ? 4 : 2, hi = b == 3 ? 12 : 16;
+                        for (int k = 0; k < 4; k++)
                         {
-                            int c0 = 16 * (8 * s + 2 * w + blk); // the group's first column
-                            int o = 24 * blk;
-                            for (int k = 0; k < 4; k++)
-                            {
-                                // pair k: row gid (k even) or gid + 8 (k odd), codes t, t + 4 (k < 2) or t + 8, t + 12
-                                int r = (k & 1) == 0 ? ra : rc, c = c0 + t + (k >= 2 ? 8 : 0);
-                                v |= (ulong)Code(codes, rowBytes, r, c) << (o + 3 * k);
-                                v |= (ulong)Code(codes, rowBytes, r, c + 4) << (o + 3 * k + 12);
-                            }
+                            // pair k: row gid (k even) or gid + 8 (k odd); codes (t, t + 4) / (t + 8, t + 12), w2 (t, t + 8) / (t + 4, t + 12)
+                            int r = (k & 1) == 0 ? ra : rc;
+                            int c = c0 + t + (k >= 2 ? (b == 2 ? 4 : 8) : 0), c2 = c + (b == 2 ? 8 : 4);
+                            v[wi] |= (ulong)Code(codes, rowBytes, b, r, c) << (o + step * k);
+                            v[wi] |= (ulong)Code(codes, rowBytes, b, r, c2) << (o + step * k + hi);
                         }
-                        int g = 8 * s + t + (w >= 2 ? 4 : 0), fr = (w & 1) == 0 ? ra : rc;
-                        v |= (ulong)Field(stats, statRow, F, fr, g) << 48;
-                        e[((long)(T * steps + s) * 4 + w) * 32 + L] = v;
                     }
+                    for (int f = 0; f < 4; f++)
+                    {
+                        int g = 8 * s + t + (f >= 2 ? 4 : 0), fr = (f & 1) == 0 ? ra : rc;
+                        ulong field = (ulong)Field(stats, statRow, F, fr, g);
+                        if (b == 3) v[f] |= field << 48; else v[W - 1] |= field << (8 * f);
+                    }
+                    for (int w = 0; w < W; w++) e[((long)(T * steps + s) * W + w) * 32 + L] = v[w];
                 }
         }
     }

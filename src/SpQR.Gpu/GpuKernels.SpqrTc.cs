@@ -67,6 +67,12 @@ public sealed partial class GpuKernels
     /// (<see cref="GpuSpqrLayer.LaneCodes"/>: 1,024 device bytes per 864 of the format's codes and statistics fields,
     /// on top of them).</summary>
     public bool SpqrLaneMajorUpload { get; set; } = true;
+    /// <summary>With <see cref="SpqrLaneMajorUpload"/>, w2 and w4 layers too (off: their lane-major kernels are tested
+    /// against the CPU kernel but not yet timed on a GPU; GpuBench prints them as spqr_w4_tc_lane_major).</summary>
+    public bool SpqrLaneMajorW2W4 { get; set; }
+
+    /// <summary>Whether a model built on this backend uploads the lane-major copy of a layer of this width.</summary>
+    public bool LaneMajorUploadFor(int wbits) => SpqrLaneMajorUpload && (wbits == 3 || SpqrLaneMajorW2W4 && wbits is 2 or 4);
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
     /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
@@ -75,7 +81,8 @@ public sealed partial class GpuKernels
     /// meaningless; 4 = the loads of a lane-major layout (each lane's code bytes contiguous, statistics inside them; read from
     /// the codes as if repacked: what such a layout would cost to load), with outliers, 5 = without.</summary>
     public int SpqrTcLoadsOnly { get; set; }
-    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare, _spqrTcLanes;
+    private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare;
+    private readonly SpqrLaunchTc?[] _spqrTcLanes = new SpqrLaunchTc?[5];
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
@@ -150,8 +157,9 @@ public sealed partial class GpuKernels
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         if (UsesLaneCodes(w) && SpqrTcLoadsOnly == 0)
         {
-            _spqrTcLanes ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3Kernel);
-            _spqrTcLanes(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>(), w.StatCodes.View, w.Planes.View,
+            var lanes = _spqrTcLanes[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel });
+            lanes(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>(), w.StatCodes.View, w.Planes.View,
                          w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
             return;
         }
@@ -264,10 +272,16 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLoadsPackedBare3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                            ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, true, true, false, 3);
-    // the w3 kernel over GpuSpqrLayer.LaneCodes (passed as codes)
+    // the kernels over GpuSpqrLayer.LaneCodes (passed as codes)
+    private static void SpqrMatVecTcLanes2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                 ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false, true, true, GpuSpqrLayer.LaneWords(2), true);
     private static void SpqrMatVecTcLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                  ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, 4);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true);
+    private static void SpqrMatVecTcLanes4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                 ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 4, false, true, true, GpuSpqrLayer.LaneWords(4), true);
     private static void SpqrMatVecTc2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                             ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false);
@@ -304,13 +318,14 @@ public sealed partial class GpuKernels
         var l = new TcLoads();
         if (packed > 0)
         {
-            // the lane-major layout (GpuSpqrLayer.LaneCodes, packed = 4: the lane's 32-byte record of the super-step as four
+            // the lane-major layout (GpuSpqrLayer.LaneCodes, packed = LaneWords(b): the lane's record of the super-step as
+            // 3-5 8-byte words (w3: four),
             // 8-byte words, word-major across the warp: every load instruction one contiguous 256 bytes; statistics inside);
             // packed = 3: SpqrTcLoadsOnly 4-5's diagnostic, three words read from the CPU-layout codes
             int at = q.Packed + 32 * packed * s;
-            ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64], w3 = packed > 3 ? c8[at + 96] : 0ul;
+            ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64], w3 = packed > 3 ? c8[at + 96] : 0ul, w4 = packed > 4 ? c8[at + 128] : 0ul;
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
-            l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32);
+            l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32); l.C.A0 = (uint)w4; l.C.A1 = (uint)(w4 >> 32);
             l.X = x4[q.X + 32 * s];
             l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
             l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
@@ -412,49 +427,58 @@ public sealed partial class GpuKernels
         TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
     }
 
-    // one super-step from a lane-major record (GpuSpqrLayer.LaneCodes, w3): word w = groups 2w, 2w + 1, each a 24-bit
-    // block of the pairs (a0, a1, a2, a3) 12 bits apart, bits 48-55 one statistics field; the mma order and x̃ selection
-    // of TcCompute
+    // one super-step from a lane-major record (GpuSpqrLayer.LaneMajor has the layout): the groups' pairs by one shift and
+    // mask each, the statistics fields from their bits; the mma order and x̃ selection of TcCompute
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcComputeLanes(in TcLoads l, SpqrDims d, int gid, int t, ref float acc0, ref float acc1)
+    private static void TcComputeLanes(in TcLoads l, SpqrDims d, int b, int gid, int t, ref float acc0, ref float acc1)
     {
         int mine = gid >> 1, qs = d.ScaleBits, fm = (1 << d.StatBits) - 1;
-        uint mask = 0x00070070u, magic = d.F16Magic;
+        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
         ulong w0 = l.A.A0 | (ulong)l.A.A1 << 32, w1 = l.A.A2 | (ulong)l.A.A3 << 32, w2 = l.A.A4 | (ulong)l.A.A5 << 32, w3 = l.A.A6 | (ulong)l.A.A7 << 32;
+        ulong w4 = l.C.A0 | (ulong)l.C.A1 << 32;
         uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
         float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
-        TcLaneGroup(w0, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);  // group 0
-        TcLaneGroup(w2, 0, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);  // group 4
-        TcLaneGroup(w0, 24, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3); // group 1
-        TcLaneGroup(w2, 24, mask, magic, mine == 1 ? x2 : 0u, mine == 1 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3); // group 5
-        TcLaneGroup(w1, 0, mask, magic, mine == 2 ? x0 : 0u, mine == 2 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);  // group 2
-        TcLaneGroup(w3, 0, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);  // group 6
-        TcLaneGroup(w1, 24, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3); // group 3
-        TcLaneGroup(w3, 24, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3); // group 7
-        int fa0 = (int)(w0 >> 48) & fm, fb0 = (int)(w1 >> 48) & fm, fa1 = (int)(w2 >> 48) & fm, fb1 = (int)(w3 >> 48) & fm;
+        TcLaneGroup(w0, w1, w2, w3, b, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, 4, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneGroup(w0, w1, w2, w3, b, 1, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, 5, mask, magic, mine == 1 ? x2 : 0u, mine == 1 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneGroup(w0, w1, w2, w3, b, 2, mask, magic, mine == 2 ? x0 : 0u, mine == 2 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, 6, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneGroup(w0, w1, w2, w3, b, 3, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, 7, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        // w3: field i in bits 48-55 of word i; w2 / w4: field i in bits 8i of the last word
+        ulong sw = b == 2 ? w2 : w4;
+        int fa0 = (int)(b == 3 ? w0 >> 48 : sw) & fm, fb0 = (int)(b == 3 ? w1 >> 48 : sw >> 8) & fm;
+        int fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm, fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
         TcApply(l.P0, l.G0, fa0, fb0, qs, c0 + c1, c2 + c3, ref acc0, ref acc1);
         TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
     }
 
-    // the group whose block starts at bit o of w: pair k (a0 row gid codes t, t+4; a1 row gid + 8; a2, a3 the same for
-    // codes t + 8, t + 12) has its low code at bit o + 3k and its high code 12 bits above, brought to bits 4 and 16
+    // group j (a constant) of a record: its word and first bit (w3: blocks of 24 bits at 0 and 24 of word j/2; w4: 32-bit
+    // blocks at 0 and 32 of word j/2; w2: word j/4, 32-bit units at 0 and 32 holding two groups at +0 and +8), then pair k
+    // (a0, a1, a2, a3) at first bit + k·(3, 4, 2), its second code 12 (w3) or 16 bits above; one shift brings the pair to
+    // the mask (w3: bits 4 and 16 — x̃ carries 2^−4 for the first — else bits 0 and 16)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcLaneGroup(ulong w, int o, uint mask, uint magic, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
+    private static void TcLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, uint mask, uint magic, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
     {
-        uint a0 = Hsub1024((LanePair(w, o) & mask) | magic);
-        uint a1 = Hsub1024((LanePair(w, o + 3) & mask) | magic);
-        uint a2 = Hsub1024((LanePair(w, o + 6) & mask) | magic);
-        uint a3 = Hsub1024((LanePair(w, o + 9) & mask) | magic);
+        int wi = b == 2 ? j >> 2 : j >> 1;
+        ulong w = wi == 0 ? w0 : wi == 1 ? w1 : wi == 2 ? w2 : w3;
+        int o = b == 3 ? 24 * (j & 1) : b == 4 ? 32 * (j & 1) : 32 * ((j >> 1) & 1) + 8 * (j & 1);
+        int step = b == 3 ? 3 : b == 4 ? 4 : 2, low = b == 3 ? 4 : 0;
+        uint a0 = Hsub1024((LaneBits(w, o - low) & mask) | magic);
+        uint a1 = Hsub1024((LaneBits(w, o + step - low) & mask) | magic);
+        uint a2 = Hsub1024((LaneBits(w, o + 2 * step - low) & mask) | magic);
+        uint a3 = Hsub1024((LaneBits(w, o + 3 * step - low) & mask) | magic);
         Mma16816(a0, a1, a2, a3, b0, b1, ref c0, ref c1, ref c2, ref c3);
     }
 
-    // bits [at − 4, at + 28) of w (zeros below bit 0), at a constant
+    // bits [at, at + 32) of w (zeros below bit 0), at a constant
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static uint LanePair(ulong w, int at) => at >= 4 ? (uint)(w >> (at - 4)) : (uint)(w << (4 - at));
+    private static uint LaneBits(ulong w, int at) => at >= 0 ? (uint)(w >> at) : (uint)(w << -at);
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0)
+                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -495,13 +519,13 @@ public sealed partial class GpuKernels
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
         var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
-        if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else if (packed == 4) TcComputeLanes(l0, d, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
+        if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
         if (oFirst) oSum = OutlierGather(oPre, scratch);
         if (pSecond) pSum = OutlierGather(pPre, scratch);
         for (int s = split + K; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
-            if (loadsOnly) TcTouch(l, ref acc0); else if (packed == 4) TcComputeLanes(l, d, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
         acc0 += Warp.ShuffleXor(acc0, 1); acc0 += Warp.ShuffleXor(acc0, 2);

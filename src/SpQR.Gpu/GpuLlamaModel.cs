@@ -183,7 +183,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
             bv = f.AsReadOnlySpan<float>().ToArray();
         }
         var layer = _spqr?.Invoke(name);
-        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.SpqrLaneMajorUpload) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
+        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.LaneMajorUploadFor(layer.WBits)) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
         if (lin.Spqr is not null && K.SpqrScratch(lin.Spqr) > Scratch.Length) throw new NotSupportedException($"{name}: {cols} input features is too wide for the device scratch");
         _buffers.Add(lin);
         return lin;

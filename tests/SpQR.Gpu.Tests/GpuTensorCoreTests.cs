@@ -90,15 +90,16 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcSplits = 0; }
     }
 
-    // the w3 kernel over the lane-major copy of the codes (GpuSpqrLayer.LaneMajor): every pair, every statistics field
-    // and the repeated last row of a partial tile in the order the lanes read them
+    // the kernel over the lane-major copy of the codes (GpuSpqrLayer.LaneMajor), w2-w4: every pair, every statistics
+    // field and the repeated last row of a partial tile in the order the lanes read them
     [Theory]
-    [InlineData(16, 128)] [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(64, 512)] [InlineData(24, 2048, 0.1)] [InlineData(160, 128)]
-    public void Spqr_tensor_core_matvec_over_lane_major_codes_matches_the_cpu_kernel(int rows, int cols, double outliers = 0.03)
+    [InlineData(16, 128, 3)] [InlineData(40, 256, 3)] [InlineData(33, 1024, 3)] [InlineData(64, 512, 3)] [InlineData(24, 2048, 3, 0.1)] [InlineData(160, 128, 3)]
+    [InlineData(33, 256, 4)] [InlineData(48, 512, 4)] [InlineData(160, 128, 4)] [InlineData(48, 384, 2)] [InlineData(17, 1024, 2)] [InlineData(160, 256, 2)]
+    public void Spqr_tensor_core_matvec_over_lane_major_codes_matches_the_cpu_kernel(int rows, int cols, int wbits, double outliers = 0.03)
     {
         var acc = fx.Backend.Accelerator;
         var k = fx.Backend.Kernels;
-        var layer = Layer(rows, cols, 3, rows * 5 + cols, outliers);
+        var layer = Layer(rows, cols, wbits, rows * 5 + cols + wbits, outliers);
         var x = Input(cols, rows + 2 * cols);
         var e = new float[rows];
         SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
@@ -109,7 +110,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         k.SpqrTcLaneMajor = false;
         try { Assert.Equal(cols >= rows, k.SpqrUsesTensorCores(g)); }
         finally { k.SpqrTcLaneMajor = true; }
-        MatchesCpu(g, x, e, [0, 1, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols}");
+        MatchesCpu(g, x, e, [0, 1, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}");
     }
 
     // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
