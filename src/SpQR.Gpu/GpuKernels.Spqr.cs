@@ -137,8 +137,8 @@ public sealed class GpuSpqrLayer : IDisposable
     public MemoryBuffer1D<float, Stride1D.Dense> OutlierDeltas { get; }
     /// <summary>Device bytes a matvec reads (codes, stat codes, planes, CSR, permutation).</summary>
     public long Bytes { get; }
-    /// <summary>Opt-in (<c>laneMajor</c>; w2-w4 layers of whole 128-column super-steps, statistics fields ≤ 8 bits; models
-    /// ask for it through GpuKernels.LaneMajorUploadFor): the codes and statistics fields again, in the order the
+    /// <summary>Opt-in (<c>laneMajor</c>; layers the tensor-core kernel can run, GpuKernels.TcShape; models ask for it
+    /// through GpuKernels.LaneMajorUploadFor): the codes and statistics fields again, in the order the
     /// tensor-core kernel's lanes read them (see <see cref="LaneMajor"/>); null when not built.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense>? LaneCodes { get; }
 
@@ -165,12 +165,10 @@ public sealed class GpuSpqrLayer : IDisposable
         OutlierRowOffsets = acc.Allocate1D(l.OutlierRowOffsets);
         OutlierCols = acc.Allocate1D(l.OutlierCols.Length == 0 ? new ushort[1] : l.OutlierCols);
         OutlierDeltas = acc.Allocate1D(l.OutlierDeltas.Length == 0 ? new float[1] : l.OutlierDeltas);
-        if (laneMajor && LaneMajorApplies(Dims)) LaneCodes = acc.Allocate1D(LaneMajor(l));
+        if (laneMajor && GpuKernels.TcShape(Dims)) LaneCodes = acc.Allocate1D(LaneMajor(l));
         Bytes = Codes.LengthInBytes + StatCodes.LengthInBytes + Planes.LengthInBytes + Perm.LengthInBytes + OutlierRowOffsets.LengthInBytes
                 + OutlierCols.LengthInBytes + OutlierDeltas.LengthInBytes;
     }
-
-    internal static bool LaneMajorApplies(SpqrDims d) => d.WBits is >= 2 and <= 4 && d.Groups % 8 == 0 && d.StatBits <= 8 && d.Fp16 == 0;
 
     /// <summary>64-bit words of a lane's record per super-step in <see cref="LaneMajor"/>: 3 (w2), 4 (w3), 5 (w4).</summary>
     public static int LaneWords(int wbits) => wbits == 2 ? 3 : wbits == 3 ? 4 : 5;

@@ -113,9 +113,13 @@ public sealed partial class GpuKernels
     private bool TcApplies(GpuSpqrLayer w)
     {
         var d = w.Dims;
-        return SpqrTensorCores && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0 && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0
-            && d.StatBits <= 8 && (SpqrTcAllShapes || UsesLaneCodes(w) || d.Cols > d.Rows || SpqrTcSquare && d.Cols == d.Rows);
+        return SpqrTensorCores && _acc.WarpSize == 32 && TcShape(d)
+            && (SpqrTcAllShapes || UsesLaneCodes(w) || d.Cols > d.Rows || SpqrTcSquare && d.Cols == d.Rows);
     }
+
+    /// <summary>The layers the tensor-core kernel can run at all (also where GpuSpqrLayer builds lane-major codes): wbits
+    /// 2-4, float32 statistics, whole 128-column super-steps, β2 % 16 == 0, statistics fields ≤ 8 bits.</summary>
+    internal static bool TcShape(SpqrDims d) => d.WBits is >= 2 and <= 4 && d.Fp16 == 0 && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8;
 
     private bool UsesLaneCodes(GpuSpqrLayer w) => w.LaneCodes is not null && SpqrTcLaneMajor;
 
@@ -155,15 +159,13 @@ public sealed partial class GpuKernels
         if (K is not (1 or 2 or 4 or 8 or 16)) throw new ArgumentException($"SpqrTcSplits must be 0, 1, 2, 4, 8 or 16, not {K}");
         int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
-        if (UsesLaneCodes(w) && SpqrTcLoadsOnly == 0)
-        {
-            var lanes = _spqrTcLanes[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel });
-            lanes(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>(), w.StatCodes.View, w.Planes.View,
-                         w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
-            return;
-        }
-        var k = SpqrTcLoadsOnly == 1
+        // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
+        bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
+        ArrayView<byte> codes = lanes ? ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>() : w.Codes.View;
+        var k = lanes
+            ? _spqrTcLanes[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
+            : SpqrTcLoadsOnly == 1
             ? _spqrTcLoads ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
             : SpqrTcLoadsOnly == 2
             ? _spqrTcLoadsCodes ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsCodes3Kernel)
@@ -175,7 +177,7 @@ public sealed partial class GpuKernels
             ? _spqrTcLoadsBare ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
             : _spqrTc[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
-        k(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), w.Codes.View, w.StatCodes.View, w.Planes.View,
+        k(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), codes, w.StatCodes.View, w.Planes.View,
           w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
     }
 
@@ -318,10 +320,10 @@ public sealed partial class GpuKernels
         var l = new TcLoads();
         if (packed > 0)
         {
-            // the lane-major layout (GpuSpqrLayer.LaneCodes, packed = LaneWords(b): the lane's record of the super-step as
-            // 3-5 8-byte words (w3: four),
-            // 8-byte words, word-major across the warp: every load instruction one contiguous 256 bytes; statistics inside);
-            // packed = 3: SpqrTcLoadsOnly 4-5's diagnostic, three words read from the CPU-layout codes
+            // the lane-major layout (GpuSpqrLayer.LaneMajor, packed = LaneWords(b)): the lane's record of the super-step as
+            // 3-5 8-byte words, word-major across the warp (every load instruction one contiguous 256 bytes; statistics
+            // inside), words 0-3 into A, word 4 (w4's fields) into C; packed = 3 with loadsOnly: SpqrTcLoadsOnly 4-5's
+            // diagnostic, three words read from the format's codes
             int at = q.Packed + 32 * packed * s;
             ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64], w3 = packed > 3 ? c8[at + 96] : 0ul, w4 = packed > 4 ? c8[at + 128] : 0ul;
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);

@@ -53,7 +53,7 @@ public sealed class GpuLinear : IDisposable
         return b;
     }
 
-    /// <summary>A SpQR layer; laneMajor: also the lane-major copy of its codes (GpuSpqrLayer.LaneCodes, w3).</summary>
+    /// <summary>A SpQR layer; laneMajor: also the lane-major copy of its codes (GpuSpqrLayer.LaneCodes).</summary>
     public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null, bool laneMajor = false)
     {
         Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer, laneMajor);

@@ -130,13 +130,18 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
             SpQR.Tensors.Cpu.CpuKernels.SwiGlu(gate, up, x);
             var e = new float[rows];
             SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
-            using var g = new GpuSpqrLayer(acc, layer);
-            Assert.Equal(tensorCores, k.SpqrUsesTensorCores(g));
-            using var dg = acc.Allocate1D(gate); using var du = acc.Allocate1D(up);
-            using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
-            k.SpqrMatVecSwiGlu(g, dg.View, du.View, ds.View, dy.View);
-            acc.Synchronize();
-            NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec of silu(gate)·up {rows}x{cols} w{wbits}");
+            // over the format's codes, then over lane-major codes (where the tensor cores take the layer)
+            foreach (bool laneMajor in new[] { false, true })
+            {
+                using var g = new GpuSpqrLayer(acc, layer, laneMajor);
+                Assert.Equal(tensorCores, k.SpqrUsesTensorCores(g));
+                Assert.Equal(laneMajor && tensorCores, g.LaneCodes is not null);
+                using var dg = acc.Allocate1D(gate); using var du = acc.Allocate1D(up);
+                using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+                k.SpqrMatVecSwiGlu(g, dg.View, du.View, ds.View, dy.View);
+                acc.Synchronize();
+                NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"SpQR matvec of silu(gate)·up {rows}x{cols} w{wbits}, lane-major {laneMajor}");
+            }
         }
         finally { k.SpqrTcAllShapes = false; }
     }
