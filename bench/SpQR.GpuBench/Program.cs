@@ -133,7 +133,7 @@ foreach (var (rows, cols, bits, fp16) in new[] { (1, 1, 3, false), (33, 70, 3, f
 Console.WriteLine($"spqr correctness sweep (12 shapes, wbits 2..8, fp16-step layers; the last four on the tensor cores): worst NMSE vs CPU {worst:E2}");
 Console.WriteLine("shape,kind,us_per_call,GB_per_s_compressed,bits_per_weight,nmse_vs_cpu,us_enqueue_only,us_per_call_graph,GB_per_s_graph");
 foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096, 11008) } : [])
-    foreach (int bits in new[] { 3, 4 })
+    foreach (int bits in new[] { 3, 4, 2 })
     {
         var l = SpqrLayer.Random(rows, cols, bits, 0.01, 1);
         long bytes = l.StoredBytes;
@@ -154,10 +154,11 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
         // (_tc_packed_loads_*: the loads a lane-major repacked layout would need, statistics inside the codes)
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_tc_code_loads_only", true, 0), ("_tc_code_loads_no_outliers", true, 0), ("_tc_packed_loads_only", true, 0), ("_tc_packed_loads_no_outliers", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
             if (name.Contains("_loads") && bits != 3) continue;
+            if (bits == 2 && name is not ("" or "_tc" or "_tc_lane_major")) continue; // w2: is its lane-major copy faster?
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
             backend.Kernels.SpqrTcLoadsOnly = name switch
             {
@@ -165,8 +166,8 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
                 "_tc_packed_loads_only" => 4, "_tc_packed_loads_no_outliers" => 5, _ => 0,
             };
             backend.Kernels.SpqrTcAllShapes = tc && name != ""; // the default row: the kernel the library picks for the shape
-            // (_tc_lane_major: the lane-major copy of the codes, built here for w3 and w4; the default row uses it for w3 only, as
-            // models do: w4's is not yet timed; _tc: the format's codes)
+            // (_tc_lane_major: the lane-major copy of the codes, built here for every width; the default row uses it where models
+            // do, w3 and w4 — w2's is not yet timed; _tc: the format's codes)
             backend.Kernels.SpqrTcLaneMajor = name == "_tc_lane_major" || name == "" && backend.Kernels.LaneMajorUploadFor(bits);
             dy.MemSetToZero();
             Call(0);

@@ -24,7 +24,7 @@ public static class CliApp
         var threads = new Option<int>("--threads") { Description = "CPU threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
 
         var device = new Option<string>("--device") { Description = "cpu, gpu (CUDA through ILGPU, LLaMA folders; fails without one) or auto", DefaultValueFactory = _ => "cpu" };
-        var laneMajor = new Option<bool>("--lane-major") { Description = "on a GPU: keep a lane-major copy of 3-bit SpQR codes for the tensor-core matvec (faster decode, about +85% device memory for those layers)", DefaultValueFactory = _ => true };
+        var laneMajor = new Option<bool>("--lane-major") { Description = "on a GPU: keep a lane-major copy of 3- and 4-bit SpQR codes for the tensor-core matvec (faster decode, about +85% device memory for those layers)", DefaultValueFactory = _ => true };
         var prompt = new Option<string>("--prompt") { Description = "prompt text", Required = true };
         var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 128 };
         var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
