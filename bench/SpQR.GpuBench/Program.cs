@@ -32,7 +32,7 @@ if (args.Length > 1 && args[0] == "tests") { Environment.Exit(DeviceTests.Run(ar
 var choice = args.Length > 0 ? Enum.Parse<DeviceChoice>(args[0], ignoreCase: true) : DeviceChoice.Auto;
 using var backend = GpuBackend.Create(choice);
 var acc = backend.Accelerator;
-Console.WriteLine($"device: {backend.Description}, warp {acc.WarpSize}, memory {acc.MemorySize / (1L << 30)} GiB");
+Console.WriteLine($"device: {backend.Description}, warp {acc.WarpSize}, memory {acc.MemorySize / (1L << 30)} GiB, programmatic dependent launch in graphs: {(backend.Kernels.ProgrammaticLaunch ? "on" : "off")}");
 // Two timings of n calls (call i uses weight copy i % copies): "queue" launches them back to back from the host and
 // waits once (includes ILGPU's host cost per launch); "graph" records the same n calls into one CUDA graph and replays
 // it (kernel time, the issue's method); median of 5 repetitions, per call.
@@ -77,7 +77,7 @@ bool kernels = !args.Contains("onlydecode");
 bool matvec = !args.Contains("nomatvec");
 if (kernels)
 {
-Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu,us_per_call_graph,GB_per_s_graph");
+Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu,us_per_call_graph,GB_per_s_graph,us_graph_edges_off,us_graph_edges_at_exit,us_graph_edges_early");
 foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096, 11008) } : [])
     foreach (string dt in new[] { "f16", "bf16", "f32" })
     {
@@ -111,7 +111,14 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         for (int i = 0; i < 20 && choice != DeviceChoice.Cpu; i++) Call(i);
         acc.Synchronize();
         double t = TimeQueue(Call, n), tg = TimeGraph(Call, n);
-        Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
+        var modes = new List<string>();
+        foreach (var mode in new[] { ProgrammaticMode.Off, ProgrammaticMode.AtExit, ProgrammaticMode.Early })
+        {
+            backend.Kernels.ProgrammaticEdges = mode;
+            modes.Add($"{TimeGraph(Call, n) * 1e6:F1}");
+        }
+        backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv;
+        Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2},{tg * 1e6:F1},{bytes / tg / 1e9:F0},{string.Join(",", modes)}");
         foreach (var b in bufs32) b.Dispose();
         foreach (var b in bufs16) b.Dispose();
     }
@@ -154,21 +161,30 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
         // (_tc_packed_loads_*: the loads a lane-major repacked layout would need, statistics inside the codes)
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
             if (name.Contains("_loads") && bits != 3) continue;
             if (bits == 2 && name is not ("" or "_tc" or "_tc_lane_major")) continue; // w2: is its lane-major copy faster?
+            if (name.StartsWith("_edges_") && !backend.Kernels.ProgrammaticLaunch) continue;
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
             backend.Kernels.SpqrTcLoadsOnly = name switch
             {
                 "_tc_loads_only" => 1, "_tc_code_loads_only" => 2, "_tc_code_loads_no_outliers" => 3,
                 "_tc_packed_loads_only" => 4, "_tc_packed_loads_no_outliers" => 5, _ => 0,
             };
-            backend.Kernels.SpqrTcAllShapes = tc && name != ""; // the default row: the kernel the library picks for the shape
+            // (_edges_*: the default kernel with the graph's kernel → kernel edges plain / programmatic from the source's exit /
+            // from its start into the prepare launch only, against the default EarlyExceptDenseGemv: GpuKernels.Pdl.cs)
+            bool byDefault = name == "" || name.StartsWith("_edges_");
+            backend.Kernels.ProgrammaticEdges = name switch
+            {
+                "_edges_off" => ProgrammaticMode.Off, "_edges_at_exit" => ProgrammaticMode.AtExit, "_edges_early_into_small" => ProgrammaticMode.EarlyIntoSmall,
+                _ => ProgrammaticMode.EarlyExceptDenseGemv,
+            };
+            backend.Kernels.SpqrTcAllShapes = tc && !byDefault; // the default rows: the kernel the library picks for the shape
             // (_tc_lane_major: the lane-major copy of the codes, built here for every width; the default row uses it where models
             // do, w3 and w4 — w2's is not yet timed; _tc: the format's codes)
-            backend.Kernels.SpqrTcLaneMajor = name == "_tc_lane_major" || name == "" && backend.Kernels.LaneMajorUploadFor(bits);
+            backend.Kernels.SpqrTcLaneMajor = name.StartsWith("_tc_lane_major") || byDefault && backend.Kernels.LaneMajorUploadFor(bits);
             dy.MemSetToZero();
             Call(0);
             acc.Synchronize();
@@ -185,7 +201,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
         }
-        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0; backend.Kernels.SpqrTcLaneMajor = true;
+        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0; backend.Kernels.SpqrTcLaneMajor = true; backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv;
         backend.Kernels.SpqrTcAllShapes = false;
         foreach (var g in layers) g.Dispose();
     }
@@ -405,6 +421,12 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     {
         Console.WriteLine($"decode,f16,{Both(m)}");
         Console.WriteLine($"decode,f16_at_position_964,{Decode(m, 960):F1} tokens/s graph");
+        foreach (var mode in new[] { ProgrammaticMode.Off, ProgrammaticMode.AtExit, ProgrammaticMode.Early, ProgrammaticMode.EarlyIntoSmall })
+        {
+            backend.Kernels.ProgrammaticEdges = mode; m.UseGraph = true;
+            Console.WriteLine($"decode,f16_edges_{mode},{Decode(m):F1} tokens/s graph");
+        }
+        backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv; m.UseGraph = true;
         Console.WriteLine($"prefill,f16,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
     }
     var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
@@ -432,6 +454,10 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         // the format's codes only (the lane-major copy unused: the default before the eighth session's last runs)
         Variant("format_codes", on => backend.Kernels.SpqrTcLaneMajor = !on);
         Variant("format_codes_at_position_964", on => backend.Kernels.SpqrTcLaneMajor = !on, 960);
+        // programmatic dependent launch off (plain graph edges; the kernels keep their waits, no-ops then)
+        foreach (var mode in new[] { ProgrammaticMode.Off, ProgrammaticMode.AtExit, ProgrammaticMode.Early, ProgrammaticMode.EarlyIntoSmall })
+            Variant($"edges_{mode}", on => backend.Kernels.ProgrammaticEdges = on ? mode : ProgrammaticMode.EarlyExceptDenseGemv);
+        Variant("at_position_964_edges_Off", on => backend.Kernels.ProgrammaticEdges = on ? ProgrammaticMode.Off : ProgrammaticMode.EarlyExceptDenseGemv, 960);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
     }
 }

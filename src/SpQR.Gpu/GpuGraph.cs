@@ -7,6 +7,7 @@
 // the same enqueue code runs either way, only the capture differs.
 // Contract: the recorded work must not depend on host state that changes between launches (per-step values live in
 // device buffers the kernels read), and every buffer it touches must outlive the graph.
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -27,9 +28,12 @@ public sealed unsafe class GpuGraph : IDisposable
     /// <summary>Nodes (kernels, copies) in the CUDA graph; 0 when not native.</summary>
     public int Nodes { get; }
 
-    private GpuGraph(Accelerator acc, Action? replay, nint graph, nint exec, nint stream, int nodes)
+    /// <summary>Kernel → kernel edges made programmatic (GpuKernels.Pdl.cs); 0 when none or not native.</summary>
+    public int ProgrammaticEdges { get; }
+
+    private GpuGraph(Accelerator acc, Action? replay, nint graph, nint exec, nint stream, int nodes, int programmatic = 0)
     {
-        _acc = acc; _replay = replay; _graph = graph; _exec = exec; _stream = stream; Nodes = nodes;
+        _acc = acc; _replay = replay; _graph = graph; _exec = exec; _stream = stream; Nodes = nodes; ProgrammaticEdges = programmatic;
     }
 
     /// <summary>Records what <paramref name="enqueue"/> queues on the backend's stream. Kernels it launches must have
@@ -53,10 +57,11 @@ public sealed unsafe class GpuGraph : IDisposable
         CudaDriver.Check(CudaDriver.StreamEndCapture(s, &graph), "cuStreamEndCapture (was a synchronous copy or a synchronize queued inside the captured work?)");
         try
         {
+            int programmatic = gpu.Kernels.ProgrammaticLaunch ? GpuGraphDependencies.MakeProgrammatic(graph, gpu.Kernels.ProgrammaticEdges) : 0;
             CudaDriver.Check(CudaDriver.GraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
             nuint n = 0;
             CudaDriver.Check(CudaDriver.GraphGetNodes(graph, null, &n), "cuGraphGetNodes");
-            return new GpuGraph(acc, null, graph, exec, s, (int)n);
+            return new GpuGraph(acc, null, graph, exec, s, (int)n, programmatic);
         }
         catch { CudaDriver.GraphDestroy(graph); throw; }
     }
@@ -116,7 +121,7 @@ internal static unsafe class CudaDriver
         return 0;
     }
 
-    private static nint Export(string name) => Lib != 0 && NativeLibrary.TryGetExport(Lib, name, out var p) ? p : 0;
+    public static nint Export(string name) => Lib != 0 && NativeLibrary.TryGetExport(Lib, name, out var p) ? p : 0;
 
     public static void Check(int result, string call)
     {
@@ -125,5 +130,81 @@ internal static unsafe class CudaDriver
         byte* s = null;
         if (GetErrorName != null && GetErrorName(result, &s) == 0 && s != null) text = Marshal.PtrToStringAnsi((nint)s) ?? text;
         throw new GpuGraphException($"{call} failed: {text}");
+    }
+}
+
+/// <summary>Programmatic edges in captured graphs (GpuKernels.Pdl.cs): the kernels loaded for PDL, and the edge rewrite.</summary>
+internal static unsafe class GpuGraphDependencies
+{
+    private static readonly ConcurrentDictionary<nint, KernelKind> Waiting = new(); // CUfunction → its kind
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct EdgeData { public byte FromPort, ToPort, Type, R0, R1, R2, R3, R4; }
+
+    private static readonly delegate* unmanaged<nint, nint*, nint*, EdgeData*, nuint*, int> GetEdges = (delegate* unmanaged<nint, nint*, nint*, EdgeData*, nuint*, int>)CudaDriver.Export("cuGraphGetEdges_v2");
+    private static readonly delegate* unmanaged<nint, nint*, nint*, EdgeData*, nuint, int> RemoveDeps = (delegate* unmanaged<nint, nint*, nint*, EdgeData*, nuint, int>)CudaDriver.Export("cuGraphRemoveDependencies_v2");
+    private static readonly delegate* unmanaged<nint, nint*, nint*, EdgeData*, nuint, int> AddDeps = (delegate* unmanaged<nint, nint*, nint*, EdgeData*, nuint, int>)CudaDriver.Export("cuGraphAddDependencies_v2");
+    private static readonly delegate* unmanaged<nint, int*, int> NodeGetType = (delegate* unmanaged<nint, int*, int>)CudaDriver.Export("cuGraphNodeGetType");
+    private static readonly delegate* unmanaged<nint, byte*, int> KernelNodeGetParams = (delegate* unmanaged<nint, byte*, int>)CudaDriver.Export("cuGraphKernelNodeGetParams_v2");
+
+    /// <summary>The driver has the edge-data graph calls (CUDA ≥ 12.3).</summary>
+    public static bool Available => CudaDriver.Available && GetEdges != null && RemoveDeps != null && AddDeps != null && NodeGetType != null && KernelNodeGetParams != null;
+
+    public static void Register(nint function, KernelKind kind) => Waiting[function] = kind;
+
+    // a kernel node's CUfunction (the first field of CUDA_KERNEL_NODE_PARAMS_v2), or 0 for other nodes
+    private static nint KernelFunction(nint node)
+    {
+        int type = -1;
+        CudaDriver.Check(NodeGetType(node, &type), "cuGraphNodeGetType");
+        if (type != 0 /* CU_GRAPH_NODE_TYPE_KERNEL */) return 0;
+        byte* p = stackalloc byte[256];
+        new Span<byte>(p, 256).Clear();
+        CudaDriver.Check(KernelNodeGetParams(node, p), "cuGraphKernelNodeGetParams_v2");
+        return *(nint*)p;
+    }
+
+    /// <summary>Each default edge from a kernel node to a kernel loaded for PDL becomes programmatic, from the source's
+    /// programmatic port (the dependent may launch once every source block has exited: no kernel triggers early) or its
+    /// launch-order port (once every source block has started), as the mode says for the destination's kind. Returns
+    /// the count.</summary>
+    public static int MakeProgrammatic(nint graph, ProgrammaticMode mode)
+    {
+        if (mode == ProgrammaticMode.Off) return 0;
+        nuint n = 0;
+        CudaDriver.Check(GetEdges(graph, null, null, null, &n), "cuGraphGetEdges_v2");
+        if (n == 0) return 0;
+        var from = new nint[n]; var to = new nint[n]; var data = new EdgeData[n];
+        fixed (nint* f = from, t = to) fixed (EdgeData* d = data)
+            CudaDriver.Check(GetEdges(graph, f, t, d, &n), "cuGraphGetEdges_v2");
+        var fs = new List<nint>(); var ts = new List<nint>(); var ds = new List<EdgeData>(); var port = new List<byte>();
+        var func = new Dictionary<nint, nint>();
+        nint Func(nint node) => func.TryGetValue(node, out var v) ? v : func[node] = KernelFunction(node);
+        for (int i = 0; i < (int)n; i++)
+        {
+            if (data[i].Type != 0 || data[i].FromPort != 0 || data[i].ToPort != 0) continue;
+            if (Func(from[i]) == 0) continue;
+            nint g = Func(to[i]);
+            if (g == 0 || !Waiting.TryGetValue(g, out var kind)) continue;
+            fs.Add(from[i]); ts.Add(to[i]); ds.Add(data[i]);
+            bool early = mode switch
+            {
+                ProgrammaticMode.Early => true,
+                ProgrammaticMode.EarlyIntoSmall => kind == KernelKind.Small,
+                ProgrammaticMode.EarlyExceptDenseGemv => kind != KernelKind.DenseGemv,
+                _ => false,
+            };
+            port.Add(early ? (byte)2 /* CU_GRAPH_KERNEL_NODE_PORT_LAUNCH_ORDER */ : (byte)1 /* CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC */);
+        }
+        if (fs.Count == 0) return 0;
+        var fa = fs.ToArray(); var ta = ts.ToArray(); var da = ds.ToArray();
+        var pa = new EdgeData[fa.Length];
+        for (int i = 0; i < pa.Length; i++) pa[i] = new EdgeData { FromPort = port[i], Type = 1 /* CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC */ };
+        fixed (nint* f = fa, t = ta) fixed (EdgeData* d = da, p = pa)
+        {
+            CudaDriver.Check(RemoveDeps(graph, f, t, d, (nuint)fa.Length), "cuGraphRemoveDependencies_v2");
+            CudaDriver.Check(AddDeps(graph, f, t, p, (nuint)fa.Length), "cuGraphAddDependencies_v2");
+        }
+        return fa.Length;
     }
 }

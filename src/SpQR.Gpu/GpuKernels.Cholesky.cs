@@ -26,7 +26,7 @@ public sealed partial class GpuKernels
     /// src[n−1−i, n−1−j] for j ≤ i, else 0; upper (upper = 1) → for j ≥ i, else 0. identity (upper = 2): dst = I.</summary>
     public void ReverseTriangle(ArrayView<double> src, ArrayView<double> dst, int n, int upper)
     {
-        _reverse ??= _acc.LoadStreamKernel<ArrayView<double>, ArrayView<double>, int, int>(ReverseKernel);
+        _reverse ??= Load<ArrayView<double>, ArrayView<double>, int, int>(ReverseKernel);
         long total = (long)n * n;
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _reverse(new KernelConfig((int)((total + blk - 1) / blk), blk), src, dst, n, upper);
@@ -50,9 +50,9 @@ public sealed partial class GpuKernels
     public void Cholesky(ArrayView<double> a, int n, ArrayView<double> info)
     {
         int B = CholeskyBlock, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _cholDiag ??= _acc.LoadStreamKernel<ArrayView<double>, ArrayView<double>, int, int, int>(CholDiagKernel);
-        _cholPanel ??= _acc.LoadStreamKernel<ArrayView<double>, int, int, int>(CholPanelKernel);
-        _cholTrail ??= _acc.LoadStreamKernel<ArrayView<double>, int, int, int>(CholTrailKernel);
+        _cholDiag ??= Load<ArrayView<double>, ArrayView<double>, int, int, int>(CholDiagKernel);
+        _cholPanel ??= Load<ArrayView<double>, int, int, int>(CholPanelKernel);
+        _cholTrail ??= Load<ArrayView<double>, int, int, int>(CholTrailKernel);
         for (int kb = 0; kb < n; kb += B)
         {
             int nb = Math.Min(B, n - kb), below = n - kb - nb;
@@ -68,8 +68,8 @@ public sealed partial class GpuKernels
     public void TriangularInverse(ArrayView<double> l, ArrayView<double> x, int n)
     {
         int B = CholeskyBlock, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _triSolve ??= _acc.LoadStreamKernel<ArrayView<double>, ArrayView<double>, int, int, int>(TriSolveKernel);
-        _triUpdate ??= _acc.LoadStreamKernel<ArrayView<double>, ArrayView<double>, int, int, int>(TriUpdateKernel);
+        _triSolve ??= Load<ArrayView<double>, ArrayView<double>, int, int, int>(TriSolveKernel);
+        _triUpdate ??= Load<ArrayView<double>, ArrayView<double>, int, int, int>(TriUpdateKernel);
         for (int ib = 0; ib < n; ib += B)
         {
             int nb = Math.Min(B, n - ib), width = ib + nb, below = n - ib - nb;

@@ -42,14 +42,14 @@ public sealed partial class GpuKernels
     /// thread group per row.</summary>
     public void LayerNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> dst, float eps, int rows = 1)
     {
-        _layerNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(LayerNormKernel);
+        _layerNorm ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(LayerNormKernel);
         _layerNorm(new KernelConfig(rows, GroupThreads), x, w, b, dst, (int)w.Length, eps);
     }
 
     /// <summary>x = GELU(x) in erf form over n (erf as the CPU kernel: Abramowitz &amp; Stegun 7.1.26).</summary>
     public void Gelu(ArrayView<float> x, int n)
     {
-        _gelu ??= _acc.LoadStreamKernel<ArrayView<float>, int>(GeluKernel);
+        _gelu ??= Load<ArrayView<float>, int>(GeluKernel);
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _gelu(new KernelConfig((n + blk - 1) / blk, blk), x, n);
     }
@@ -58,7 +58,7 @@ public sealed partial class GpuKernels
     /// q (tokens, heads·hd), k and v (tokens, kv·hd).</summary>
     public void SplitQkv(ArrayView<float> qkv, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, int kvHeads, int group, int headDim, int tokens = 1)
     {
-        _splitQkv ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(SplitQkvKernel);
+        _splitQkv ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(SplitQkvKernel);
         int n = tokens * kvHeads * (group + 2) * headDim, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _splitQkv(new KernelConfig((n + blk - 1) / blk, blk), qkv, q, k, v, kvHeads, group, headDim, tokens);
     }
@@ -106,7 +106,7 @@ public sealed partial class GpuKernels
                           ArrayView<float> keys, ArrayView<float> values, int nHeads, int nKv, int headDim, bool interleaved, int tokens = 1)
     {
         if (headDim % 2 != 0) throw new ArgumentException($"rotary needs an even head dimension, got {headDim}", nameof(headDim));
-        _ropeStore ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>(RopeStoreKernel);
+        _ropeStore ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>(RopeStoreKernel);
         var d = new RopeDims { Heads = nHeads, KvHeads = nKv, HeadDim = headDim, Interleaved = interleaved ? 1 : 0 };
         int n = (nHeads + nKv) * (headDim / 2) + nKv * headDim, blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
         _ropeStore(new KernelConfig(new Index2D((n + blk - 1) / blk, tokens), new Index2D(blk, 1)), q, k, v, cos, sin, pos, keys, values, d);
@@ -124,18 +124,18 @@ public sealed partial class GpuKernels
             // 1024 threads, as the one-block kernel: with 256 each warp's position loops were long enough to lose to it at
             // 50 positions on the H200 (11.0 against 7.4 µs)
             int C = AttentionChunk, chunks = (d.MaxContext + C - 1) / C;
-            _attentionSplit ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>(AttentionSplitKernel);
+            _attentionSplit ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>(AttentionSplitKernel);
             _attentionSplit(new KernelConfig(new Index2D(d.Heads, chunks), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, _attnDone.View, pos, d, C);
             return;
         }
-        _attention ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
+        _attention ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
         _attention(new KernelConfig(new Index2D(d.Heads, tokens), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, pos, d);
     }
 
     /// <summary>gate = silu(gate) · up, element-wise over n.</summary>
     public void SwiGlu(ArrayView<float> gate, ArrayView<float> up, int n)
     {
-        _swiglu ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(SwiGluKernel);
+        _swiglu ??= Load<ArrayView<float>, ArrayView<float>, int>(SwiGluKernel);
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _swiglu(new KernelConfig((n + blk - 1) / blk, blk), gate, up, n);
     }
@@ -143,7 +143,7 @@ public sealed partial class GpuKernels
     /// <summary>x += y over n.</summary>
     public void Add(ArrayView<float> x, ArrayView<float> y, int n)
     {
-        _add ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(AddKernel);
+        _add ??= Load<ArrayView<float>, ArrayView<float>, int>(AddKernel);
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _add(new KernelConfig((n + blk - 1) / blk, blk), x, y, n);
     }

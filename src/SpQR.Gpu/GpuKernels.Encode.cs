@@ -36,7 +36,7 @@ public sealed partial class GpuKernels
     {
         if (X.Length < (long)T * cols) throw new ArgumentException($"X holds {X.Length} values, expected {T}x{cols}");
         if (sum.Length < (long)cols * cols) throw new ArgumentException($"the Hessian sum holds {sum.Length} values, expected {cols}x{cols}");
-        _hessian ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<double>, int, int>(HessianKernel);
+        _hessian ??= Load<ArrayView<float>, ArrayView<double>, int, int>(HessianKernel);
         int tiles = ((cols + 3) / 4) * ((cols + 3) / 4), blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _hessian(new KernelConfig((tiles + blk - 1) / blk, blk), X, sum, T, cols);
     }
@@ -89,7 +89,7 @@ public sealed partial class GpuKernels
         int t = EncodeThreads(a.QqGroupSize);
         if (t == 0) throw new NotSupportedException($"qq_groupsize {a.QqGroupSize} exceeds the device encoder's block");
         if (a.GroupSize > EncodeMaxGroupSize) throw new NotSupportedException($"groupsize {a.GroupSize} exceeds the device encoder's {EncodeMaxGroupSize}");
-        _encodeBlock ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, EncodeArgs>(EncodeBlockKernel);
+        _encodeBlock ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<byte>, ArrayView<float>, EncodeArgs>(EncodeBlockKernel);
         _encodeBlock(new KernelConfig((a.Rows + t - 1) / t, t), w, u, d, err, codes, outliers, stats, qcodes, planes, a);
     }
 
@@ -98,7 +98,7 @@ public sealed partial class GpuKernels
     {
         int c0 = b0 + nb, n = cols - c0;
         if (n <= 0) return;
-        _lazyUpdate ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(LazyUpdateKernel);
+        _lazyUpdate ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(LazyUpdateKernel);
         int tiles = ((rows + 3) / 4) * ((n + 3) / 4), blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _lazyUpdate(new KernelConfig((tiles + blk - 1) / blk, blk), w, u, err, rows, cols, b0, nb);
     }

@@ -23,14 +23,15 @@ public sealed partial class GpuKernels
     public GpuKernels(Accelerator acc)
     {
         _acc = acc;
+        InitProgrammatic();
         // the decode attention's per-head completion counters (AttentionSplitKernel; zero between launches); allocated here,
         // not at the first call, which may be inside a CUDA graph capture
         _attnDone = acc.Allocate1D<int>(1024);
         _attnDone.MemSetToZero();
-        _gemvF32 = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(GemvF32Kernel);
-        _gemvF16 = acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfKernel);
-        _gemvF16x4 = acc.LoadStreamKernel<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx4Kernel);
-        _rmsNorm = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
+        _gemvF32 = Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(GemvF32Kernel);
+        _gemvF16 = Load<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfKernel);
+        _gemvF16x4 = Load<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx4Kernel);
+        _rmsNorm = Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
     }
 
     private KernelConfig RowsConfig(int rows, out int rowsPerGroup)
@@ -65,7 +66,7 @@ public sealed partial class GpuKernels
     public void Argmax(ArrayView<float> x, ArrayView<int> index, int n)
     {
         if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n), n, "argmax of an empty vector");
-        _argmax ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int>(ArgmaxKernel);
+        _argmax ??= Load<ArrayView<float>, ArrayView<int>, int>(ArgmaxKernel);
         int t = 1;
         while (t * 2 <= Math.Min(256, _acc.MaxNumThreadsPerGroup)) t *= 2;
         _argmax(new KernelConfig(1, t), x, index, n);
@@ -108,7 +109,7 @@ public sealed partial class GpuKernels
     /// one launch instead of two (the decoder layer's add before its norm).</summary>
     public void AddRmsNorm(ArrayView<float> x, ArrayView<float> y, ArrayView<float> w, ArrayView<float> dst, int rows, float eps)
     {
-        _addRmsNorm ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(AddRmsNormKernel);
+        _addRmsNorm ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(AddRmsNormKernel);
         _addRmsNorm(new KernelConfig(rows, RmsThreads((int)w.Length)), x, y, w, dst, (int)w.Length, eps);
     }
 

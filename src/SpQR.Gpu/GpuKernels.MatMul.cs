@@ -57,9 +57,9 @@ public sealed partial class GpuKernels
         if (scratch.Length < SpqrMatMulScratch(w, T)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrMatMulScratch(w, T)}");
         var xp = scratch.SubView(0, (long)T * padded);
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _gatherRows ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(GatherRowsKernel);
-        _gemmSpqr ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int, int>(GemmSpqrKernel);
-        _spqrOutliers ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrOutlierKernel);
+        _gatherRows ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(GatherRowsKernel);
+        _gemmSpqr ??= Load<ArrayView<float>, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, SpqrDims, int, int>(GemmSpqrKernel);
+        _spqrOutliers ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrOutlierKernel);
         long gathers = (long)T * padded, outputs = (long)T * d.Rows;
         _gatherRows(new KernelConfig((int)((gathers + blk - 1) / blk), blk), X, w.Perm.View, xp, T, d.Cols, padded);
         if (TcGemmApplies(d))
@@ -77,7 +77,7 @@ public sealed partial class GpuKernels
     public void GemmNT(ArrayView<float> A, ArrayView<float> B, ArrayView<float> C, int M, int N, int K)
     {
         Check(A, B.Length, C, M, N, K);
-        _gemmF32 ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>(GemmF32Kernel);
+        _gemmF32 ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmDims>(GemmF32Kernel);
         var (cfg, ks, target) = GemmPlan(M, N, K, C);
         _gemmF32(cfg, A, B, target, new GemmDims { M = M, N = N, K = K, Ks = ks });
         Reduce(cfg, C, M, N);
@@ -87,7 +87,7 @@ public sealed partial class GpuKernels
     public void GemmNTHalf(ArrayView<float> A, ArrayView<ushort> B, ArrayView<float> C, int M, int N, int K, bool bf16)
     {
         Check(A, B.Length, C, M, N, K);
-        _gemmHalf ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>(GemmHalfKernel);
+        _gemmHalf ??= Load<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>(GemmHalfKernel);
         var (cfg, ks, target) = GemmPlan(M, N, K, C);
         _gemmHalf(cfg, A, B, target, new GemmDims { M = M, N = N, K = K, Bf = bf16 ? 1 : 0, Ks = ks });
         Reduce(cfg, C, M, N);
@@ -96,7 +96,7 @@ public sealed partial class GpuKernels
     /// <summary>Y (T, n) += bias (n,) on every row.</summary>
     public void AddBias(ArrayView<float> Y, ArrayView<float> bias, int T, int n)
     {
-        _addBias ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(AddBiasKernel);
+        _addBias ??= Load<ArrayView<float>, ArrayView<float>, int, int>(AddBiasKernel);
         long total = (long)T * n;
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _addBias(new KernelConfig((int)((total + blk - 1) / blk), blk), Y, bias, T, n);
@@ -140,7 +140,7 @@ public sealed partial class GpuKernels
     {
         int S = cfg.GridDim.Z;
         if (S == 1) return;
-        _gemmReduce ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GemmReduceKernel);
+        _gemmReduce ??= Load<ArrayView<float>, ArrayView<float>, int, int>(GemmReduceKernel);
         long n = (long)M * N;
         int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _gemmReduce(new KernelConfig((int)((n + blk - 1) / blk), blk), _partials!.View, C, (int)n, S);

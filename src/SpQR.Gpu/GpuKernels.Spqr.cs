@@ -260,8 +260,8 @@ public sealed partial class GpuKernels
     private readonly SpqrLaunchK?[] _spqrRows = new SpqrLaunchK?[5];
     private readonly SpqrLaunch?[] _spqrFast = new SpqrLaunch?[5];
 
-    private SpqrLaunch LoadSpqr(Action<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims> kernel) => _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(kernel);
-    private SpqrLaunchK LoadSpqrK(Action<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int> kernel) => _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(kernel);
+    private SpqrLaunch LoadSpqr(Action<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims> kernel) => Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims>(kernel);
+    private SpqrLaunchK LoadSpqrK(Action<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int> kernel) => Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(kernel);
 
     // columns per lane per step on the fast path (two groups: 4 half-groups of 8 codes)
     private const int LaneCols = 32;
@@ -301,7 +301,7 @@ public sealed partial class GpuKernels
         }
         if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
         {
-            _prepare ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(SpqrPrepareKernel);
+            _prepare ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(SpqrPrepareKernel);
             int blk = Math.Min(128, _acc.MaxNumThreadsPerGroup);
             int total = (d.Groups + (d.Groups & 1)) * 16;
             bool wide = SpqrWide && WideApplies(d);
@@ -343,7 +343,7 @@ public sealed partial class GpuKernels
             return;
         }
         int block = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _gather ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(GatherKernel);
+        _gather ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(GatherKernel);
         _spqrMatVec ??= LoadSpqr(SpqrMatVecKernel);
         _gather(new KernelConfig((padded + block - 1) / block, block), x, w.Perm.View, xp, d.Cols, padded);
         _spqrMatVec(RowsConfig(d.Rows, out _), w.Codes.View, w.StatCodes.View, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,

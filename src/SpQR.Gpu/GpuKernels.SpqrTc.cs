@@ -140,12 +140,12 @@ public sealed partial class GpuKernels
             var cfg = new KernelConfig((n + blk - 1) / blk, blk);
             if (up.Length > 0)
             {
-                _prepareTcSwiGlu ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcSwiGluKernel);
+                _prepareTcSwiGlu ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcSwiGluKernel);
                 _prepareTcSwiGlu(cfg, x, up, w.Perm.View, scratch, d.Cols, d.WBits);
             }
             else
             {
-                _prepareTc ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcKernel);
+                _prepareTc ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcKernel);
                 _prepareTc(cfg, x, w.Perm.View, scratch, d.Cols, d.WBits);
             }
         }
@@ -165,19 +165,19 @@ public sealed partial class GpuKernels
         bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
         ArrayView<byte> codes = lanes ? ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>() : w.Codes.View;
         var k = lanes
-            ? _spqrTcLanes[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+            ? _spqrTcLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
             : SpqrTcLoadsOnly == 1
-            ? _spqrTcLoads ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
+            ? _spqrTcLoads ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
             : SpqrTcLoadsOnly == 2
-            ? _spqrTcLoadsCodes ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsCodes3Kernel)
+            ? _spqrTcLoadsCodes ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsCodes3Kernel)
             : SpqrTcLoadsOnly == 4
-            ? _spqrTcLoadsPacked ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsPacked3Kernel)
+            ? _spqrTcLoadsPacked ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsPacked3Kernel)
             : SpqrTcLoadsOnly == 5
-            ? _spqrTcLoadsPackedBare ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsPackedBare3Kernel)
+            ? _spqrTcLoadsPackedBare ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsPackedBare3Kernel)
             : SpqrTcLoadsOnly == 3
-            ? _spqrTcLoadsBare ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
-            : _spqrTc[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+            ? _spqrTcLoadsBare ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
+            : _spqrTc[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
         k(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), codes, w.StatCodes.View, w.Planes.View,
           w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
@@ -317,9 +317,10 @@ public sealed partial class GpuKernels
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats,
-                                  ArrayView<ulong> c8 = default, int packed = 0)
+                                  ArrayView<ulong> c8 = default, int packed = 0, int part = 0)
     {
         var l = new TcLoads();
+        if (part == 2) { TcLoadX(ref l, x4, g2, q, s, stats); return l; }
         if (packed > 0)
         {
             // the lane-major layout (GpuSpqrLayer.LaneMajor, packed = LaneWords(b)): the lane's record of the super-step as
@@ -330,16 +331,14 @@ public sealed partial class GpuKernels
             ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64], w3 = packed > 3 ? c8[at + 96] : 0ul, w4 = packed > 4 ? c8[at + 128] : 0ul;
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
             l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32); l.C.A0 = (uint)w4; l.C.A1 = (uint)(w4 >> 32);
-            l.X = x4[q.X + 32 * s];
             l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
-            l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
+            if (part == 0) TcLoadX(ref l, x4, g2, q, s, true);
             return l;
         }
         TcCodeWords(c4, q.CodeA + s * b, q.CodeC + s * b, b, ref l.A, ref l.C);
-        l.X = x4[q.X + 32 * s];
+        if (part == 0) TcLoadX(ref l, x4, g2, q, s, stats);
         if (!stats) return l; // SpqrTcLoadsOnly == 2
         l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
-        l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
         int sf = s * F;
         l.Fa0 = statCodes[q.StatA0 + sf]; l.Fa0b = statCodes[q.StatA0 + sf + 1]; l.Fb0 = statCodes[q.StatC0 + sf]; l.Fb0b = statCodes[q.StatC0 + sf + 1];
         l.Fa1 = statCodes[q.StatA1 + sf]; l.Fa1b = statCodes[q.StatA1 + sf + 1]; l.Fb1 = statCodes[q.StatC1 + sf]; l.Fb1b = statCodes[q.StatC1 + sf + 1];
@@ -394,6 +393,15 @@ public sealed partial class GpuKernels
             var a3 = c4[ca + 3]; var e3 = c4[cc + 3];
             A.A12 = a3.X; A.A13 = a3.Y; A.A14 = a3.Z; A.A15 = a3.W; C.A12 = e3.X; C.A13 = e3.Y; C.A14 = e3.Z; C.A15 = e3.W;
         }
+    }
+
+    // the activation part of a super-step's loads (x̃, and with stats (xsum, 2^−E)): what the prepare launch writes
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcLoadX(ref TcLoads l, ArrayView<U4> x4, ArrayView<F2> g2, in TcBase q, int s, bool stats)
+    {
+        l.X = x4[q.X + 32 * s];
+        if (!stats) return;
+        l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
     }
 
     // SpqrTcLoadsOnly: every loaded word folded into the sum (so the loads stay), no decode
@@ -517,12 +525,17 @@ public sealed partial class GpuKernels
         int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
         // codes are in flight), its compute, then the x' gathers of the outliers
+        // Before GridWait (programmatic dependent launch, GpuKernels.Pdl.cs: this part may overlap the prepare launch) only
+        // weights are read — the first super-step's codes, statistics and planes, the CSR offsets and entries — and
+        // nothing is stored; after it, x̃ and (xsum, 2^−E), which the prepare launch writes.
         TcLoads l0 = default;
-        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats, c8, packed);
+        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats, c8, packed, part: 1);
         if (oFirst) { o0 = offsets[orow]; o1 = offsets[orow + 1]; }
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
         var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
+        GridWait();
+        if (live && split < steps) TcLoadX(ref l0, x4, g2, q, split, stats);
         if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
         if (oFirst) oSum = OutlierGather(oPre, scratch);
         if (pSecond) pSum = OutlierGather(pPre, scratch);

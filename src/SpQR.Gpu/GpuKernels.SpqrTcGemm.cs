@@ -40,10 +40,10 @@ public sealed partial class GpuKernels
     {
         var d = w.Dims;
         int padded = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _fragments ??= _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(SpqrFragmentsKernel);
+        _fragments ??= Load<ArrayView<float>, ArrayView<float>, int, int, int>(SpqrFragmentsKernel);
         long n = (long)T * padded;
         _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, d.WBits, d.Groups);
-        var k = _tcGemm[d.WBits] ??= _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+        var k = _tcGemm[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
             d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
         int tiles = (d.Rows + 15) / 16, tokenBlocks = (T + 31) / 32;
         k(new KernelConfig(new Index2D(tiles, tokenBlocks), new Index2D(128, 1)), w.Codes.View, w.StatCodes.View, w.Planes.View, extra, Y, d, T);

@@ -198,6 +198,49 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     }
 
     [Fact]
+    public void A_chain_of_dependent_kernels_in_a_graph_computes_what_eager_launches_do()
+    {
+        // 40 rounds of x += y, y += 1 over 2^20 floats: every kernel reads what the one before wrote (on sm_90+ the edges
+        // are programmatic: a kernel whose wait were missing or misplaced would read stale values)
+        var acc = fx.Backend.Accelerator; var k = fx.Backend.Kernels;
+        int n = acc.AcceleratorType == AcceleratorType.Cuda ? 1 << 20 : 256, rounds = 40;
+        using var x = acc.Allocate1D<float>(n); using var y = acc.Allocate1D<float>(n);
+        using var one = acc.Allocate1D(Enumerable.Repeat(1f, n).ToArray());
+        void Work() { for (int r = 0; r < rounds; r++) { k.Add(x.View, y.View, n); k.Add(y.View, one.View, n); } }
+        x.MemSetToZero(); y.MemSetToZero();
+        Work(); // loads the kernels
+        using var g = GpuGraph.Capture(fx.Backend, Work);
+        if (g.IsNative && k.ProgrammaticLaunch) Assert.Equal(2 * rounds - 1, g.ProgrammaticEdges);
+        foreach (int launches in new[] { 1, 3 })
+            Check(g, launches);
+        // every mode of edges (on a device without programmatic launch: plain graphs each time)
+        foreach (var mode in Enum.GetValues<ProgrammaticMode>())
+        {
+            k.ProgrammaticEdges = mode;
+            try
+            {
+                using var gm = GpuGraph.Capture(fx.Backend, Work);
+                if (gm.IsNative && k.ProgrammaticLaunch) Assert.Equal(mode == ProgrammaticMode.Off ? 0 : 2 * rounds - 1, gm.ProgrammaticEdges);
+                Check(gm, 2);
+            }
+            finally { k.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv; }
+        }
+
+        void Check(GpuGraph g, int launches)
+        {
+            acc.Synchronize();
+            x.MemSetToZero(); y.MemSetToZero();
+            for (int i = 0; i < launches; i++) g.Launch();
+            acc.Synchronize();
+            // after R rounds from zero: y = R, x = 0 + 1 + ... + (R − 1)
+            int R = rounds * launches;
+            float ex = R * (R - 1) / 2f;
+            Assert.All(x.GetAsArray1D(), v => Assert.Equal(ex, v));
+            Assert.All(y.GetAsArray1D(), v => Assert.Equal(R, v));
+        }
+    }
+
+    [Fact]
     public void Forked_branches_join_before_the_work_after_them_eagerly_and_in_a_graph()
     {
         // a = 1; fork { a += b, c += d eight times, e += f }; then a += c, a += e on the main stream (wrong without the join)
@@ -354,6 +397,50 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var da = acc.Allocate1D<float>(12); using var db = acc.Allocate1D<float>(12); using var dc = acc.Allocate1D<float>(6);
         var ex = Assert.Throws<ArgumentException>(() => fx.Backend.Kernels.GemmNT(da.View, db.View, dc.View, 2, 3, 6));
         Assert.Contains("B holds 12", ex.Message);
+    }
+
+    [Fact]
+    public void The_programmatic_launch_rewrite_puts_the_trigger_and_one_wait_before_each_kernels_first_instruction()
+    {
+        using var ctx = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
+        using var ptx = new ILGPU.Backends.PTX.PTXBackend(ctx, CudaArchitecture.SM_90, new CudaInstructionSet(8, 0), null!);
+        var kernels = typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
+        int own = 0;
+        foreach (var m in kernels)
+        {
+            var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(m);
+            string text = ((ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(entry, ILGPU.Runtime.KernelSpecialization.Empty)).PTXAssembly;
+            bool ownWait = text.Contains(GridDependencyPtx.Wait, StringComparison.Ordinal);
+            if (ownWait) own++;
+            string on = GridDependencyPtx.Rewrite(text, enable: true);
+            Assert.Matches(@"\.target sm_9\d", on);
+            Assert.Equal(1, Count(on, GridDependencyPtx.Wait));
+            Assert.Equal(!ownWait, GridDependencyPtx.WaitsAtTop(on));
+            Assert.DoesNotContain("launch_dependents", on); // the edges' ports say when dependents launch
+            // between the entry's "{" and the wait only declarations (unless the kernel waits later itself)
+            var lines = on.Split('\n').Select(l => l.Trim()).ToList();
+            int open = lines.FindIndex(lines.FindIndex(l => l.Contains(".entry ", StringComparison.Ordinal)), l => l == "{");
+            int wait = lines.IndexOf(GridDependencyPtx.Wait);
+            Assert.True(open >= 0 && wait > open, $"{m.Name}: no wait inside the entry");
+            bool instructionBefore = false;
+            for (int i = open + 1; i < wait; i++)
+                instructionBefore |= !(lines[i].Length == 0 || lines[i].StartsWith('.') || lines[i].StartsWith("//"));
+            Assert.Equal(ownWait, instructionBefore);
+            // off: the PTX as ILGPU wrote it, less any GridWait line
+            string off = GridDependencyPtx.Rewrite(text, enable: false);
+            Assert.DoesNotContain("griddepcontrol", off);
+            if (!ownWait) Assert.Equal(text, off);
+        }
+        // the SpQR tensor-core matvecs place their own wait after their weight loads
+        Assert.True(own >= 3, $"{own} kernels with their own wait");
+    }
+
+    private static int Count(string s, string what)
+    {
+        int n = 0;
+        for (int i = s.IndexOf(what, StringComparison.Ordinal); i >= 0; i = s.IndexOf(what, i + what.Length, StringComparison.Ordinal)) n++;
+        return n;
     }
 
     [Fact]

@@ -113,6 +113,38 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         MatchesCpu(g, x, e, [0, 1, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}");
     }
 
+    // matvecs that read what the kernel before them wrote, replayed from a graph in every mode of programmatic edges (the
+    // tensor-core matvec reads its weights before its wait, x̃ after it): the same bits as launching them one by one
+    [Fact]
+    public void Spqr_matvecs_feeding_each_other_in_a_graph_give_the_bits_of_eager_launches()
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        int n = 256;
+        var layer = Layer(n, n, 3, 77, 0.03);
+        using var g = new GpuSpqrLayer(acc, layer, laneMajor: true);
+        var x0 = Input(n, 5);
+        using var dx = acc.Allocate1D(x0); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(n);
+        void Work() { for (int i = 0; i < 4; i++) { k.SpqrMatVec(g, dx.View, ds.View, dy.View); k.Add(dx.View, dy.View, n); } }
+        Work();
+        acc.Synchronize();
+        var eager = dx.GetAsArray1D();
+        Assert.All(eager, v => Assert.True(float.IsFinite(v)));
+        foreach (var mode in Enum.GetValues<ProgrammaticMode>())
+        {
+            k.ProgrammaticEdges = mode;
+            try
+            {
+                using var graph = GpuGraph.Capture(fx.Backend, Work);
+                dx.CopyFromCPU(x0);
+                graph.Launch();
+                acc.Synchronize();
+                Assert.Equal(eager, dx.GetAsArray1D());
+            }
+            finally { k.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv; }
+        }
+    }
+
     // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
     // separate SwiGLU kernel for a layer the tensor-core kernel does not take
     [Theory]
