@@ -67,10 +67,10 @@ public sealed partial class GpuKernels
     /// (<see cref="GpuSpqrLayer.LaneCodes"/>: 1,024 device bytes per 864 of the format's codes and statistics fields,
     /// on top of them).</summary>
     public bool SpqrLaneMajorUpload { get; set; } = true;
-    /// <summary>With <see cref="SpqrLaneMajorUpload"/>, w2 layers too (off: their lane-major kernel is tested against the
-    /// CPU kernel but not yet timed on a GPU; GpuBench prints it as spqr_w2_tc_lane_major). w3 and w4 layers get the copy:
-    /// w4 measured 10.6 / 20.3 / 18.6 µs over it against 12.3 / 28.2 / 21.4 over the format's codes (H200, ninth
-    /// session, run 1).</summary>
+    /// <summary>With <see cref="SpqrLaneMajorUpload"/>, w2 layers too (off: over lane-major codes w2 measured 10.2 / 18.6 /
+    /// 20.2 µs against 9.8 / 24.7 / 18.1 over the format's codes — faster only on 11008x4096; H200, ninth session, run 4).
+    /// w3 and w4 layers get the copy: w4 measured 10.6 / 20.3 / 18.6 µs over it against 12.3 / 28.2 / 21.4 over the
+    /// format's codes (run 1).</summary>
     public bool SpqrLaneMajorW2 { get; set; }
 
     /// <summary>Whether a model built on this backend uploads the lane-major copy of a layer of this width.</summary>
