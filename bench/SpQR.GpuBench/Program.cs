@@ -434,6 +434,12 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
     using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
     {
+        // the grouped q/k/v and gate/up launches give the bits of separate ones (eagerly, and replayed from the graph)
+        backend.Kernels.SpqrGroupLaunch = false; m.UseGraph = false;
+        var sep = m.Step(5, 0).ToArray();
+        backend.Kernels.SpqrGroupLaunch = true; m.UseGraph = true;
+        var eager = m.Step(5, 0).ToArray(); var replayed = m.Step(5, 0).ToArray();
+        Console.WriteLine($"decode check spqr_w3 7B-shaped: grouped launches' logits identical to separate launches' eagerly {sep.AsSpan().SequenceEqual(eager)}, from the graph {sep.AsSpan().SequenceEqual(replayed)}");
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
         Console.WriteLine($"decode,spqr_w3_at_position_964,{Decode(m, 960):F1} tokens/s graph");
         // one decode line with a kernel choice switched on (the step graph re-recorded with it, then without it)
@@ -458,6 +464,8 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         foreach (var mode in new[] { ProgrammaticMode.Off, ProgrammaticMode.AtExit, ProgrammaticMode.Early, ProgrammaticMode.EarlyIntoSmall })
             Variant($"edges_{mode}", on => backend.Kernels.ProgrammaticEdges = on ? mode : ProgrammaticMode.EarlyExceptDenseGemv);
         Variant("at_position_964_edges_Off", on => backend.Kernels.ProgrammaticEdges = on ? ProgrammaticMode.Off : ProgrammaticMode.EarlyExceptDenseGemv, 960);
+        // q/k/v and gate/up as concurrent branches of separate launches (the default before grouped launches)
+        Variant("separate_launches_for_qkv_and_gate_up", on => backend.Kernels.SpqrGroupLaunch = !on);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
     }
 }

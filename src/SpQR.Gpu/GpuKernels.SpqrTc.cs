@@ -149,17 +149,7 @@ public sealed partial class GpuKernels
                 _prepareTc(cfg, x, w.Perm.View, scratch, d.Cols, d.WBits);
             }
         }
-        int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
-        int K = SpqrTcSplits;
-        if (K == 0)
-        {
-            // 8 splits (each ≥ 1 super-step): measured best on the H200 for 4096x4096, 11008x4096 and 4096x11008 against
-            // 4 and 16 (bench/README.md, GPU sixth session)
-            K = 1;
-            while (K * 2 <= 8 && K * 2 <= steps) K *= 2;
-        }
-        if (K is not (1 or 2 or 4 or 8 or 16)) throw new ArgumentException($"SpqrTcSplits must be 0, 1, 2, 4, 8 or 16, not {K}");
-        int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
+        var (K, wpb, blocks) = TcGrid(d);
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
         bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
@@ -179,8 +169,25 @@ public sealed partial class GpuKernels
             ? _spqrTcLoadsBare ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
             : _spqrTc[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
-        k(new KernelConfig((tiles + tilesPerBlock - 1) / tilesPerBlock, wpb * 32), codes, w.StatCodes.View, w.Planes.View,
+        k(new KernelConfig(blocks, wpb * 32), codes, w.StatCodes.View, w.Planes.View,
           w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
+    }
+
+    // the tensor-core kernel's launch shape: K column splits, warps per block, blocks
+    private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d)
+    {
+        int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
+        int K = SpqrTcSplits;
+        if (K == 0)
+        {
+            // 8 splits (each ≥ 1 super-step): measured best on the H200 for 4096x4096, 11008x4096 and 4096x11008 against
+            // 4 and 16 (bench/README.md, GPU sixth session)
+            K = 1;
+            while (K * 2 <= 8 && K * 2 <= steps) K *= 2;
+        }
+        if (K is not (1 or 2 or 4 or 8 or 16)) throw new ArgumentException($"SpqrTcSplits must be 0, 1, 2, 4, 8 or 16, not {K}");
+        int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
+        return (K, wpb, (tiles + tilesPerBlock - 1) / tilesPerBlock);
     }
 
     // One thread per column c of 16·G: x' = x[perm[c]] (0 past cols) into scratch[c]; per group (16 consecutive threads,
@@ -490,11 +497,12 @@ public sealed partial class GpuKernels
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false)
+                                         ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
+                                         int blockBase = 0)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
-        int r0 = 16 * (Grid.IdxX * (wpb / K) + wi / K), last = d.Rows - 1;
+        int r0 = 16 * ((Grid.IdxX - blockBase) * (wpb / K) + wi / K), last = d.Rows - 1;
         bool live = r0 < d.Rows;
         int ra = Math.Min(r0 + gid, last), rb = Math.Min(r0 + gid + 8, last);
         if (!live) { ra = 0; rb = 0; }

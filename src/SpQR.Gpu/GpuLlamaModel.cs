@@ -94,6 +94,21 @@ public sealed class GpuLinear : IDisposable
         if (_bias is not null) k.AddBias(Y, _bias.View, T, Rows);
     }
 
+    /// <summary>ys[i] = W_i·x for linears that read the same x, as one grouped SpQR launch (GpuKernels.SpqrMatVecGroup)
+    /// where they are SpQR layers it takes and have no bias; false (nothing queued) otherwise.</summary>
+    public static bool TryForwardGroup(GpuKernels k, GpuLinear[] ls, ArrayView<float> x, ArrayView<float>[] ys, ArrayView<float>[] scratches)
+    {
+        var ws = new GpuSpqrLayer[ls.Length];
+        for (int i = 0; i < ls.Length; i++)
+        {
+            if (ls[i].Spqr is null || ls[i]._bias is not null) return false;
+            ws[i] = ls[i].Spqr!;
+        }
+        if (!k.SpqrGroupApplies(ws)) return false;
+        k.SpqrMatVecGroup(ws, x, scratches, ys);
+        return true;
+    }
+
     /// <summary>Device floats of the scratch ForwardBatch needs for T tokens.</summary>
     public long BatchScratch(int T) => Spqr is null ? 0 : GpuKernels.SpqrMatMulScratch(Spqr, T);
 
@@ -486,10 +501,18 @@ public sealed class GpuLlamaModel : GpuDecoder
         var hv = H.View.SubView(0, c.HiddenSize);
         _qkv = [.. _blocks.Select(b => new Action[] { () => b.Q.Forward(K, hv, Q.View, Scratch.View), () => b.K.Forward(K, hv, Kb.View, Scratch2.View), () => b.V.Forward(K, hv, V.View, Scratch3.View) })];
         _gateUp = [.. _blocks.Select(b => new Action[] { () => b.Gate.Forward(K, hv, _gate.View, Scratch.View), () => b.Up.Forward(K, hv, _up.View, Scratch2.View) })];
+        // or each as one grouped launch where the layers allow it (GpuLinear.TryForwardGroup)
+        _hv = hv;
+        _qkvLin = [.. _blocks.Select(b => new[] { b.Q, b.K, b.V })]; _gateUpLin = [.. _blocks.Select(b => new[] { b.Gate, b.Up })];
+        _qkvOut = [Q.View, Kb.View, V.View]; _gateUpOut = [_gate.View, _up.View];
+        _scratch3 = [Scratch.View, Scratch2.View, Scratch3.View]; _scratch2 = [Scratch.View, Scratch2.View];
         CreateHead();
     }
 
     private readonly Action[][] _qkv, _gateUp;
+    private readonly ArrayView<float> _hv;
+    private readonly GpuLinear[][] _qkvLin, _gateUpLin;
+    private readonly ArrayView<float>[] _qkvOut, _gateUpOut, _scratch3, _scratch2;
 
     protected override void Layer(int l)
     {
@@ -500,11 +523,11 @@ public sealed class GpuLlamaModel : GpuDecoder
         // attention output before the post-attention norm; the last layer adds its MLP output itself (the final norm follows)
         if (l == 0) Norm(X.View, b.InputNorm, null, h);
         else AddNorm(X.View, _o.View, b.InputNorm, null, h);
-        Branches(_qkv[l]);
+        if (!GpuLinear.TryForwardGroup(K, _qkvLin[l], _hv, _qkvOut, _scratch3)) Branches(_qkv[l]);
         AttendStep(l);
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
         AddNorm(X.View, _o.View, b.PostNorm, null, h);
-        Branches(_gateUp[l]);
+        if (!GpuLinear.TryForwardGroup(K, _gateUpLin[l], _hv, _gateUpOut, _scratch2)) Branches(_gateUp[l]);
         b.Down.ForwardSwiGlu(K, _gate.View, _up.View, _o.View, Scratch.View); // SwiGLU in the down_proj's prepare when SpqrFuseSwiGlu
         if (l == c.NumLayers - 1) K.Add(X.View, _o.View, d);
     }

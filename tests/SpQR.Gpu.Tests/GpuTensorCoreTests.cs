@@ -145,6 +145,52 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
     }
 
+    // two or three layers of one shape (own permutations, statistics and outliers) in one prepare and one matvec launch:
+    // the bits of separate calls; layers of other dims, or without lane-major codes, are not taken
+    [Theory]
+    [InlineData(40, 256, 3, 3)] [InlineData(40, 256, 3, 2)] [InlineData(33, 1024, 4, 3)] [InlineData(160, 128, 2, 2)] [InlineData(24, 2048, 3, 3)]
+    public void Spqr_grouped_matvec_gives_the_bits_of_separate_calls(int rows, int cols, int wbits, int L)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layers = Enumerable.Range(0, L).Select(i => Layer(rows, cols, wbits, 100 * i + rows + cols, i == 2 ? 0.1 : 0.03)).ToArray();
+        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
+        try
+        {
+            var x = Input(cols, 9);
+            using var dx = acc.Allocate1D(x);
+            var scratch = gs.Select(g => acc.Allocate1D<float>(k.SpqrScratch(g))).ToArray();
+            var ys = gs.Select(_ => acc.Allocate1D<float>(rows)).ToArray();
+            var separate = new float[L][];
+            for (int i = 0; i < L; i++)
+            {
+                k.SpqrMatVec(gs[i], dx.View, scratch[i].View, ys[i].View);
+                acc.Synchronize();
+                separate[i] = ys[i].GetAsArray1D();
+                var e = new float[rows];
+                SpQR.Quant.Decode.SpqrMatVec.MatVec(layers[i], x, e);
+                NumericAssert.Nmse(e, separate[i], Tolerances.GpuNmse, $"layer {i}");
+                ys[i].MemSetToZero();
+            }
+            Assert.True(k.SpqrGroupApplies(gs));
+            k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
+            acc.Synchronize();
+            for (int i = 0; i < L; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
+            foreach (var b in scratch) b.Dispose();
+            foreach (var b in ys) b.Dispose();
+            // not taken: another shape in the group, a layer without its lane-major copy, one layer, grouping switched off
+            using var other = new GpuSpqrLayer(acc, Layer(rows + 16, cols, wbits, 5, 0.03), laneMajor: true);
+            using var formatOnly = new GpuSpqrLayer(acc, layers[0], laneMajor: false);
+            Assert.False(k.SpqrGroupApplies([gs[0], other]));
+            Assert.False(k.SpqrGroupApplies([gs[0], formatOnly]));
+            Assert.False(k.SpqrGroupApplies([gs[0]]));
+            k.SpqrGroupLaunch = false;
+            try { Assert.False(k.SpqrGroupApplies(gs)); }
+            finally { k.SpqrGroupLaunch = true; }
+        }
+        finally { foreach (var g in gs) g.Dispose(); }
+    }
+
     // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
     // separate SwiGLU kernel for a layer the tensor-core kernel does not take
     [Theory]
