@@ -26,6 +26,9 @@ public sealed partial class GpuKernels
     /// calls, e.g. concurrent branches).</summary>
     public bool SpqrGroupLaunch { get; set; } = true;
 
+    /// <summary>Grouped launches queued so far (SpqrMatVecGroup calls; a diagnostic for tests).</summary>
+    public long SpqrGroupLaunches { get; private set; }
+
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _prepareTcGroup;
     private readonly Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[] _spqrTcGroup =
         new Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[5];
@@ -64,6 +67,7 @@ public sealed partial class GpuKernels
             d.WBits switch { 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
+        SpqrGroupLaunches++;
     }
 
     private static TcLayerViews Views(GpuSpqrLayer w, ArrayView<float> scratch, ArrayView<float> y) => new()

@@ -191,6 +191,49 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { foreach (var g in gs) g.Dispose(); }
     }
 
+    // a LLaMA decoder whose q/k/v and gate/up run as grouped launches: the logits of separate launches, bit for bit
+    [Fact]
+    public void A_llama_decoder_with_grouped_launches_gives_the_logits_of_separate_ones()
+    {
+        var k = fx.Backend.Kernels;
+        var cfg = new SpQR.Transformer.Config.TransformerConfig
+        {
+            Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 128, IntermediateSize = 256, NumLayers = 1, NumHeads = 2, NumKvHeads = 2,
+            HeadDim = 64, VocabSize = 64, MaxPositions = 16, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
+            Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = SpQR.Tensors.Cpu.RopeLayout.HalfSplit, RopeTheta = 10000,
+        };
+        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+        var layers = new Dictionary<string, SpqrLayer>();
+        SpqrLayer? Pick(string name)
+        {
+            if (!name.EndsWith("_proj", StringComparison.Ordinal)) return null;
+            if (layers.TryGetValue(name, out var l)) return l;
+            int rows = name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? 256 : 128, cols = name.EndsWith("down_proj") ? 256 : 128;
+            return layers[name] = Layer(rows, cols, 3, name.GetHashCode() & 0xFFFF, 0.03);
+        }
+        using var m = new GpuLlamaModel(fx.Backend, cfg, src, Pick, maxContext: 16, maxBatch: 1);
+        int[] ids = [3, 17, 40];
+        float[][] Run(bool grouped)
+        {
+            k.SpqrGroupLaunch = grouped;
+            m.UseGraph = true; // drops a recorded graph: steps 0-1 launch, the rest replay it (where graphs exist)
+            return [.. ids.Select((id, t) => m.Step(id, t).ToArray())];
+        }
+        try
+        {
+            var separate = Run(false);
+            long before = k.SpqrGroupLaunches;
+            var grouped = Run(true);
+            Assert.True(k.SpqrGroupLaunches > before, "the model should have taken the grouped launches");
+            for (int t = 0; t < ids.Length; t++)
+            {
+                Assert.All(separate[t], v => Assert.True(float.IsFinite(v)));
+                Assert.Equal(separate[t], grouped[t]);
+            }
+        }
+        finally { k.SpqrGroupLaunch = true; }
+    }
+
     // y = Ŵ·(silu(gate) ⊙ up) with the SwiGLU in the tensor-core prepare launch (LLaMA's down_proj), and through the
     // separate SwiGLU kernel for a layer the tensor-core kernel does not take
     [Theory]
