@@ -212,12 +212,12 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
 // `nomatmul` skips them.
 if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
 {
-    Console.WriteLine("matmul,shape,T,spqr_us,spqr_tflops,f16_gemm_us,f16_tflops,T_x_spqr_matvec_us,nmse_vs_cpu,spqr_us_unsplit,f16_gemm_us_unsplit,spqr_tensor_cores_us,spqr_tensor_cores_tflops,nmse_tensor_cores");
+    Console.WriteLine("matmul,shape,T,spqr_us,spqr_tflops,f16_gemm_us,f16_tflops,T_x_spqr_matvec_us,nmse_vs_cpu,spqr_us_unsplit,f16_gemm_us_unsplit,spqr_tensor_cores_us,spqr_tensor_cores_tflops,nmse_tensor_cores,spqr_tensor_cores_lane_major_us,spqr_tensor_cores_lane_major_tflops,nmse_tensor_cores_lane_major");
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 5);
         int copies = (int)Math.Max(1, (256L << 20) / l.StoredBytes + 1);
-        var gs = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(acc, l)).ToArray();
+        var gs = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
         var w16 = new ushort[(long)rows * cols];
         var rng = new Random(3);
         for (long i = 0; i < w16.Length; i++) w16[i] = BitConverter.HalfToUInt16Bits((System.Half)(rng.NextSingle() - 0.5f));
@@ -250,7 +250,15 @@ if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
             double nmTc = Nmse(e, dY.GetAsArray1D());
             double tTc = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
             backend.Kernels.SpqrTcMatMul = false;
-            Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{fl / tS / 1e12:F2},{tH * 1e6:F1},{fl / tH / 1e12:F2},{T * tV * 1e6:F1},{nm:E2},{tS1 * 1e6:F1},{tH1 * 1e6:F1},{tTc * 1e6:F1},{fl / tTc / 1e12:F2},{nmTc:E2}");
+            // the same over the lane-major copy of the codes (SpqrTcMatMulLanes, ninth session)
+            backend.Kernels.SpqrTcMatMulLanes = true;
+            dY.MemSetToZero();
+            backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
+            acc.Synchronize();
+            double nmTl = Nmse(e, dY.GetAsArray1D());
+            double tTl = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
+            backend.Kernels.SpqrTcMatMulLanes = false;
+            Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{fl / tS / 1e12:F2},{tH * 1e6:F1},{fl / tH / 1e12:F2},{T * tV * 1e6:F1},{nm:E2},{tS1 * 1e6:F1},{tH1 * 1e6:F1},{tTc * 1e6:F1},{fl / tTc / 1e12:F2},{nmTc:E2},{tTl * 1e6:F1},{fl / tTl / 1e12:F2},{nmTl:E2}");
         }
         foreach (var g in gs) g.Dispose();
         foreach (var h in hs) h.Dispose();
@@ -428,6 +436,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         }
         backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv; m.UseGraph = true;
         Console.WriteLine($"prefill,f16,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+        Console.WriteLine($"memory,f16,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device");
     }
     var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
     SpqrLayer? Pick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
@@ -455,6 +464,9 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
         Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+        backend.Kernels.SpqrTcMatMulLanes = true;
+        Console.WriteLine($"prefill,spqr_w3_tensor_core_gemm_over_lane_major_codes,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+        backend.Kernels.SpqrTcMatMulLanes = false;
         // the float32 wide kernel everywhere (the default before the tensor-core kernel), the tensor cores everywhere
         Variant("float32_wide_kernel", on => backend.Kernels.SpqrTensorCores = !on);
         // the format's codes only (the lane-major copy unused: the default before the eighth session's last runs)
@@ -467,5 +479,16 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         // q/k/v and gate/up as concurrent branches of separate launches (the default before grouped launches)
         Variant("separate_launches_for_qkv_and_gate_up", on => backend.Kernels.SpqrGroupLaunch = !on);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");
+        Console.WriteLine($"memory,spqr_w3,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device (format codes and the lane-major copy)");
     }
+    // the lane-major copy only (SpqrFormatCodesBesideLaneMajor false): decode, prefill (on the lane-major tensor-core GEMM), memory
+    backend.Kernels.SpqrFormatCodesBesideLaneMajor = false;
+    using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
+    {
+        m.Step(5, 0);
+        Console.WriteLine($"decode,spqr_w3_lane_major_codes_only,{Decode(m):F1} tokens/s graph");
+        Console.WriteLine($"prefill,spqr_w3_lane_major_codes_only,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
+        Console.WriteLine($"memory,spqr_w3_lane_major_codes_only,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device");
+    }
+    backend.Kernels.SpqrFormatCodesBesideLaneMajor = true;
 }

@@ -24,7 +24,7 @@ internal static class Commands
         if (device == "auto") stderr.WriteLine(gpu ? "device: CUDA (auto)" : "device: CPU (auto)");
         if (!gpu) return ModelLoader.Load(modelPath, modelOptions);
         if (!Directory.Exists(modelPath)) throw new NotSupportedException($"--device gpu runs Hugging Face folders; {modelPath} is not one");
-        return SpQR.Gpu.GpuDecoder.Open(modelPath, SpQR.Gpu.DeviceChoice.Gpu, modelOptions.MaxContext, modelOptions.MaxBatch, modelOptions.LaneMajorCodes);
+        return SpQR.Gpu.GpuDecoder.Open(modelPath, SpQR.Gpu.DeviceChoice.Gpu, modelOptions.MaxContext, modelOptions.MaxBatch, modelOptions.LaneMajorCodes, modelOptions.FormatCodesOnDevice);
     }
 
     public static int Generate(string modelPath, string? tokenizerPath, string prompt, GenerationOptions options, ModelOptions modelOptions, string device, bool json, TextWriter stdout, TextWriter stderr)

@@ -62,7 +62,8 @@ public sealed partial class GpuKernels
         _spqrOutliers ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrOutlierKernel);
         long gathers = (long)T * padded, outputs = (long)T * d.Rows;
         _gatherRows(new KernelConfig((int)((gathers + blk - 1) / blk), blk), X, w.Perm.View, xp, T, d.Cols, padded);
-        if (TcGemmApplies(d))
+        CheckFormatCodes(w, TcGemmLanes(w), "batched product");
+        if (TcGemmApplies(w))
             SpqrMatMulTc(w, xp, T, Y, scratch.SubView((long)T * padded));
         else
         {

@@ -135,14 +135,23 @@ public sealed class GpuSpqrLayer : IDisposable
     public MemoryBuffer1D<int, Stride1D.Dense> OutlierRowOffsets { get; }
     public MemoryBuffer1D<ushort, Stride1D.Dense> OutlierCols { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> OutlierDeltas { get; }
-    /// <summary>Device bytes a matvec reads (codes, stat codes, planes, CSR, permutation).</summary>
+    /// <summary>Device bytes of the format's parts (codes and stat codes when on the device, planes, CSR, permutation).</summary>
     public long Bytes { get; }
+    /// <summary>All device bytes of the layer: <see cref="Bytes"/> and the lane-major copy.</summary>
+    public long DeviceBytes => Bytes + (LaneCodes?.LengthInBytes ?? 0);
+    /// <summary>False when the layer was uploaded with its lane-major copy only (<c>formatCodes: false</c>): Codes and
+    /// StatCodes are then 4-byte placeholders, and only the lane-major tensor-core kernels (matvec, batched product)
+    /// can run it.</summary>
+    public bool HasFormatCodes { get; }
     /// <summary>Opt-in (<c>laneMajor</c>; layers the tensor-core kernel can run, GpuKernels.TcShape; models ask for it
     /// through GpuKernels.LaneMajorUploadFor): the codes and statistics fields again, in the order the
     /// tensor-core kernel's lanes read them (see <see cref="LaneMajor"/>); null when not built.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense>? LaneCodes { get; }
 
-    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false)
+    /// <summary>laneMajor: also the lane-major copy (where GpuKernels.TcShape holds); formatCodes: false keeps only that
+    /// copy of the codes and statistics fields on the device (where it was built; about 45% less device memory for a w3
+    /// layer than both).</summary>
+    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true)
     {
         if (!l.QuantizedStats) throw new NotSupportedException("the GPU SpQR kernel needs quantized (qq) statistics");
         Dims = new SpqrDims
@@ -153,19 +162,28 @@ public sealed class GpuSpqrLayer : IDisposable
         };
         var planes = new float[l.Stats2!.Length]; // (rowGroups, groups, 4): the stored order, widened (one 16-byte load per group)
         for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
-        // 16 zero bytes past the end: the last row's last chunk may read past its codes (multiplied by zero x̃)
-        Codes = acc.Allocate1D<byte>((l.Codes.Length + 16 + 3) / 4 * 4);
-        Codes.MemSetToZero();
-        Codes.View.SubView(0, l.Codes.Length).CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(l.Codes.Span), l.Codes.Length);
-        StatCodes = acc.Allocate1D<byte>(l.StatCodes!.Length);
-        StatCodes.View.CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(l.StatCodes.Span), l.StatCodes.Length);
+        if (laneMajor && GpuKernels.TcShape(Dims)) LaneCodes = acc.Allocate1D(LaneMajor(l));
+        HasFormatCodes = formatCodes || LaneCodes is null;
+        if (HasFormatCodes)
+        {
+            // 16 zero bytes past the end: the last row's last chunk may read past its codes (multiplied by zero x̃)
+            Codes = acc.Allocate1D<byte>((l.Codes.Length + 16 + 3) / 4 * 4);
+            Codes.MemSetToZero();
+            Codes.View.SubView(0, l.Codes.Length).CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(l.Codes.Span), l.Codes.Length);
+            StatCodes = acc.Allocate1D<byte>(l.StatCodes!.Length);
+            StatCodes.View.CopyFromCPU(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(l.StatCodes.Span), l.StatCodes.Length);
+        }
+        else
+        {
+            Codes = acc.Allocate1D<byte>(4); Codes.MemSetToZero();
+            StatCodes = acc.Allocate1D<byte>(4); StatCodes.MemSetToZero();
+        }
         GC.KeepAlive(l);
         Planes = acc.Allocate1D(planes);
         Perm = acc.Allocate1D(l.Perm);
         OutlierRowOffsets = acc.Allocate1D(l.OutlierRowOffsets);
         OutlierCols = acc.Allocate1D(l.OutlierCols.Length == 0 ? new ushort[1] : l.OutlierCols);
         OutlierDeltas = acc.Allocate1D(l.OutlierDeltas.Length == 0 ? new float[1] : l.OutlierDeltas);
-        if (laneMajor && GpuKernels.TcShape(Dims)) LaneCodes = acc.Allocate1D(LaneMajor(l));
         Bytes = Codes.LengthInBytes + StatCodes.LengthInBytes + Planes.LengthInBytes + Perm.LengthInBytes + OutlierRowOffsets.LengthInBytes
                 + OutlierCols.LengthInBytes + OutlierDeltas.LengthInBytes;
     }
@@ -280,6 +298,15 @@ public sealed partial class GpuKernels
     /// warp step) and xsum (Groups).</summary>
     public long SpqrScratch(GpuSpqrLayer w) => Math.Max(((long)w.Dims.Groups * 17 + 3) / 4 * 4 + SpqrSwizzled(w.Dims), TcScratch(w.Dims));
 
+    // a layer uploaded without its format codes runs only where the lane-major tensor-core kernels take it
+    private void CheckFormatCodes(GpuSpqrLayer w, bool lanePath, string what)
+    {
+        if (w.HasFormatCodes || lanePath) return;
+        throw new InvalidOperationException($"this {w.Dims.Rows}x{w.Dims.Cols} w{w.Dims.WBits} SpQR layer was uploaded with its lane-major codes only "
+            + $"(formatCodes: false), and the {what} cannot run it over them here (a 32-lane CUDA device with SpqrTensorCores and SpqrTcLaneMajor on is "
+            + "needed); upload it with its format codes");
+    }
+
     private void CheckSpqrScratch(GpuSpqrLayer w, ArrayView<float> scratch)
     {
         if (scratch.Length < SpqrScratch(w)) throw new ArgumentException($"scratch holds {scratch.Length} floats, need {SpqrScratch(w)}");
@@ -292,6 +319,7 @@ public sealed partial class GpuKernels
     {
         var d = w.Dims;
         CheckSpqrScratch(w, scratch);
+        CheckFormatCodes(w, TcApplies(w) && UsesLaneCodes(w) && SpqrTcLoadsOnly == 0, "matvec");
         int padded = d.Groups * 16;
         var xp = scratch.SubView(0, padded);
         if (TcApplies(w))

@@ -27,9 +27,18 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? _fragments;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemm =
         new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
+    private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemmLanes =
+        new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
 
-    private bool TcGemmApplies(SpqrDims d) => SpqrTcMatMul && _acc.WarpSize == 32 && d.WBits is >= 2 and <= 4 && d.Fp16 == 0
-        && d.Groups % 8 == 0 && d.QqGroupSize % 16 == 0 && d.StatBits <= 8;
+    /// <summary>Experiment: the batched product on the tensor cores over a layer's lane-major codes where it has them
+    /// (GpuSpqrLayer.LaneCodes; the fragments as the matvec reads them, statistics fields from the records shared by
+    /// shuffles).</summary>
+    public bool SpqrTcMatMulLanes { get; set; }
+
+    private bool TcGemmApplies(GpuSpqrLayer w) => (SpqrTcMatMul || TcGemmLanes(w)) && _acc.WarpSize == 32 && TcShape(w.Dims);
+
+    // the lane-major batched product: asked for, or the only one a layer without its format codes allows
+    private bool TcGemmLanes(GpuSpqrLayer w) => w.LaneCodes is not null && (SpqrTcMatMulLanes || !w.HasFormatCodes) && _acc.WarpSize == 32;
 
     /// <summary>Device floats the tensor-core batched product needs beyond X': (xsum, 2^−E) (T, G, 2) and the fragments
     /// (T·16·G halves·2 parts = T·16·G floats).</summary>
@@ -43,10 +52,15 @@ public sealed partial class GpuKernels
         _fragments ??= Load<ArrayView<float>, ArrayView<float>, int, int, int>(SpqrFragmentsKernel);
         long n = (long)T * padded;
         _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, d.WBits, d.Groups);
-        var k = _tcGemm[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-            d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
+        bool lanes = TcGemmLanes(w);
+        var k = lanes
+            ? _tcGemmLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                d.WBits switch { 2 => SpqrTcGemmLanes2Kernel, 3 => SpqrTcGemmLanes3Kernel, _ => SpqrTcGemmLanes4Kernel })
+            : _tcGemm[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
+        ArrayView<byte> codes = lanes ? ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>() : w.Codes.View;
         int tiles = (d.Rows + 15) / 16, tokenBlocks = (T + 31) / 32;
-        k(new KernelConfig(new Index2D(tiles, tokenBlocks), new Index2D(128, 1)), w.Codes.View, w.StatCodes.View, w.Planes.View, extra, Y, d, T);
+        k(new KernelConfig(new Index2D(tiles, tokenBlocks), new Index2D(128, 1)), codes, w.StatCodes.View, w.Planes.View, extra, Y, d, T);
     }
 
     // thread per (token, column) of X' (T, 16·G): per (token, group) xsum and 2^−E, and the fp16 hi/lo slots (file
@@ -75,6 +89,67 @@ public sealed partial class GpuKernels
         => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3);
     private static void SpqrTcGemm4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
         => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 4);
+
+    // over GpuSpqrLayer.LaneCodes (passed as codes; statCodes unused)
+    private static void SpqrTcGemmLanes2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmLanesBody(codes, planes, extra, Y, d, T, 2);
+    private static void SpqrTcGemmLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmLanesBody(codes, planes, extra, Y, d, T, 3);
+    private static void SpqrTcGemmLanes4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmLanesBody(codes, planes, extra, Y, d, T, 4);
+
+    // SpqrTcGemmBody over lane-major records: per super-step the lane's W words (its A fragments of the 8 groups and its
+    // statistics fields — groups t and t + 4 of rows gid and gid + 8 — which the lanes of the row pair's quad share by
+    // four shuffles of the fields packed in one int)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SpqrTcGemmLanesBody(ArrayView<byte> codes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b)
+    {
+        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, mine = gid >> 1, hl = gid & 1;
+        int r0 = 16 * Grid.IdxX, last = d.Rows - 1;
+        int tok0 = 32 * Grid.IdxY + 8 * Warp.WarpIdx;
+        if (r0 > last) return;
+        int groups = d.Groups, steps = groups / 8, qs = d.ScaleBits, fm = (1 << d.StatBits) - 1, W = GpuSpqrLayer.LaneWords(b);
+        var c8 = codes.Cast<ulong>().AsAligned(8);
+        var p4 = planes.Cast<F4>().AsAligned(16);
+        var gst = extra.Cast<F2>().AsAligned(8);
+        var x2 = extra.SubView(2L * T * groups).Cast<U2>().AsAligned(8);
+        int pg = r0 / d.QqGroupSize * groups;
+        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
+        int bt0 = tok0 + mine, bt1 = tok0 + 4 + mine, ot0 = tok0 + t, ot1 = tok0 + 4 + t;
+        float a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+        int at0 = (r0 >> 4) * steps * 32 * W + lane;
+        for (int s = 0; s < steps; s++)
+        {
+            int at = at0 + 32 * W * s;
+            ulong w0 = c8[at], w1 = c8[at + 32], w2 = W > 2 ? c8[at + 64] : 0ul, w3 = W > 3 ? c8[at + 96] : 0ul, w4 = W > 4 ? c8[at + 128] : 0ul;
+            // this lane's fields (as TcComputeLanes reads them), packed (fa0, fb0, fa1, fb1), then its quad's four
+            ulong sw = b == 2 ? w2 : w4;
+            int fa0 = (int)(b == 3 ? w0 >> 48 : sw) & fm, fb0 = (int)(b == 3 ? w1 >> 48 : sw >> 8) & fm;
+            int fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm, fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
+            int mineF = fa0 | (fb0 << 8) | (fa1 << 16) | (fb1 << 24);
+            int q0 = Warp.Shuffle(mineF, 4 * gid), q1 = Warp.Shuffle(mineF, 4 * gid + 1), q2 = Warp.Shuffle(mineF, 4 * gid + 2), q3 = Warp.Shuffle(mineF, 4 * gid + 3);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 0, q0, 8 * s, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 1, q1, 8 * s + 1, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 2, q2, 8 * s + 2, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 3, q3, 8 * s + 3, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 4, q0 >> 16, 8 * s + 4, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 5, q1 >> 16, 8 * s + 5, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 6, q2 >> 16, 8 * s + 6, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+            TcGemmLaneGroup(w0, w1, w2, w3, b, 7, q3 >> 16, 8 * s + 7, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+        }
+        if (ot0 < T) { if (r0 + gid <= last) Y[(long)ot0 * d.Rows + r0 + gid] = a00; if (r0 + gid + 8 <= last) Y[(long)ot0 * d.Rows + r0 + gid + 8] = a01; }
+        if (ot1 < T) { if (r0 + gid <= last) Y[(long)ot1 * d.Rows + r0 + gid] = a10; if (r0 + gid + 8 <= last) Y[(long)ot1 * d.Rows + r0 + gid + 8] = a11; }
+    }
+
+    // group j of a lane-major record: its A fragment, and the rows' fields from f (fa in bits 0-7, fb in bits 8-15)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcGemmLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, int f, int g, uint mask, uint magic, ArrayView<F4> p4, ArrayView<F2> gst,
+                                        ArrayView<U2> x2, SpqrDims d, int pg, int qs, int T, int hl, int bt0, int bt1, int ot0, int ot1,
+                                        ref float a00, ref float a01, ref float a10, ref float a11)
+    {
+        TcLanePairs(w0, w1, w2, w3, b, j, mask, magic, out uint f0, out uint f1, out uint f2, out uint f3);
+        TcGemmApply(f0, f1, f2, f3, f & 0xFF, (f >> 8) & 0xFF, g, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+    }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrTcGemmBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b)
@@ -125,14 +200,24 @@ public sealed partial class GpuKernels
         int atB = b == 3 ? 48 * j + 20 : b == 4 ? 64 * j + 32 : 32 * j + 8;
         uint f0 = Hsub1024((TcBits(sa, atA) & mask) | magic), f1 = Hsub1024((TcBits(sc, atA) & mask) | magic);
         uint f2 = Hsub1024((TcBits(sa, atB) & mask) | magic), f3 = Hsub1024((TcBits(sc, atB) & mask) | magic);
+        long bitA = (long)ra * d.StatRowBytes * 8 + (long)g * F, bitB = (long)rb * d.StatRowBytes * 8 + (long)g * F;
+        int fa = ((statCodes[bitA >> 3] | (statCodes[(bitA >> 3) + 1] << 8)) >> (int)(bitA & 7)) & fm;
+        int fb = ((statCodes[bitB >> 3] | (statCodes[(bitB >> 3) + 1] << 8)) >> (int)(bitB & 7)) & fm;
+        TcGemmApply(f0, f1, f2, f3, fa, fb, g, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+    }
+
+    // group g's A fragment (f0..f3) and the two rows' statistics fields: one mma per token block, each lane's token
+    // statistics applied to its dots
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcGemmApply(uint f0, uint f1, uint f2, uint f3, int fa, int fb, int g, ArrayView<F4> p4, ArrayView<F2> gst,
+                                    ArrayView<U2> x2, SpqrDims d, int pg, int qs, int T, int hl, int bt0, int bt1, int ot0, int ot1,
+                                    ref float a00, ref float a01, ref float a10, ref float a11)
+    {
         int t = Warp.LaneIdx & 3;
         long slot0 = (((long)g * T + bt0) * 2 + hl) * 4 + t, slot1 = (((long)g * T + bt1) * 2 + hl) * 4 + t;
         U2 xb0 = bt0 < T ? x2[slot0] : default, xb1 = bt1 < T ? x2[slot1] : default;
         F2 g0 = ot0 < T ? gst[(long)ot0 * d.Groups + g] : default, g1 = ot1 < T ? gst[(long)ot1 * d.Groups + g] : default;
         var p = p4[pg + g];
-        long bitA = (long)ra * d.StatRowBytes * 8 + (long)g * F, bitB = (long)rb * d.StatRowBytes * 8 + (long)g * F;
-        int fa = ((statCodes[bitA >> 3] | (statCodes[(bitA >> 3) + 1] << 8)) >> (int)(bitA & 7)) & fm;
-        int fb = ((statCodes[bitB >> 3] | (statCodes[(bitB >> 3) + 1] << 8)) >> (int)(bitB & 7)) & fm;
         float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
         Mma16816(f0, f1, f2, f3, xb0.X, xb0.Y, ref c0, ref c1, ref c2, ref c3);
         Mma16816(f0, f1, f2, f3, xb1.X, xb1.Y, ref e0, ref e1, ref e2, ref e3);

@@ -30,6 +30,8 @@ public sealed class GpuLinear : IDisposable
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense>? _f16, _bf16;
     public GpuSpqrLayer? Spqr { get; }
     public long Bytes => (_f32?.LengthInBytes ?? _f16?.LengthInBytes ?? _bf16?.LengthInBytes ?? Spqr!.Bytes) + (_bias?.LengthInBytes ?? 0);
+    /// <summary>All device bytes (with an SpQR layer's lane-major copy).</summary>
+    public long DeviceBytes => Bytes + (Spqr?.LaneCodes?.LengthInBytes ?? 0);
 
     public GpuLinear(Accelerator acc, Tensor w, float[]? bias = null)
     {
@@ -54,9 +56,9 @@ public sealed class GpuLinear : IDisposable
     }
 
     /// <summary>A SpQR layer; laneMajor: also the lane-major copy of its codes (GpuSpqrLayer.LaneCodes).</summary>
-    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null, bool laneMajor = false)
+    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null, bool laneMajor = false, bool formatCodes = true)
     {
-        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer, laneMajor);
+        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer, laneMajor, formatCodes);
         if (bias is not null) _bias = acc.Allocate1D(bias);
     }
 
@@ -198,7 +200,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
             bv = f.AsReadOnlySpan<float>().ToArray();
         }
         var layer = _spqr?.Invoke(name);
-        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.LaneMajorUploadFor(layer.WBits)) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
+        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.LaneMajorUploadFor(layer.WBits), K.SpqrFormatCodesBesideLaneMajor) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
         if (lin.Spqr is not null && K.SpqrScratch(lin.Spqr) > Scratch.Length) throw new NotSupportedException($"{name}: {cols} input features is too wide for the device scratch");
         _buffers.Add(lin);
         return lin;
@@ -345,6 +347,8 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
 
     /// <summary>Device bytes of the weights a decode step reads (all linears and the head).</summary>
     public long WeightBytes => _buffers.OfType<GpuLinear>().Sum(l => l.Bytes) + (Config.TieWordEmbeddings ? _head.Bytes : 0);
+    /// <summary>Device bytes of the linears and the head, with the SpQR layers' lane-major copies.</summary>
+    public long DeviceWeightBytes => _buffers.OfType<GpuLinear>().Sum(l => l.DeviceBytes) + (Config.TieWordEmbeddings ? _head.DeviceBytes : 0);
 
     /// <summary>Runs one token at position pos (the cache holds 0..pos-1) and returns the logits (vocab,), in a buffer
     /// the next step overwrites.</summary>
@@ -440,13 +444,15 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     /// <summary>
     /// Opens a Hugging Face LLaMA or Falcon folder (dense or SpQR-compressed, ours or the authors' export) on the
     /// device; the model owns the backend and the weight source. DeviceChoice.Gpu without CUDA throws
-    /// GpuUnavailableException. laneMajor: upload the lane-major copy of w3 layers' codes (GpuKernels.SpqrLaneMajorUpload).
+    /// GpuUnavailableException. laneMajor: upload the lane-major copy of w3/w4 layers' codes (GpuKernels.SpqrLaneMajorUpload);
+    /// formatCodes: false keeps only that copy where it is made (GpuKernels.SpqrFormatCodesBesideLaneMajor).
     /// </summary>
-    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048, int maxBatch = 64, bool laneMajor = true)
+    public static GpuDecoder Open(string folder, DeviceChoice device, int maxContext = 2048, int maxBatch = 64, bool laneMajor = true, bool formatCodes = true)
     {
         var cfg = TransformerConfig.Load(folder);
         var gpu = GpuBackend.Create(device);
         gpu.Kernels.SpqrLaneMajorUpload = laneMajor;
+        gpu.Kernels.SpqrFormatCodesBesideLaneMajor = formatCodes;
         SafetensorsWeightSource? src = null;
         try
         {

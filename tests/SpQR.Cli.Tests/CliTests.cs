@@ -80,6 +80,10 @@ public class CliTests
         (code, _, err) = Run("generate", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--prompt", "x", "--device", "gpu", "--lane-major", "false");
         Assert.Equal(1, code);
         Assert.StartsWith("error: --device gpu: no CUDA device", err);
+        // as is --format-codes (the format's codes beside the lane-major copy)
+        (code, _, err) = Run("ppl", "--model", Fixtures.Path("fixtures", "hf", "llama-tiny"), "--text", "x", "--device", "gpu", "--format-codes", "false");
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: --device gpu: no CUDA device", err);
         // quantize with the device encoder without one: the same
         string fx = Fixtures.Path("fixtures", "stories260K");
         (code, _, err) = Run("quantize", "--model", Path.Combine(fx, "hf"), "--calibration", Path.Combine(fx, "stories260K-calibration.safetensors") + ":calibration",

@@ -145,6 +145,46 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
     }
 
+    // a layer uploaded with its lane-major codes only: the matvec, the SwiGLU matvec and the batched product run over them
+    // (the batched product on the lane-major tensor-core GEMM without being asked), with the results of a full upload;
+    // a kernel choice that would read the absent format codes is a clear error, not a silent wrong answer
+    [Fact]
+    public void A_layer_without_its_format_codes_runs_on_the_lane_major_kernels_and_refuses_the_others()
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        int rows = 48, cols = 384, T = 5;
+        var layer = Layer(rows, cols, 3, 321, 0.03);
+        using var full = new GpuSpqrLayer(acc, layer, laneMajor: true);
+        using var lean = new GpuSpqrLayer(acc, layer, laneMajor: true, formatCodes: false);
+        Assert.True(full.HasFormatCodes);
+        Assert.False(lean.HasFormatCodes);
+        Assert.True(lean.DeviceBytes < full.DeviceBytes - layer.Codes.Length / 2);
+        // without a lane-major copy (a shape the tensor cores do not take) the format codes stay
+        using var odd = new GpuSpqrLayer(acc, Layer(40, 200, 3, 5, 0.03), laneMajor: true, formatCodes: false);
+        Assert.True(odd.HasFormatCodes);
+        var x = Input(cols, 4);
+        var X = new float[T * cols];
+        for (int tk = 0; tk < T; tk++) Array.Copy(Input(cols, tk + 7), 0, X, tk * cols, cols);
+        using var dx = acc.Allocate1D(x); using var dX = acc.Allocate1D(X);
+        using var ds = acc.Allocate1D<float>(Math.Max(k.SpqrScratch(full), GpuKernels.SpqrMatMulScratch(full, T)));
+        using var dy = acc.Allocate1D<float>(T * rows);
+        float[] MatVec(GpuSpqrLayer g) { dy.MemSetToZero(); k.SpqrMatVec(g, dx.View, ds.View, dy.View.SubView(0, rows)); acc.Synchronize(); return dy.GetAsArray1D()[..rows]; }
+        float[] MatMul(GpuSpqrLayer g) { dy.MemSetToZero(); k.SpqrMatMul(g, dX.View, T, dy.View, ds.View); acc.Synchronize(); return dy.GetAsArray1D(); }
+        Assert.Equal(MatVec(full), MatVec(lean));
+        var e = new float[T * rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatMul(layer, X, e, T);
+        NumericAssert.Nmse(e, MatMul(lean), Tolerances.GpuNmse, "lane-major-only batched product");
+        k.SpqrTcLaneMajor = false;
+        try
+        {
+            var ex = Assert.Throws<InvalidOperationException>(() => MatVec(lean));
+            Assert.Contains("lane-major codes only", ex.Message);
+            Assert.Contains("48x384", ex.Message);
+        }
+        finally { k.SpqrTcLaneMajor = true; }
+    }
+
     // two or three layers of one shape (own permutations, statistics and outliers) in one prepare and one matvec launch:
     // the bits of separate calls; layers of other dims, or without lane-major codes, are not taken
     [Theory]
@@ -267,9 +307,11 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcAllShapes = false; }
     }
 
+    // over the format's codes, and over the lane-major copy (statistics fields from the records, shared across the quad)
     [Theory]
     [InlineData(16, 128, 3, 1)] [InlineData(40, 256, 3, 5)] [InlineData(48, 384, 2, 9)] [InlineData(33, 256, 4, 33)] [InlineData(32, 1024, 3, 12)]
-    public void Spqr_tensor_core_batched_matmul_matches_the_cpu_kernel(int rows, int cols, int wbits, int T)
+    [InlineData(40, 256, 3, 5, true)] [InlineData(48, 384, 2, 9, true)] [InlineData(33, 256, 4, 33, true)] [InlineData(160, 1024, 3, 12, true)]
+    public void Spqr_tensor_core_batched_matmul_matches_the_cpu_kernel(int rows, int cols, int wbits, int T, bool laneMajor = false)
     {
         var acc = fx.Backend.Accelerator;
         var k = fx.Backend.Kernels;
@@ -278,16 +320,16 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         for (int tk = 0; tk < T; tk++) Array.Copy(Input(cols, tk + 1), 0, X, tk * cols, cols);
         var e = new float[T * rows];
         SpQR.Quant.Decode.SpqrMatVec.MatMul(layer, X, e, T);
-        using var g = new GpuSpqrLayer(acc, layer);
+        using var g = new GpuSpqrLayer(acc, layer, laneMajor);
         using var dx = acc.Allocate1D(X); using var ds = acc.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(g, T)); using var dy = acc.Allocate1D<float>(T * rows);
-        k.SpqrTcMatMul = true;
+        if (laneMajor) k.SpqrTcMatMulLanes = true; else k.SpqrTcMatMul = true;
         try
         {
             k.SpqrMatMul(g, dx.View, T, dy.View, ds.View);
             acc.Synchronize();
-            NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"tensor-core SpQR matmul {rows}x{cols} w{wbits}, {T} tokens");
+            NumericAssert.Nmse(e, dy.GetAsArray1D(), Tolerances.GpuNmse, $"tensor-core SpQR matmul {rows}x{cols} w{wbits}, {T} tokens, lane-major {laneMajor}");
         }
-        finally { k.SpqrTcMatMul = false; }
+        finally { k.SpqrTcMatMul = false; k.SpqrTcMatMulLanes = false; }
     }
 
     [Fact]
