@@ -242,22 +242,22 @@ if (choice != DeviceChoice.Cpu && kernels && !args.Contains("nomatmul"))
             double tS1 = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
             double tH1 = TimeGraph(i => backend.Kernels.GemmNTHalf(dX.View, hs[i % hcopies].View, dY.View, T, rows, cols, false), Math.Max(hcopies, 8));
             backend.Kernels.GemmSplits = 0;
-            // the tensor-core batched product (GpuKernels.SpqrTcGemm.cs, opt-in: measured slower in the seventh session)
-            backend.Kernels.SpqrTcMatMul = true;
-            dY.MemSetToZero();
-            backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
-            acc.Synchronize();
-            double nmTc = Nmse(e, dY.GetAsArray1D());
-            double tTc = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
-            backend.Kernels.SpqrTcMatMul = false;
-            // the same over the lane-major copy of the codes (SpqrTcMatMulLanes, ninth session)
-            backend.Kernels.SpqrTcMatMulLanes = true;
-            dY.MemSetToZero();
-            backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
-            acc.Synchronize();
-            double nmTl = Nmse(e, dY.GetAsArray1D());
-            double tTl = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
-            backend.Kernels.SpqrTcMatMulLanes = false;
+            // a kernel choice switched on: its NMSE against the CPU, then its graph time
+            (double Nmse, double Us) With(Action<bool> set)
+            {
+                set(true);
+                dY.MemSetToZero();
+                backend.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
+                acc.Synchronize();
+                double nmse = Nmse(e, dY.GetAsArray1D());
+                double t = TimeGraph(i => backend.Kernels.SpqrMatMul(gs[i % copies], dX.View, T, dY.View, ds.View), n);
+                set(false);
+                return (nmse, t);
+            }
+            // the tensor-core batched product over the format's codes (GpuKernels.SpqrTcGemm.cs, opt-in: measured slower in
+            // the seventh session), and over the lane-major copy (SpqrTcMatMulLanes, ninth session)
+            var (nmTc, tTc) = With(on => backend.Kernels.SpqrTcMatMul = on);
+            var (nmTl, tTl) = With(on => backend.Kernels.SpqrTcMatMulLanes = on);
             Console.WriteLine($"matmul,{rows}x{cols},{T},{tS * 1e6:F1},{fl / tS / 1e12:F2},{tH * 1e6:F1},{fl / tH / 1e12:F2},{T * tV * 1e6:F1},{nm:E2},{tS1 * 1e6:F1},{tH1 * 1e6:F1},{tTc * 1e6:F1},{fl / tTc / 1e12:F2},{nmTc:E2},{tTl * 1e6:F1},{fl / tTl / 1e12:F2},{nmTl:E2}");
         }
         foreach (var g in gs) g.Dispose();

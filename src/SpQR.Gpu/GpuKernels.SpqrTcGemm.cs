@@ -2,7 +2,10 @@
 // (same A fragments — codes to fp16 pairs in place — and the same float32-class fp16 hi/lo split of x, now per token).
 // Opt-in: measured on the H200 (seventh session) SLOWER than the float32 SpQR GEMM (GpuKernels.MatMul.cs) at T = 64
 // and 256 on 4096x4096, 11008x4096 and 4096x11008 (e.g. 248.6 against 202.3 µs, 4096², T = 64; 182 registers);
-// tested on ILGPU's CPU accelerator emulating a 32-lane device against the CPU matmul.
+// tested on ILGPU's CPU accelerator emulating a 32-lane device against the CPU matmul. Over the lane-major copy of the
+// codes (SpqrTcMatMulLanes; the statistics fields come from the records, shared across each quad by shuffles) it is
+// within -14% / +5% of the float32 GEMM (ninth session, run 7), and it is what runs layers uploaded without their
+// format's codes (GpuSpqrLayer formatCodes: false).
 //
 // x̃ per token: GatherRowsKernel writes X' (T, 16·G) through the permutation (also what the outlier pass reads), then
 // SpqrFragmentsKernel, one thread per (token, column): per (token, group) xsum and 2^−E (max |x'| in [2^14, 2^15)), and
