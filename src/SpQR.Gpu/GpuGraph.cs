@@ -7,7 +7,6 @@
 // the same enqueue code runs either way, only the capture differs.
 // Contract: the recorded work must not depend on host state that changes between launches (per-step values live in
 // device buffers the kernels read), and every buffer it touches must outlive the graph.
-using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -57,7 +56,7 @@ public sealed unsafe class GpuGraph : IDisposable
         CudaDriver.Check(CudaDriver.StreamEndCapture(s, &graph), "cuStreamEndCapture (was a synchronous copy or a synchronize queued inside the captured work?)");
         try
         {
-            int programmatic = gpu.Kernels.ProgrammaticLaunch ? GpuGraphDependencies.MakeProgrammatic(graph, gpu.Kernels.ProgrammaticEdges) : 0;
+            int programmatic = gpu.Kernels.ProgrammaticLaunch ? GpuGraphDependencies.MakeProgrammatic(graph, gpu.Kernels.ProgrammaticEdges, gpu.Kernels.WaitingKernels) : 0;
             CudaDriver.Check(CudaDriver.GraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
             nuint n = 0;
             CudaDriver.Check(CudaDriver.GraphGetNodes(graph, null, &n), "cuGraphGetNodes");
@@ -133,10 +132,9 @@ internal static unsafe class CudaDriver
     }
 }
 
-/// <summary>Programmatic edges in captured graphs (GpuKernels.Pdl.cs): the kernels loaded for PDL, and the edge rewrite.</summary>
+/// <summary>Programmatic edges in captured graphs (GpuKernels.Pdl.cs): the edge rewrite over a backend's registered kernels.</summary>
 internal static unsafe class GpuGraphDependencies
 {
-    private static readonly ConcurrentDictionary<nint, KernelKind> Waiting = new(); // CUfunction → its kind
 
     [StructLayout(LayoutKind.Sequential)]
     private struct EdgeData { public byte FromPort, ToPort, Type, R0, R1, R2, R3, R4; }
@@ -150,7 +148,6 @@ internal static unsafe class GpuGraphDependencies
     /// <summary>The driver has the edge-data graph calls (CUDA ≥ 12.3).</summary>
     public static bool Available => CudaDriver.Available && GetEdges != null && RemoveDeps != null && AddDeps != null && NodeGetType != null && KernelNodeGetParams != null;
 
-    public static void Register(nint function, KernelKind kind) => Waiting[function] = kind;
 
     // a kernel node's CUfunction (the first field of CUDA_KERNEL_NODE_PARAMS_v2), or 0 for other nodes
     private static nint KernelFunction(nint node)
@@ -168,7 +165,7 @@ internal static unsafe class GpuGraphDependencies
     /// programmatic port (the dependent may launch once every source block has exited: no kernel triggers early) or its
     /// launch-order port (once every source block has started), as the mode says for the destination's kind. Returns
     /// the count.</summary>
-    public static int MakeProgrammatic(nint graph, ProgrammaticMode mode)
+    public static int MakeProgrammatic(nint graph, ProgrammaticMode mode, IReadOnlyDictionary<nint, KernelKind> waiting)
     {
         if (mode == ProgrammaticMode.Off) return 0;
         nuint n = 0;
@@ -185,7 +182,7 @@ internal static unsafe class GpuGraphDependencies
             if (data[i].Type != 0 || data[i].FromPort != 0 || data[i].ToPort != 0) continue;
             if (Func(from[i]) == 0) continue;
             nint g = Func(to[i]);
-            if (g == 0 || !Waiting.TryGetValue(g, out var kind)) continue;
+            if (g == 0 || !waiting.TryGetValue(g, out var kind)) continue;
             fs.Add(from[i]); ts.Add(to[i]); ds.Add(data[i]);
             bool early = mode switch
             {

@@ -1,5 +1,5 @@
 // Programmatic dependent launch (PDL, sm_90+) between the kernels of a CUDA graph. Normally a kernel starts only after
-// the one before it has finished and its writes are flushed: on a decode step of ~580 short kernels that gap (launch,
+// the one before it has finished and its writes are flushed: on a decode step of ~400 short kernels that gap (launch,
 // ramp-up, the first loads' round trip) is a large share of the time. Over a programmatic edge the next kernel's blocks
 // may be launched before that — once every block of the previous one has exited (ProgrammaticMode.AtExit), or already
 // once every block of it has started (Early) — and `griddepcontrol.wait` in the dependent blocks until the previous grid
@@ -27,6 +27,9 @@ public sealed partial class GpuKernels
 {
     // set once in the constructor: kernels are compiled for PDL (CUDA, compute capability ≥ 9.0)
     private bool _programmatic;
+    // this backend's kernels loaded for PDL (CUfunction → kind): the only destinations GpuGraph makes programmatic
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<nint, KernelKind> _waiting = new();
+    internal IReadOnlyDictionary<nint, KernelKind> WaitingKernels => _waiting;
 
     /// <summary>Whether this backend's kernels were loaded for programmatic dependent launch (a CUDA device of compute
     /// capability ≥ 9.0 and <c>SPQR_PDL</c> not set to 0).</summary>
@@ -51,8 +54,8 @@ public sealed partial class GpuKernels
         field.SetValue(compiled, ptx);
         var k = _acc.LoadKernel(compiled);
         if (_programmatic)
-            GpuGraphDependencies.Register(((CudaKernel)k).FunctionPtr, method.Name.StartsWith("Gemv", StringComparison.Ordinal) ? KernelKind.DenseGemv
-                : method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.SpqrMatVec : KernelKind.Small);
+            _waiting[((CudaKernel)k).FunctionPtr] = method.Name.StartsWith("Gemv", StringComparison.Ordinal) ? KernelKind.DenseGemv
+                : method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.SpqrMatVec : KernelKind.Small;
         return k;
     }
 
