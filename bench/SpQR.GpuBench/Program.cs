@@ -32,6 +32,8 @@ if (args.Length > 1 && args[0] == "tests") { Environment.Exit(DeviceTests.Run(ar
 var choice = args.Length > 0 ? Enum.Parse<DeviceChoice>(args[0], ignoreCase: true) : DeviceChoice.Auto;
 using var backend = GpuBackend.Create(choice);
 var acc = backend.Accelerator;
+// the library's default edges between kernels of a graph (variants below switch it and put it back)
+var defaultEdges = backend.Kernels.ProgrammaticEdges;
 Console.WriteLine($"device: {backend.Description}, warp {acc.WarpSize}, memory {acc.MemorySize / (1L << 30)} GiB, programmatic dependent launch in graphs: {(backend.Kernels.ProgrammaticLaunch ? "on" : "off")}");
 // Two timings of n calls (call i uses weight copy i % copies): "queue" launches them back to back from the host and
 // waits once (includes ILGPU's host cost per launch); "graph" records the same n calls into one CUDA graph and replays
@@ -117,7 +119,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             backend.Kernels.ProgrammaticEdges = mode;
             modes.Add($"{TimeGraph(Call, n) * 1e6:F1}");
         }
-        backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv;
+        backend.Kernels.ProgrammaticEdges = defaultEdges;
         Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2},{tg * 1e6:F1},{bytes / tg / 1e9:F0},{string.Join(",", modes)}");
         foreach (var b in bufs32) b.Dispose();
         foreach (var b in bufs16) b.Dispose();
@@ -158,8 +160,6 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // without its prepare launch
         // (_tc: forced onto every shape, K by shape (8))
         // (_tc_loads_only: the tensor-core kernel's loads without its arithmetic, w3: what the access pattern costs)
-        // (_tc_code_loads_only: the same with only the codes and x̃ loaded)
-        // (_tc_packed_loads_*: the loads a lane-major repacked layout would need, statistics inside the codes)
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
         foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
@@ -168,22 +168,18 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             if (bits == 2 && name is not ("" or "_tc" or "_tc_lane_major")) continue; // w2: is its lane-major copy faster?
             if (name.StartsWith("_edges_") && !backend.Kernels.ProgrammaticLaunch) continue;
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
-            backend.Kernels.SpqrTcLoadsOnly = name switch
-            {
-                "_tc_loads_only" => 1, "_tc_code_loads_only" => 2, "_tc_code_loads_no_outliers" => 3,
-                "_tc_packed_loads_only" => 4, "_tc_packed_loads_no_outliers" => 5, _ => 0,
-            };
+            backend.Kernels.SpqrTcLoadsOnly = name == "_tc_loads_only" ? 1 : 0; // (2-5: the eighth session's other load diagnostics)
             // (_edges_*: the default kernel with the graph's kernel → kernel edges plain / programmatic from the source's exit /
-            // from its start into the prepare launch only, against the default EarlyExceptDenseGemv: GpuKernels.Pdl.cs)
+            // from its start into the prepare launch only, against the default: GpuKernels.Pdl.cs)
             bool byDefault = name == "" || name.StartsWith("_edges_");
             backend.Kernels.ProgrammaticEdges = name switch
             {
                 "_edges_off" => ProgrammaticMode.Off, "_edges_at_exit" => ProgrammaticMode.AtExit, "_edges_early_into_small" => ProgrammaticMode.EarlyIntoSmall,
-                _ => ProgrammaticMode.EarlyExceptDenseGemv,
+                _ => defaultEdges,
             };
             backend.Kernels.SpqrTcAllShapes = tc && !byDefault; // the default rows: the kernel the library picks for the shape
             // (_tc_lane_major: the lane-major copy of the codes, built here for every width; the default row uses it where models
-            // do, w3 and w4 — w2's is not yet timed; _tc: the format's codes)
+            // do, w3 and w4 — w2's measured faster only on 11008x4096; _tc: the format's codes)
             backend.Kernels.SpqrTcLaneMajor = name.StartsWith("_tc_lane_major") || byDefault && backend.Kernels.LaneMajorUploadFor(bits);
             dy.MemSetToZero();
             Call(0);
@@ -201,7 +197,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
         }
-        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0; backend.Kernels.SpqrTcLaneMajor = true; backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv;
+        backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0; backend.Kernels.SpqrTcLaneMajor = true; backend.Kernels.ProgrammaticEdges = defaultEdges;
         backend.Kernels.SpqrTcAllShapes = false;
         foreach (var g in layers) g.Dispose();
     }
@@ -434,7 +430,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
             backend.Kernels.ProgrammaticEdges = mode; m.UseGraph = true;
             Console.WriteLine($"decode,f16_edges_{mode},{Decode(m):F1} tokens/s graph");
         }
-        backend.Kernels.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv; m.UseGraph = true;
+        backend.Kernels.ProgrammaticEdges = defaultEdges; m.UseGraph = true;
         Console.WriteLine($"prefill,f16,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         Console.WriteLine($"memory,f16,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device");
     }
@@ -474,8 +470,8 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Variant("format_codes_at_position_964", on => backend.Kernels.SpqrTcLaneMajor = !on, 960);
         // programmatic dependent launch off (plain graph edges; the kernels keep their waits, no-ops then)
         foreach (var mode in new[] { ProgrammaticMode.Off, ProgrammaticMode.AtExit, ProgrammaticMode.Early, ProgrammaticMode.EarlyIntoSmall })
-            Variant($"edges_{mode}", on => backend.Kernels.ProgrammaticEdges = on ? mode : ProgrammaticMode.EarlyExceptDenseGemv);
-        Variant("at_position_964_edges_Off", on => backend.Kernels.ProgrammaticEdges = on ? ProgrammaticMode.Off : ProgrammaticMode.EarlyExceptDenseGemv, 960);
+            Variant($"edges_{mode}", on => backend.Kernels.ProgrammaticEdges = on ? mode : defaultEdges);
+        Variant("at_position_964_edges_Off", on => backend.Kernels.ProgrammaticEdges = on ? ProgrammaticMode.Off : defaultEdges, 960);
         // q/k/v and gate/up as concurrent branches of separate launches (the default before grouped launches)
         Variant("separate_launches_for_qkv_and_gate_up", on => backend.Kernels.SpqrGroupLaunch = !on);
         Console.WriteLine($"decode,spqr_w3_default_again,{Decode(m):F1} tokens/s graph");

@@ -135,7 +135,6 @@ internal static unsafe class CudaDriver
 /// <summary>Programmatic edges in captured graphs (GpuKernels.Pdl.cs): the edge rewrite over a backend's registered kernels.</summary>
 internal static unsafe class GpuGraphDependencies
 {
-
     [StructLayout(LayoutKind.Sequential)]
     private struct EdgeData { public byte FromPort, ToPort, Type, R0, R1, R2, R3, R4; }
 
@@ -147,7 +146,6 @@ internal static unsafe class GpuGraphDependencies
 
     /// <summary>The driver has the edge-data graph calls (CUDA ≥ 12.3).</summary>
     public static bool Available => CudaDriver.Available && GetEdges != null && RemoveDeps != null && AddDeps != null && NodeGetType != null && KernelNodeGetParams != null;
-
 
     // a kernel node's CUfunction (the first field of CUDA_KERNEL_NODE_PARAMS_v2), or 0 for other nodes
     private static nint KernelFunction(nint node)

@@ -147,6 +147,8 @@ public sealed class GpuSpqrLayer : IDisposable
     /// through GpuKernels.LaneMajorUploadFor): the codes and statistics fields again, in the order the
     /// tensor-core kernel's lanes read them (see <see cref="LaneMajor"/>); null when not built.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense>? LaneCodes { get; }
+    /// <summary><see cref="LaneCodes"/> as the bytes the tensor-core kernels take in place of the format's codes.</summary>
+    internal ArrayView<byte> LaneCodeBytes => ((ArrayView<ulong>)LaneCodes!.View).Cast<byte>();
 
     /// <summary>laneMajor: also the lane-major copy (where GpuKernels.TcShape holds); formatCodes: false keeps only that
     /// copy of the codes and statistics fields on the device (where it was built; about 45% less device memory for a w3
@@ -319,7 +321,6 @@ public sealed partial class GpuKernels
     {
         var d = w.Dims;
         CheckSpqrScratch(w, scratch);
-        CheckFormatCodes(w, TcApplies(w) && UsesLaneCodes(w) && SpqrTcLoadsOnly == 0, "matvec");
         int padded = d.Groups * 16;
         var xp = scratch.SubView(0, padded);
         if (TcApplies(w))
@@ -327,6 +328,7 @@ public sealed partial class GpuKernels
             SpqrMatVecTc(w, x, scratch, y, prepare);
             return;
         }
+        CheckFormatCodes(w, lanePath: false, "float32 matvec");
         if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
         {
             _prepare ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(SpqrPrepareKernel);

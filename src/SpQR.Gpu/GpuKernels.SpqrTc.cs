@@ -139,7 +139,9 @@ public sealed partial class GpuKernels
     private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default)
     {
         var d = w.Dims;
-        CheckFormatCodes(w, UsesLaneCodes(w) && SpqrTcLoadsOnly == 0, "tensor-core matvec");
+        // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
+        bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
+        CheckFormatCodes(w, lanes, "tensor-core matvec");
         if (prepare)
         {
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
@@ -157,9 +159,7 @@ public sealed partial class GpuKernels
         }
         var (K, wpb, blocks) = TcGrid(d);
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
-        // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
-        bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
-        ArrayView<byte> codes = lanes ? ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>() : w.Codes.View;
+        ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
         var k = lanes
             ? _spqrTcLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
@@ -330,10 +330,9 @@ public sealed partial class GpuKernels
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats,
-                                  ArrayView<ulong> c8 = default, int packed = 0, int part = 0)
+                                  ArrayView<ulong> c8 = default, int packed = 0, bool activations = true)
     {
         var l = new TcLoads();
-        if (part == 2) { TcLoadX(ref l, x4, g2, q, s, stats); return l; }
         if (packed > 0)
         {
             // the lane-major layout (GpuSpqrLayer.LaneMajor, packed = LaneWords(b)): the lane's record of the super-step as
@@ -345,11 +344,11 @@ public sealed partial class GpuKernels
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
             l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32); l.C.A0 = (uint)w4; l.C.A1 = (uint)(w4 >> 32);
             l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
-            if (part == 0) TcLoadX(ref l, x4, g2, q, s, true);
+            if (activations) TcLoadX(ref l, x4, g2, q, s, true);
             return l;
         }
         TcCodeWords(c4, q.CodeA + s * b, q.CodeC + s * b, b, ref l.A, ref l.C);
-        if (part == 0) TcLoadX(ref l, x4, g2, q, s, stats);
+        if (activations) TcLoadX(ref l, x4, g2, q, s, stats);
         if (!stats) return l; // SpqrTcLoadsOnly == 2
         l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
         int sf = s * F;
@@ -432,7 +431,7 @@ public sealed partial class GpuKernels
     private static void TcCompute(in TcLoads l, in TcBase q, SpqrDims d, int b, int gid, int t, ref float acc0, ref float acc1)
     {
         int sh = b * t, mine = gid >> 1, F = d.StatBits, qs = d.ScaleBits;
-        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
+        uint mask = TcMask(b), magic = d.F16Magic;
         var sa = TcShift(l.A, b, sh);
         var sc = TcShift(l.C, b, sh);
         uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
@@ -457,8 +456,8 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void TcComputeLanes(in TcLoads l, SpqrDims d, int b, int gid, int t, ref float acc0, ref float acc1)
     {
-        int mine = gid >> 1, qs = d.ScaleBits, fm = (1 << d.StatBits) - 1;
-        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
+        int mine = gid >> 1, qs = d.ScaleBits;
+        uint mask = TcMask(b), magic = d.F16Magic;
         ulong w0 = l.A.A0 | (ulong)l.A.A1 << 32, w1 = l.A.A2 | (ulong)l.A.A3 << 32, w2 = l.A.A4 | (ulong)l.A.A5 << 32, w3 = l.A.A6 | (ulong)l.A.A7 << 32;
         ulong w4 = l.C.A0 | (ulong)l.C.A1 << 32;
         uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
@@ -471,13 +470,25 @@ public sealed partial class GpuKernels
         TcLaneGroup(w0, w1, w2, w3, b, 6, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
         TcLaneGroup(w0, w1, w2, w3, b, 3, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
         TcLaneGroup(w0, w1, w2, w3, b, 7, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
-        // w3: field i in bits 48-55 of word i; w2 / w4: field i in bits 8i of the last word
-        ulong sw = b == 2 ? w2 : w4;
-        int fa0 = (int)(b == 3 ? w0 >> 48 : sw) & fm, fb0 = (int)(b == 3 ? w1 >> 48 : sw >> 8) & fm;
-        int fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm, fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
+        TcLaneFields(w0, w1, w2, w3, w4, b, d.StatBits, out int fa0, out int fb0, out int fa1, out int fb1);
         TcApply(l.P0, l.G0, fa0, fb0, qs, c0 + c1, c2 + c3, ref acc0, ref acc1);
         TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
     }
+
+    // a record's statistics fields: (group t, row gid), (t, gid + 8), (t + 4, gid), (t + 4, gid + 8) — w3: field i in bits
+    // 48-55 of word i; w2 / w4: field i in bits 8i of the last word
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcLaneFields(ulong w0, ulong w1, ulong w2, ulong w3, ulong w4, int b, int F, out int fa0, out int fb0, out int fa1, out int fb1)
+    {
+        int fm = (1 << F) - 1;
+        ulong sw = b == 2 ? w2 : w4;
+        fa0 = (int)(b == 3 ? w0 >> 48 : sw) & fm; fb0 = (int)(b == 3 ? w1 >> 48 : sw >> 8) & fm;
+        fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm; fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
+    }
+
+    // the mask selecting a pair of codes in place (w3: bits 4 and 16, the low code pre-shifted by x̃'s 2^−4; else 0 and 16)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint TcMask(int b) => b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u;
 
     // group j (a constant) of a record: its word and first bit (w3: blocks of 24 bits at 0 and 24 of word j/2; w4: 32-bit
     // blocks at 0 and 32 of word j/2; w2: word j/4, 32-bit units at 0 and 32 holding two groups at +0 and +8), then pair k
@@ -550,14 +561,17 @@ public sealed partial class GpuKernels
         // weights are read — the first super-step's codes, statistics and planes, the CSR offsets and entries — and
         // nothing is stored; after it, x̃ and (xsum, 2^−E), which the prepare launch writes.
         TcLoads l0 = default;
-        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats, c8, packed, part: 1);
+        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats, c8, packed, activations: false);
         if (oFirst) { o0 = offsets[orow]; o1 = offsets[orow + 1]; }
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
         var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
         GridWait();
-        if (live && split < steps) TcLoadX(ref l0, x4, g2, q, split, stats);
-        if (live && split < steps) { if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1); }
+        if (live && split < steps)
+        {
+            TcLoadX(ref l0, x4, g2, q, split, stats);
+            if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
+        }
         if (oFirst) oSum = OutlierGather(oPre, scratch);
         if (pSecond) pSum = OutlierGather(pPre, scratch);
         for (int s = split + K; live && s < steps; s += K)

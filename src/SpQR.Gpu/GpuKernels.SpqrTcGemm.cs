@@ -61,7 +61,7 @@ public sealed partial class GpuKernels
                 d.WBits switch { 2 => SpqrTcGemmLanes2Kernel, 3 => SpqrTcGemmLanes3Kernel, _ => SpqrTcGemmLanes4Kernel })
             : _tcGemm[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
-        ArrayView<byte> codes = lanes ? ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>() : w.Codes.View;
+        ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
         int tiles = (d.Rows + 15) / 16, tokenBlocks = (T + 31) / 32;
         k(new KernelConfig(new Index2D(tiles, tokenBlocks), new Index2D(128, 1)), codes, w.StatCodes.View, w.Planes.View, extra, Y, d, T);
     }
@@ -87,93 +87,61 @@ public sealed partial class GpuKernels
     }
 
     private static void SpqrTcGemm2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
-        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 2);
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 2, false);
     private static void SpqrTcGemm3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
-        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3);
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3, false);
     private static void SpqrTcGemm4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
-        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 4);
-
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 4, false);
     // over GpuSpqrLayer.LaneCodes (passed as codes; statCodes unused)
     private static void SpqrTcGemmLanes2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
-        => SpqrTcGemmLanesBody(codes, planes, extra, Y, d, T, 2);
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 2, true);
     private static void SpqrTcGemmLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
-        => SpqrTcGemmLanesBody(codes, planes, extra, Y, d, T, 3);
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3, true);
     private static void SpqrTcGemmLanes4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
-        => SpqrTcGemmLanesBody(codes, planes, extra, Y, d, T, 4);
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 4, true);
 
-    // SpqrTcGemmBody over lane-major records: per super-step the lane's W words (its A fragments of the 8 groups and its
-    // statistics fields — groups t and t + 4 of rows gid and gid + 8 — which the lanes of the row pair's quad share by
-    // four shuffles of the fields packed in one int)
+    // lanes (a constant): codes are lane-major records — per super-step the lane's W words hold its A fragments of the 8
+    // groups and its statistics fields (groups t and t + 4 of rows gid and gid + 8), which the lanes of the row pair's
+    // quad share by four shuffles of the fields packed in one int; else the format's code rows and statCodes
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrTcGemmLanesBody(ArrayView<byte> codes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b)
-    {
-        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, mine = gid >> 1, hl = gid & 1;
-        int r0 = 16 * Grid.IdxX, last = d.Rows - 1;
-        int tok0 = 32 * Grid.IdxY + 8 * Warp.WarpIdx;
-        if (r0 > last) return;
-        int groups = d.Groups, steps = groups / 8, qs = d.ScaleBits, fm = (1 << d.StatBits) - 1, W = GpuSpqrLayer.LaneWords(b);
-        var c8 = codes.Cast<ulong>().AsAligned(8);
-        var p4 = planes.Cast<F4>().AsAligned(16);
-        var gst = extra.Cast<F2>().AsAligned(8);
-        var x2 = extra.SubView(2L * T * groups).Cast<U2>().AsAligned(8);
-        int pg = r0 / d.QqGroupSize * groups;
-        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
-        int bt0 = tok0 + mine, bt1 = tok0 + 4 + mine, ot0 = tok0 + t, ot1 = tok0 + 4 + t;
-        float a00 = 0, a01 = 0, a10 = 0, a11 = 0;
-        int at0 = (r0 >> 4) * steps * 32 * W + lane;
-        for (int s = 0; s < steps; s++)
-        {
-            int at = at0 + 32 * W * s;
-            ulong w0 = c8[at], w1 = c8[at + 32], w2 = W > 2 ? c8[at + 64] : 0ul, w3 = W > 3 ? c8[at + 96] : 0ul, w4 = W > 4 ? c8[at + 128] : 0ul;
-            // this lane's fields (as TcComputeLanes reads them), packed (fa0, fb0, fa1, fb1), then its quad's four
-            ulong sw = b == 2 ? w2 : w4;
-            int fa0 = (int)(b == 3 ? w0 >> 48 : sw) & fm, fb0 = (int)(b == 3 ? w1 >> 48 : sw >> 8) & fm;
-            int fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm, fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
-            int mineF = fa0 | (fb0 << 8) | (fa1 << 16) | (fb1 << 24);
-            int q0 = Warp.Shuffle(mineF, 4 * gid), q1 = Warp.Shuffle(mineF, 4 * gid + 1), q2 = Warp.Shuffle(mineF, 4 * gid + 2), q3 = Warp.Shuffle(mineF, 4 * gid + 3);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 0, q0, 8 * s, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 1, q1, 8 * s + 1, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 2, q2, 8 * s + 2, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 3, q3, 8 * s + 3, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 4, q0 >> 16, 8 * s + 4, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 5, q1 >> 16, 8 * s + 5, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 6, q2 >> 16, 8 * s + 6, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-            TcGemmLaneGroup(w0, w1, w2, w3, b, 7, q3 >> 16, 8 * s + 7, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-        }
-        if (ot0 < T) { if (r0 + gid <= last) Y[(long)ot0 * d.Rows + r0 + gid] = a00; if (r0 + gid + 8 <= last) Y[(long)ot0 * d.Rows + r0 + gid + 8] = a01; }
-        if (ot1 < T) { if (r0 + gid <= last) Y[(long)ot1 * d.Rows + r0 + gid] = a10; if (r0 + gid + 8 <= last) Y[(long)ot1 * d.Rows + r0 + gid + 8] = a11; }
-    }
-
-    // group j of a lane-major record: its A fragment, and the rows' fields from f (fa in bits 0-7, fb in bits 8-15)
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcGemmLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, int f, int g, uint mask, uint magic, ArrayView<F4> p4, ArrayView<F2> gst,
-                                        ArrayView<U2> x2, SpqrDims d, int pg, int qs, int T, int hl, int bt0, int bt1, int ot0, int ot1,
-                                        ref float a00, ref float a01, ref float a10, ref float a11)
-    {
-        TcLanePairs(w0, w1, w2, w3, b, j, mask, magic, out uint f0, out uint f1, out uint f2, out uint f3);
-        TcGemmApply(f0, f1, f2, f3, f & 0xFF, (f >> 8) & 0xFF, g, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-    }
-
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrTcGemmBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b)
+    private static void SpqrTcGemmBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b, bool lanes)
     {
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, mine = gid >> 1, hl = gid & 1;
         int r0 = 16 * Grid.IdxX, last = d.Rows - 1;
         int tok0 = 32 * Grid.IdxY + 8 * Warp.WarpIdx; // this warp's 8 tokens: blocks tok0..tok0+3, tok0+4..tok0+7
         if (r0 > last) return;
         int ra = Math.Min(r0 + gid, last), rb = Math.Min(r0 + gid + 8, last);
-        int groups = d.Groups, steps = groups / 8, F = d.StatBits, qs = d.ScaleBits, fm = (1 << F) - 1;
+        int groups = d.Groups, steps = groups / 8, F = d.StatBits, qs = d.ScaleBits, fm = (1 << F) - 1, W = GpuSpqrLayer.LaneWords(b);
         var c4 = codes.Cast<U4>().AsAligned(16);
+        var c8 = codes.Cast<ulong>().AsAligned(8);
         var p4 = planes.Cast<F4>().AsAligned(16);
         var gst = extra.Cast<F2>().AsAligned(8);
         var x2 = extra.SubView(2L * T * groups).Cast<U2>().AsAligned(8);
         int pg = r0 / d.QqGroupSize * groups;
-        uint mask = b == 3 ? 0x00070070u : b == 4 ? 0x000F000Fu : 0x00030003u, magic = d.F16Magic;
+        uint mask = TcMask(b), magic = d.F16Magic;
         // B operand tokens of this lane (its column pair) in each block, and the token whose dots it ends with
         int bt0 = tok0 + mine, bt1 = tok0 + 4 + mine, ot0 = tok0 + t, ot1 = tok0 + 4 + t;
         float a00 = 0, a01 = 0, a10 = 0, a11 = 0; // [token block][row gid, gid + 8]
+        int at0 = (r0 >> 4) * steps * 32 * W + lane;
         for (int s = 0; s < steps; s++)
         {
+            if (lanes)
+            {
+                int at = at0 + 32 * W * s;
+                ulong w0 = c8[at], w1 = c8[at + 32], w2 = W > 2 ? c8[at + 64] : 0ul, w3 = W > 3 ? c8[at + 96] : 0ul, w4 = W > 4 ? c8[at + 128] : 0ul;
+                TcLaneFields(w0, w1, w2, w3, w4, b, F, out int fa0, out int fb0, out int fa1, out int fb1);
+                int mineF = fa0 | (fb0 << 8) | (fa1 << 16) | (fb1 << 24);
+                int q0 = Warp.Shuffle(mineF, 4 * gid), q1 = Warp.Shuffle(mineF, 4 * gid + 1), q2 = Warp.Shuffle(mineF, 4 * gid + 2), q3 = Warp.Shuffle(mineF, 4 * gid + 3);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 0, q0, 8 * s, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 1, q1, 8 * s + 1, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 2, q2, 8 * s + 2, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 3, q3, 8 * s + 3, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 4, q0 >> 16, 8 * s + 4, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 5, q1 >> 16, 8 * s + 5, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 6, q2 >> 16, 8 * s + 6, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, 7, q3 >> 16, 8 * s + 7, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                continue;
+            }
             U16 wa = default, wc = default;
             TcCodeWords(c4, ra * (d.RowBytes >> 4) + s * b, rb * (d.RowBytes >> 4) + s * b, b, ref wa, ref wc);
             var sa = TcShift(wa, b, b * t);
@@ -190,6 +158,16 @@ public sealed partial class GpuKernels
         // lane (gid, t) holds token ot0's and ot1's sums for rows gid and gid + 8: stored once per (token, row)
         if (ot0 < T) { if (r0 + gid <= last) Y[(long)ot0 * d.Rows + r0 + gid] = a00; if (r0 + gid + 8 <= last) Y[(long)ot0 * d.Rows + r0 + gid + 8] = a01; }
         if (ot1 < T) { if (r0 + gid <= last) Y[(long)ot1 * d.Rows + r0 + gid] = a10; if (r0 + gid + 8 <= last) Y[(long)ot1 * d.Rows + r0 + gid + 8] = a11; }
+    }
+
+    // group j of a lane-major record: its A fragment, and the rows' fields from f (fa in bits 0-7, fb in bits 8-15)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcGemmLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, int f, int g, uint mask, uint magic, ArrayView<F4> p4, ArrayView<F2> gst,
+                                        ArrayView<U2> x2, SpqrDims d, int pg, int qs, int T, int hl, int bt0, int bt1, int ot0, int ot1,
+                                        ref float a00, ref float a01, ref float a10, ref float a11)
+    {
+        TcLanePairs(w0, w1, w2, w3, b, j, mask, magic, out uint f0, out uint f1, out uint f2, out uint f3);
+        TcGemmApply(f0, f1, f2, f3, f & 0xFF, (f >> 8) & 0xFF, g, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
     }
 
     // group g (j-th of its super-step) for both rows and both token blocks: A once, (s, z) of the two rows once, one mma

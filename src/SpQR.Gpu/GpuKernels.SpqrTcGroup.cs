@@ -4,7 +4,7 @@
 // the same kernel body, so the same bits as L separate calls. Against the concurrent branches (GpuBackend.Fork) it
 // removes the fork/join edges and gives the card one grid of L·B blocks instead of L grids competing for it.
 // Applies where every layer runs the lane-major tensor-core kernel with identical SpqrDims; otherwise the caller
-// falls back to separate calls (GpuLinear.TryForwardGroup).
+// falls back to separate calls (GpuLinear.Groupable, GpuLlamaModel.Grouped).
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -72,7 +72,7 @@ public sealed partial class GpuKernels
 
     private static TcLayerViews Views(GpuSpqrLayer w, ArrayView<float> scratch, ArrayView<float> y) => new()
     {
-        Codes = ((ArrayView<ulong>)w.LaneCodes!.View).Cast<byte>(), StatCodes = w.StatCodes.View, Planes = w.Planes.View,
+        Codes = w.LaneCodeBytes, StatCodes = w.StatCodes.View, Planes = w.Planes.View,
         Offsets = w.OutlierRowOffsets.View, OCols = w.OutlierCols.View, Deltas = w.OutlierDeltas.View, Scratch = scratch, Y = y,
     };
 

@@ -31,7 +31,7 @@ public sealed class GpuLinear : IDisposable
     public GpuSpqrLayer? Spqr { get; }
     public long Bytes => (_f32?.LengthInBytes ?? _f16?.LengthInBytes ?? _bf16?.LengthInBytes ?? Spqr!.Bytes) + (_bias?.LengthInBytes ?? 0);
     /// <summary>All device bytes (with an SpQR layer's lane-major copy).</summary>
-    public long DeviceBytes => Bytes + (Spqr?.LaneCodes?.LengthInBytes ?? 0);
+    public long DeviceBytes => (_f32?.LengthInBytes ?? _f16?.LengthInBytes ?? _bf16?.LengthInBytes ?? Spqr!.DeviceBytes) + (_bias?.LengthInBytes ?? 0);
 
     public GpuLinear(Accelerator acc, Tensor w, float[]? bias = null)
     {
@@ -96,20 +96,10 @@ public sealed class GpuLinear : IDisposable
         if (_bias is not null) k.AddBias(Y, _bias.View, T, Rows);
     }
 
-    /// <summary>ys[i] = W_i·x for linears that read the same x, as one grouped SpQR launch (GpuKernels.SpqrMatVecGroup)
-    /// where they are SpQR layers it takes and have no bias; false (nothing queued) otherwise.</summary>
-    public static bool TryForwardGroup(GpuKernels k, GpuLinear[] ls, ArrayView<float> x, ArrayView<float>[] ys, ArrayView<float>[] scratches)
-    {
-        var ws = new GpuSpqrLayer[ls.Length];
-        for (int i = 0; i < ls.Length; i++)
-        {
-            if (ls[i].Spqr is null || ls[i]._bias is not null) return false;
-            ws[i] = ls[i].Spqr!;
-        }
-        if (!k.SpqrGroupApplies(ws)) return false;
-        k.SpqrMatVecGroup(ws, x, scratches, ys);
-        return true;
-    }
+    /// <summary>The SpQR layers of linears that read the same input, for one grouped launch (GpuKernels.SpqrMatVecGroup,
+    /// where SpqrGroupApplies), or null when one is dense or has a bias.</summary>
+    public static GpuSpqrLayer[]? Groupable(GpuLinear[] ls)
+        => ls.All(l => l.Spqr is not null && l._bias is null) ? [.. ls.Select(l => l.Spqr!)] : null;
 
     /// <summary>Device floats of the scratch ForwardBatch needs for T tokens.</summary>
     public long BatchScratch(int T) => Spqr is null ? 0 : GpuKernels.SpqrMatMulScratch(Spqr, T);
@@ -507,9 +497,9 @@ public sealed class GpuLlamaModel : GpuDecoder
         var hv = H.View.SubView(0, c.HiddenSize);
         _qkv = [.. _blocks.Select(b => new Action[] { () => b.Q.Forward(K, hv, Q.View, Scratch.View), () => b.K.Forward(K, hv, Kb.View, Scratch2.View), () => b.V.Forward(K, hv, V.View, Scratch3.View) })];
         _gateUp = [.. _blocks.Select(b => new Action[] { () => b.Gate.Forward(K, hv, _gate.View, Scratch.View), () => b.Up.Forward(K, hv, _up.View, Scratch2.View) })];
-        // or each as one grouped launch where the layers allow it (GpuLinear.TryForwardGroup)
+        // or each as one grouped launch where the layers allow it (Grouped)
         _hv = hv;
-        _qkvLin = [.. _blocks.Select(b => new[] { b.Q, b.K, b.V })]; _gateUpLin = [.. _blocks.Select(b => new[] { b.Gate, b.Up })];
+        _qkvGroup = [.. _blocks.Select(b => GpuLinear.Groupable([b.Q, b.K, b.V]))]; _gateUpGroup = [.. _blocks.Select(b => GpuLinear.Groupable([b.Gate, b.Up]))];
         _qkvOut = [Q.View, Kb.View, V.View]; _gateUpOut = [_gate.View, _up.View];
         _scratch3 = [Scratch.View, Scratch2.View, Scratch3.View]; _scratch2 = [Scratch.View, Scratch2.View];
         CreateHead();
@@ -517,7 +507,15 @@ public sealed class GpuLlamaModel : GpuDecoder
 
     private readonly Action[][] _qkv, _gateUp;
     private readonly ArrayView<float> _hv;
-    private readonly GpuLinear[][] _qkvLin, _gateUpLin;
+    private readonly GpuSpqrLayer[]?[] _qkvGroup, _gateUpGroup;
+
+    // ys[i] = W_i·h as one grouped launch where the kernels take these layers (with the current settings); false: nothing queued
+    private bool Grouped(GpuSpqrLayer[]? layers, ArrayView<float>[] ys, ArrayView<float>[] scratches)
+    {
+        if (layers is null || !K.SpqrGroupApplies(layers)) return false;
+        K.SpqrMatVecGroup(layers, _hv, scratches, ys);
+        return true;
+    }
     private readonly ArrayView<float>[] _qkvOut, _gateUpOut, _scratch3, _scratch2;
 
     protected override void Layer(int l)
@@ -529,11 +527,11 @@ public sealed class GpuLlamaModel : GpuDecoder
         // attention output before the post-attention norm; the last layer adds its MLP output itself (the final norm follows)
         if (l == 0) Norm(X.View, b.InputNorm, null, h);
         else AddNorm(X.View, _o.View, b.InputNorm, null, h);
-        if (!GpuLinear.TryForwardGroup(K, _qkvLin[l], _hv, _qkvOut, _scratch3)) Branches(_qkv[l]);
+        if (!Grouped(_qkvGroup[l], _qkvOut, _scratch3)) Branches(_qkv[l]);
         AttendStep(l);
         b.O.Forward(K, Att.View, _o.View, Scratch.View);
         AddNorm(X.View, _o.View, b.PostNorm, null, h);
-        if (!GpuLinear.TryForwardGroup(K, _gateUpLin[l], _hv, _gateUpOut, _scratch2)) Branches(_gateUp[l]);
+        if (!Grouped(_gateUpGroup[l], _gateUpOut, _scratch2)) Branches(_gateUp[l]);
         b.Down.ForwardSwiGlu(K, _gate.View, _up.View, _o.View, Scratch.View); // SwiGLU in the down_proj's prepare when SpqrFuseSwiGlu
         if (l == c.NumLayers - 1) K.Add(X.View, _o.View, d);
     }

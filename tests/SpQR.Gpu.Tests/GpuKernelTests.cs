@@ -214,6 +214,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         foreach (int launches in new[] { 1, 3 })
             Check(g, launches);
         // every mode of edges (on a device without programmatic launch: plain graphs each time)
+        var defaultEdges = k.ProgrammaticEdges;
         foreach (var mode in Enum.GetValues<ProgrammaticMode>())
         {
             k.ProgrammaticEdges = mode;
@@ -223,7 +224,7 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
                 if (gm.IsNative && k.ProgrammaticLaunch) Assert.Equal(mode == ProgrammaticMode.Off ? 0 : 2 * rounds - 1, gm.ProgrammaticEdges);
                 Check(gm, 2);
             }
-            finally { k.ProgrammaticEdges = ProgrammaticMode.EarlyExceptDenseGemv; }
+            finally { k.ProgrammaticEdges = defaultEdges; }
         }
 
         void Check(GpuGraph g, int launches)
@@ -400,17 +401,11 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
     }
 
     [Fact]
-    public void The_programmatic_launch_rewrite_puts_the_trigger_and_one_wait_before_each_kernels_first_instruction()
+    public void The_programmatic_launch_rewrite_puts_one_wait_before_each_kernels_first_instruction()
     {
-        using var ctx = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
-        using var ptx = new ILGPU.Backends.PTX.PTXBackend(ctx, CudaArchitecture.SM_90, new CudaInstructionSet(8, 0), null!);
-        var kernels = typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
-            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
         int own = 0;
-        foreach (var m in kernels)
+        foreach (var (m, text) in EveryKernelsPtx())
         {
-            var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(m);
-            string text = ((ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(entry, ILGPU.Runtime.KernelSpecialization.Empty)).PTXAssembly;
             bool ownWait = text.Contains(GridDependencyPtx.Wait, StringComparison.Ordinal);
             if (ownWait) own++;
             string on = GridDependencyPtx.Rewrite(text, enable: true);
@@ -443,23 +438,29 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         return n;
     }
 
-    [Fact]
-    public void Every_kernel_compiles_to_ptx_without_a_gpu()
+    // every GpuKernels kernel and its PTX from ILGPU's own generator (no CUDA toolkit, no driver), for sm_90 at ISA 8.0
+    private static List<(System.Reflection.MethodInfo Kernel, string Ptx)> EveryKernelsPtx()
     {
         using var ctx = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
         using var ptx = new ILGPU.Backends.PTX.PTXBackend(ctx, CudaArchitecture.SM_90, new CudaInstructionSet(8, 0), null!);
-        var kernels = typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
-            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
+        return [.. typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal))
+            .Select(m => (m, ((ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(m),
+                                                                               ILGPU.Runtime.KernelSpecialization.Empty)).PTXAssembly))];
+    }
+
+    [Fact]
+    public void Every_kernel_compiles_to_ptx_without_a_gpu()
+    {
+        var kernels = EveryKernelsPtx();
         Assert.True(kernels.Count >= 6, $"found {kernels.Count} kernels");
-        foreach (var k in kernels)
+        foreach (var (k, ptx) in kernels)
         {
-            var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k);
-            var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(entry, ILGPU.Runtime.KernelSpecialization.Empty);
-            // ILGPU's own PTX generator (no CUDA toolkit, no driver) emits sm_80 PTX for ISA 8.0, which the driver JIT-compiles for sm_90
-            Assert.Matches(@"\.target sm_[89]\d", compiled.PTXAssembly);
-            Assert.Contains(".entry", compiled.PTXAssembly);
+            // ILGPU's generator emits sm_80 PTX for ISA 8.0, which the driver JIT-compiles for sm_90
+            Assert.Matches(@"\.target sm_[89]\d", ptx);
+            Assert.Contains(".entry", ptx);
             // a .NET method without an ILGPU intrinsic becomes an unresolved extern that only the driver's JIT rejects
-            Assert.False(compiled.PTXAssembly.Contains(".extern .func", StringComparison.Ordinal), $"{k.Name} calls an unresolved extern function");
+            Assert.False(ptx.Contains(".extern .func", StringComparison.Ordinal), $"{k.Name} calls an unresolved extern function");
         }
     }
 }
