@@ -5,6 +5,7 @@
 // Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode] [nomatvec] [nomatmul]
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
+//        dotnet SpQR.GpuBench.dll profile [layers]   (3 eager decode steps, F16 then SpQR w3, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -25,6 +26,30 @@ if (args.Length > 1 && args[0] == "ptx")
     {
         var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k), KernelSpecialization.Empty);
         File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), compiled.PTXAssembly);
+    }
+    return;
+}
+if (args.Length > 0 && args[0] == "profile")
+{
+    // for a profiler (ncu): 3 eager decode steps of a 7B-shaped LLaMA with `layers` decoder layers (default 2), F16 then
+    // SpQR w3 — every kernel of a step launched one by one, so a kernel profiler sees each (steps 3 are the ones to read)
+    int layers = args.Length > 1 ? int.Parse(args[1]) : 2;
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var pc = new SpQR.Transformer.Config.TransformerConfig
+    {
+        Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 4096, IntermediateSize = 11008, NumLayers = layers, NumHeads = 32, NumKvHeads = 32,
+        HeadDim = 128, VocabSize = 32000, MaxPositions = 2048, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
+        Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000,
+    };
+    using var psrc = new SpQR.Transformer.Loading.RandomWeightSource(pc, SpQR.Tensors.DType.F16);
+    var p4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var pUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var pDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
+    SpqrLayer? PPick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
+        ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? pUp : name.EndsWith("down_proj") ? pDown : p4 : null;
+    foreach (var pick in new Func<string, SpqrLayer?>?[] { null, PPick })
+    {
+        using var m = new GpuLlamaModel(gpu, pc, psrc, pick, maxContext: 1024, maxBatch: 16) { UseGraph = false };
+        for (int t = 0; t < 3; t++) m.Step(5 + t, 60 + t);
+        Console.WriteLine($"profile: {(pick is null ? "f16" : "spqr_w3")} model, 3 eager steps done");
     }
     return;
 }
@@ -161,7 +186,9 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (_tc: forced onto every shape, K by shape (8))
         // (_tc_loads_only: the tensor-core kernel's loads without its arithmetic, w3: what the access pattern costs)
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
+        // (_tc_lane_major_k4 / _k16: 4 or 16 column splits instead of 8 — last measured before the lane-major codes halved the
+        // kernel's registers)
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k16", true, 16), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
             if (name.Contains("_loads") && bits != 3) continue;
@@ -361,6 +388,9 @@ if (choice != DeviceChoice.Cpu)
         ("attention_pos50", _ => Attend(p, 256)),
         ("attention_pos1000", _ => Attend(p1000, 256)),
         ("attention_pos2000", _ => Attend(p2000, 256)),
+        // the rotary and the cache writes folded into the split attention (the decode default; RopeAttention)
+        ("rope_attention_fused_pos50", _ => k.RopeAttention(bq.View, bk.View, bv.View, cos.View, sin.View, p.View, keys.View, vals.View, att.View, sc.View, dims, false)),
+        ("rope_attention_fused_pos1000", _ => k.RopeAttention(bq.View, bk.View, bv.View, cos.View, sin.View, p1000.View, keys.View, vals.View, att.View, sc.View, dims, false)),
         // the one-block-per-head kernel (the default before the split decode kernel; AttentionChunk 0 turns the split off)
         ("attention_one_block_per_head_pos50", _ => Attend(p, 0)),
         ("attention_one_block_per_head_pos1000", _ => Attend(p1000, 0)),
@@ -425,6 +455,10 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     {
         Console.WriteLine($"decode,f16,{Both(m)}");
         Console.WriteLine($"decode,f16_at_position_964,{Decode(m, 960):F1} tokens/s graph");
+        backend.Kernels.FuseRopeIntoAttention = false; m.UseGraph = true;
+        Console.WriteLine($"decode,f16_rope_store_kernel_before_the_attention,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.FuseRopeIntoAttention = true; m.UseGraph = true;
+        Console.WriteLine($"decode,f16_again,{Decode(m):F1} tokens/s graph");
         foreach (var mode in new[] { ProgrammaticMode.Off, ProgrammaticMode.AtExit, ProgrammaticMode.Early, ProgrammaticMode.EarlyIntoSmall })
         {
             backend.Kernels.ProgrammaticEdges = mode; m.UseGraph = true;
@@ -459,6 +493,10 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Variant("one_block_per_head_attention", oneBlockAttention);
         // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
         Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
+        // the tenth session's folds, each switched off alone, then both
+        Variant("norm_kernels_before_the_projections", on => backend.Kernels.SpqrFuseInputNorm = !on);
+        Variant("rope_store_kernel_before_the_attention", on => backend.Kernels.FuseRopeIntoAttention = !on);
+        Variant("norm_and_rope_kernels", on => { backend.Kernels.SpqrFuseInputNorm = !on; backend.Kernels.FuseRopeIntoAttention = !on; });
         Console.WriteLine($"prefill,spqr_w3,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         backend.Kernels.SpqrTcMatMulLanes = true;
         Console.WriteLine($"prefill,spqr_w3_tensor_core_gemm_over_lane_major_codes,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");

@@ -14,7 +14,7 @@ public sealed partial class GpuKernels
 {
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RopeDims>? _ropeStore;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>? _attention;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>? _attentionSplit;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int, RopeViews>? _attentionSplit;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int>? _swiglu, _add;
     private Action<KernelConfig, ArrayView<float>, int>? _gelu;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _layerNorm;
@@ -25,6 +25,12 @@ public sealed partial class GpuKernels
     /// combine; 0 turns the split kernel off). The per-head completion counters belong to this GpuKernels, so two
     /// decode attentions on it must not run at the same time (as with the GEMM's split-K partials).</summary>
     public int AttentionChunk { get; set; } = 256;
+
+    /// <summary>A decode step's rotary and KV-cache writes inside the split attention kernel (<see cref="RopeAttention"/>;
+    /// default): each block rotates its head's q as it loads it, and the blocks of the chunk holding the new position
+    /// write its rotated k and its v into the cache before scoring — one launch per layer fewer. False: RopeStore, then
+    /// Attention.</summary>
+    public bool FuseRopeIntoAttention { get; set; } = true;
 
     /// <summary>Whether <see cref="Attention"/> takes the split decode kernel: one query, head dim a multiple of 4 (float4
     /// value loads) up to 256 and ≤ 4 × the block's threads, ≤ 64 chunks, and a scores scratch that holds the chunks'
@@ -112,11 +118,31 @@ public sealed partial class GpuKernels
         _ropeStore(new KernelConfig(new Index2D((n + blk - 1) / blk, tokens), new Index2D(blk, 1)), q, k, v, cos, sin, pos, keys, values, d);
     }
 
+    /// <summary>A decode step's attention from the projections: rotary on q (at position pos[0]) and k, this token's k and
+    /// v into the cache, then <see cref="Attention"/> — in the split attention kernel itself where it takes the shape and
+    /// <see cref="FuseRopeIntoAttention"/> (q is then left unrotated in its buffer), else RopeStore then Attention.</summary>
+    public void RopeAttention(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> pos,
+                              ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, AttentionDims d, bool interleaved)
+    {
+        if (FuseRopeIntoAttention && d.First == 0 && d.HeadDim % 2 == 0 && AttentionSplits(d, 1, scores.Length))
+        {
+            var rope = new RopeViews { Cos = cos, Sin = sin, K = k, V = v, Apply = 1, Interleaved = interleaved ? 1 : 0 };
+            Attention(q, keys, values, output, scores, pos, d, 1, rope);
+            return;
+        }
+        RopeStore(q, k, v, cos, sin, pos, keys, values, d.Heads, d.KvHeads, d.HeadDim, interleaved);
+        Attention(q, keys, values, output, scores, pos, d);
+    }
+
     /// <summary>Causal attention of `tokens` queries at positions pos[0] + d.First..: out (tokens, nHeads, headDim) =
     /// softmax(q kᵀ/√d) v, query t over cache positions [0, pos[0] + d.First + t] of one layer; keys and values (maxCtx,
     /// nKv, headDim); scores is a scratch of tokens·nHeads·maxCtx floats; pos (1,) is read on the device.</summary>
     public void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d,
                           int tokens = 1)
+        => Attention(q, keys, values, output, scores, pos, d, tokens, default);
+
+    private void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, ArrayView<int> pos, AttentionDims d,
+                           int tokens, RopeViews rope)
     {
         if (scores.Length < (long)tokens * d.Heads * d.MaxContext) throw new ArgumentException($"scores holds {scores.Length} floats, need {tokens}x{d.Heads}x{d.MaxContext}");
         if (AttentionSplits(d, tokens, scores.Length))
@@ -124,10 +150,12 @@ public sealed partial class GpuKernels
             // 1024 threads, as the one-block kernel: with 256 each warp's position loops were long enough to lose to it at
             // 50 positions on the H200 (11.0 against 7.4 µs)
             int C = AttentionChunk, chunks = (d.MaxContext + C - 1) / C;
-            _attentionSplit ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int>(AttentionSplitKernel);
-            _attentionSplit(new KernelConfig(new Index2D(d.Heads, chunks), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, _attnDone.View, pos, d, C);
+            _attentionSplit ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, AttentionDims, int, RopeViews>(AttentionSplitKernel);
+            if (rope.Apply == 0) rope = new RopeViews { Cos = q, Sin = q, K = q, V = q }; // unread
+            _attentionSplit(new KernelConfig(new Index2D(d.Heads, chunks), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, _attnDone.View, pos, d, C, rope);
             return;
         }
+        if (rope.Apply != 0) throw new InvalidOperationException("the rotary is folded into the split decode attention only");
         _attention ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionDims>(AttentionKernel);
         _attention(new KernelConfig(new Index2D(d.Heads, tokens), new Index2D(GroupThreads, 1)), q, keys, values, output, scores, pos, d);
     }
@@ -264,8 +292,11 @@ public sealed partial class GpuKernels
     // sums e·v with thread (part, 4 dims) over float4 value loads; one chunk is the whole answer (o / l). Longer contexts:
     // each active chunk writes (o, m, l) to part[(head·chunks + chunk)·(hd + 2)], and the head's last block to count itself
     // in done[head] (device fence, then an atomic) combines them in chunk order (deterministic) and resets the counter.
+    // With r.Apply (RopeAttention): q is rotated at position p = pos[0] as it is loaded (as RopeStoreKernel rotates it),
+    // and the blocks of the chunk holding p first write this token's rotated k and its v into cache row p (the heads of
+    // one KV head write the same values), then a barrier makes them visible to the block's own scoring of row p.
     private static void AttentionSplitKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output,
-                                             ArrayView<float> part, ArrayView<int> done, ArrayView<int> pos, AttentionDims d, int C)
+                                             ArrayView<float> part, ArrayView<int> done, ArrayView<int> pos, AttentionDims d, int C, RopeViews r)
     {
         var sc = SharedMemory.Allocate<float>(256);
         var qs = SharedMemory.Allocate<float>(256);
@@ -279,7 +310,30 @@ public sealed partial class GpuKernels
         int hd = d.HeadDim, kvh = h / (d.Heads / d.KvHeads), stride = d.KvHeads * hd, qb = h * hd, kb = kvh * hd;
         int t0 = c * C, cnt = Math.Min(C, positions - t0);
         float scale = 1f / MathF.Sqrt(hd);
-        for (int i = tid; i < hd; i += n) qs[i] = q[qb + i] * scale;
+        if (r.Apply == 0)
+            for (int i = tid; i < hd; i += n) qs[i] = q[qb + i] * scale;
+        else
+        {
+            int half = hd / 2, tp = positions - 1;
+            bool writes = c == active - 1;
+            for (int i = tid; i < half; i += n)
+            {
+                int ia = r.Interleaved != 0 ? 2 * i : i, ib = r.Interleaved != 0 ? ia + 1 : i + half;
+                float co = r.Cos[tp * half + i], si = r.Sin[tp * half + i];
+                float a = q[qb + ia], b = q[qb + ib];
+                qs[ia] = (a * co - b * si) * scale;
+                qs[ib] = (b * co + a * si) * scale;
+                if (writes)
+                {
+                    long row = (long)tp * stride + kb;
+                    float ka = r.K[kb + ia], kc = r.K[kb + ib];
+                    keys[row + ia] = ka * co - kc * si;
+                    keys[row + ib] = kc * co + ka * si;
+                }
+            }
+            if (writes)
+                for (int i = tid; i < hd; i += n) values[(long)tp * stride + kb + i] = r.V[kb + i];
+        }
         Group.Barrier();
         // scores: warp per position, two positions per iteration (their key loads in flight together)
         for (int j = wi; j < cnt; j += 2 * nw)
@@ -374,6 +428,14 @@ public struct AttentionDims
     /// <summary>First: the index of the first query within its batch (its position is pos[0] + First; a long batch is
     /// attended in query chunks that share one scores scratch).</summary>
     public int Heads, KvHeads, HeadDim, MaxContext, First;
+}
+
+/// <summary>The rotary and cache writes of the split decode attention (RopeAttention): tables (maxCtx, headDim/2), this
+/// token's k and v (KV heads · headDim); Apply 0: none (q is already rotated, the cache already written).</summary>
+public struct RopeViews
+{
+    public ArrayView<float> Cos, Sin, K, V;
+    public int Apply, Interleaved;
 }
 
 /// <summary>Rotary shape: heads of q, KV heads of k and v, head dimension (all of it rotated), layout.</summary>

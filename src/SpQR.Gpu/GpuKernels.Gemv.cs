@@ -13,7 +13,7 @@ public sealed partial class GpuKernels
 {
     private readonly Accelerator _acc;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _attnDone;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _gemvF32;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF32;
     private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16x4;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
@@ -28,7 +28,7 @@ public sealed partial class GpuKernels
         // not at the first call, which may be inside a CUDA graph capture
         _attnDone = acc.Allocate1D<int>(1024);
         _attnDone.MemSetToZero();
-        _gemvF32 = Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(GemvF32Kernel);
+        _gemvF32 = Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvF32Kernel);
         _gemvF16 = Load<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfKernel);
         _gemvF16x4 = Load<ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx4Kernel);
         _rmsNorm = Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RmsNormKernel);
@@ -42,25 +42,31 @@ public sealed partial class GpuKernels
         return new KernelConfig(groups, warp * rowsPerGroup);
     }
 
-    // W (rows, cols) F32 @ x (cols,) -> y (rows,)
-    public void GemvF32(ArrayView<float> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
-        => _gemvF32(RowsConfig(rows, out _), W, x, y, rows, cols);
+    // W (rows, cols) F32 @ x (cols,) -> y (rows,); accumulate: y += W·x (the residual add in the epilogue: each row's one
+    // writer reads its y first)
+    public void GemvF32(ArrayView<float> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, bool accumulate = false)
+        => _gemvF32(RowsConfig(rows, out _), W, x, y, rows, cols, accumulate ? 1 : 0);
 
-    // W (rows, cols) F16 bits @ x (cols,) -> y (rows,); W finite (loaders check)
-    public void GemvF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    // W (rows, cols) F16 bits @ x (cols,) -> y (rows,) (or y += W·x); W finite (loaders check)
+    public void GemvF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, bool accumulate = false)
     {
         // 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0), else one half per load. (Eight halves
         // per 16-byte load, x read as scalars, was slower on the H200: 22.0 / 53.0 / 55.2 µs against 17.9 / 36.8 / 44.5.)
-        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, 0);
-        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, 0);
+        int flags = accumulate ? HalfAccumulate : 0;
+        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, flags);
+        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, flags);
     }
 
-    // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,): the F16 kernels with the BF16 conversion
-    public void GemvBF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,) (or y += W·x): the F16 kernels with the BF16 conversion
+    public void GemvBF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, bool accumulate = false)
     {
-        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, 1);
-        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, 1);
+        int flags = HalfBF16 | (accumulate ? HalfAccumulate : 0);
+        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, flags);
+        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, flags);
     }
+
+    // the half-precision GEMVs' flags: BF16 weights (else F16), y += W·x (else y = W·x)
+    private const int HalfBF16 = 1, HalfAccumulate = 2;
 
     /// <summary>index (1,) = the first index of the largest value of x (n,), NaN-free input (CpuKernels.Argmax).</summary>
     public void Argmax(ArrayView<float> x, ArrayView<int> index, int n)
@@ -97,8 +103,8 @@ public sealed partial class GpuKernels
         if (t == 0) index[0] = bi[0] == int.MaxValue ? 0 : bi[0];
     }
 
-    // the low 16 bits as F16 (bf = 0) or BF16 (bf = 1), widened to float
-    private static float HalfBitsToF32(uint bits, int bf) => bf != 0 ? Interop.IntAsFloat((bits & 0xFFFFu) << 16) : F16BitsToF32(bits);
+    // the low 16 bits as F16 or BF16 (flags & HalfBF16), widened to float
+    private static float HalfBitsToF32(uint bits, int flags) => (flags & HalfBF16) != 0 ? Interop.IntAsFloat((bits & 0xFFFFu) << 16) : F16BitsToF32(bits);
 
     // x (rows, n) -> dst (rows, n) = w * x / sqrt(mean(x²) + eps), a thread group per row (a decode step normalizes one
     // row: a single warp left the device idle for microseconds)
@@ -147,7 +153,7 @@ public sealed partial class GpuKernels
 
     private static int RowIndex() => Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
 
-    private static void GemvF32Kernel(ArrayView<float> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    private static void GemvF32Kernel(ArrayView<float> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int accumulate)
     {
         int r = RowIndex();
         if (r >= rows) return;
@@ -155,7 +161,7 @@ public sealed partial class GpuKernels
         long baseIdx = (long)r * cols;
         for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += W[baseIdx + c] * x[c];
         s = WarpSum(s);
-        if (Warp.IsFirstLane) y[r] = s;
+        if (Warp.IsFirstLane) y[r] = accumulate != 0 ? y[r] + s : s;
     }
 
     // the low 16 bits of `bits` as an F16 value; only 32-bit integer ops (narrow casts of 64-bit values miscompiled
@@ -166,19 +172,19 @@ public sealed partial class GpuKernels
         return Interop.IntAsFloat((uint)v) * 5.192296858534828e33f; // ×2^112
     }
 
-    private static void GemvHalfKernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int bf)
+    private static void GemvHalfKernel(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int flags)
     {
         int r = RowIndex();
         if (r >= rows) return;
         float s = 0;
         long baseIdx = (long)r * cols;
-        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += HalfBitsToF32(W[baseIdx + c], bf) * x[c];
+        for (int c = Warp.LaneIdx; c < cols; c += Warp.WarpSize) s += HalfBitsToF32(W[baseIdx + c], flags) * x[c];
         s = WarpSum(s);
-        if (Warp.IsFirstLane) y[r] = s;
+        if (Warp.IsFirstLane) y[r] = (flags & HalfAccumulate) != 0 ? y[r] + s : s;
     }
 
     // W as (rows, cols/4) 64-bit words of 4 halves each
-    private static void GemvHalfx4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4, int bf)
+    private static void GemvHalfx4Kernel(ArrayView<ulong> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols4, int flags)
     {
         int r = RowIndex();
         if (r >= rows) return;
@@ -189,11 +195,11 @@ public sealed partial class GpuKernels
             ulong q = W[baseIdx + c];
             uint lo = (uint)(q & 0xFFFFFFFFul), hi = (uint)(q >> 32);
             int x0 = 4 * c;
-            s += HalfBitsToF32(lo, bf) * x[x0] + HalfBitsToF32(lo >> 16, bf) * x[x0 + 1]
-               + HalfBitsToF32(hi, bf) * x[x0 + 2] + HalfBitsToF32(hi >> 16, bf) * x[x0 + 3];
+            s += HalfBitsToF32(lo, flags) * x[x0] + HalfBitsToF32(lo >> 16, flags) * x[x0 + 1]
+               + HalfBitsToF32(hi, flags) * x[x0 + 2] + HalfBitsToF32(hi >> 16, flags) * x[x0 + 3];
         }
         s = WarpSum(s);
-        if (Warp.IsFirstLane) y[r] = s;
+        if (Warp.IsFirstLane) y[r] = (flags & HalfAccumulate) != 0 ? y[r] + s : s;
     }
 
     private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int n, float eps)

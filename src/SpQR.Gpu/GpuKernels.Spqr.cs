@@ -31,6 +31,26 @@ public struct SpqrDims
     /// <summary>The fp16 pair (1024, 1024)'s bits, 0x64006400, as an argument: ptxas then fuses mask and OR into one LOP3
     /// (two immediates cost two).</summary>
     public uint F16Magic;
+    /// <summary>1: y += Ŵ·x (the residual add in the tensor-core matvec's epilogue, set per call by SpqrMatVec's
+    /// accumulate); 0: y = Ŵ·x. A layer's own Dims keep 0.</summary>
+    public int Accumulate;
+}
+
+/// <summary>An RMSNorm of a matvec's input folded into its prepare launch (the tensor-core kernels): x̂ = w·x/√(mean(x²)
+/// + eps) over x's first Cols floats, computed by every block of the launch (x is one row, read from L2) — the decoder's
+/// norm before q/k/v and before gate/up without a launch of its own.</summary>
+public struct InputRmsNorm
+{
+    public ArrayView<float> Weight;
+    public float Eps;
+    public readonly bool IsSet => Weight.Length > 0;
+}
+
+/// <summary>A tensor-core prepare launch's scalars (one argument: ILGPU's launchers take at most ten).</summary>
+public struct TcPrepareArgs
+{
+    public int Cols, WBits, Layers, Normed;
+    public float Eps;
 }
 
 /// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
@@ -317,7 +337,8 @@ public sealed partial class GpuKernels
     /// <summary>y (rows,) = Ŵ·x (cols,); scratch holds ≥ <see cref="SpqrScratch"/> floats. prepare: false reuses the
     /// x' / x̃ / xsum already in scratch from a previous call with the same x and the same layer (benchmarks time the
     /// main kernel alone this way; layers of one input differ in their permutation, so they cannot share it).</summary>
-    public void SpqrMatVec(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare = true)
+    public void SpqrMatVec(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare = true,
+                           bool accumulate = false, InputRmsNorm norm = default)
     {
         var d = w.Dims;
         CheckSpqrScratch(w, scratch);
@@ -325,9 +346,11 @@ public sealed partial class GpuKernels
         var xp = scratch.SubView(0, padded);
         if (TcApplies(w))
         {
-            SpqrMatVecTc(w, x, scratch, y, prepare);
+            SpqrMatVecTc(w, x, scratch, y, prepare, default, accumulate, norm);
             return;
         }
+        if (accumulate || norm.IsSet)
+            throw new NotSupportedException($"SpqrMatVec: the residual add and the input norm are folded into the tensor-core kernels only ({d.Rows}x{d.Cols} w{d.WBits} runs on the float32 kernels: SpqrUsesTensorCores)");
         CheckFormatCodes(w, lanePath: false, "float32 matvec");
         if (d.WBits is >= 2 and <= 4 && d.Fp16 == 0)
         {

@@ -91,7 +91,7 @@ public sealed partial class GpuKernels
     private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare;
     private readonly SpqrLaunchTc?[] _spqrTcLanes = new SpqrLaunchTc?[5];
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTc;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
 
     /// <summary>The SwiGLU in the tensor-core prepare launch (<see cref="SpqrMatVecSwiGlu"/>; default): one launch fewer
@@ -99,20 +99,24 @@ public sealed partial class GpuKernels
     /// GPU eighth session, run 1). False: the SwiGLU kernel first (GpuBench times both).</summary>
     public bool SpqrFuseSwiGlu { get; set; } = true;
 
+    /// <summary>Models fold the RMSNorm before a group of projections into their prepare launch (InputRmsNorm) where
+    /// every projection runs on the tensor cores (default); false: the norm kernel, then the projections.</summary>
+    public bool SpqrFuseInputNorm { get; set; } = true;
+
     /// <summary>y = Ŵ·(silu(gate) ⊙ up): with <see cref="SpqrFuseSwiGlu"/> the SwiGLU is folded into the tensor-core
     /// matvec's prepare launch (one launch fewer per layer: LLaMA's down_proj; gate and up are left as they are).
     /// Otherwise, and for layers the tensor-core kernel does not take: the SwiGLU kernel into gate, then
     /// <see cref="SpqrMatVec"/>.</summary>
-    public void SpqrMatVecSwiGlu(GpuSpqrLayer w, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> scratch, ArrayView<float> y)
+    public void SpqrMatVecSwiGlu(GpuSpqrLayer w, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> scratch, ArrayView<float> y, bool accumulate = false)
     {
         if (!SpqrFuseSwiGlu || !TcApplies(w))
         {
             SwiGlu(gate, up, w.Dims.Cols);
-            SpqrMatVec(w, gate, scratch, y);
+            SpqrMatVec(w, gate, scratch, y, accumulate: accumulate);
             return;
         }
         CheckSpqrScratch(w, scratch);
-        SpqrMatVecTc(w, gate, scratch, y, prepare: true, up);
+        SpqrMatVecTc(w, gate, scratch, y, prepare: true, up, accumulate);
     }
 
     // the shapes the tensor-core kernel takes (see the file header); the warp must be 32 lanes (the mma fragments); over
@@ -135,10 +139,15 @@ public sealed partial class GpuKernels
     /// <summary>Whether <see cref="SpqrMatVec"/> runs this layer on the tensor-core kernel (with the current settings).</summary>
     public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w);
 
-    // the tensor-core matvec (TcApplies checked by the caller); a non-empty up: x is the gate, the input silu(x) ⊙ up
-    private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default)
+    // the tensor-core matvec (TcApplies checked by the caller); a non-empty up: x is the gate, the input silu(x) ⊙ up;
+    // accumulate: y += Ŵ·x; norm: the input is RMSNorm(x) (not with up)
+    private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default,
+                              bool accumulate = false, InputRmsNorm norm = default)
     {
         var d = w.Dims;
+        if (accumulate) d.Accumulate = 1;
+        if (norm.IsSet && (up.Length > 0 || !prepare)) throw new ArgumentException("SpqrMatVec: an input norm needs the prepare launch and no SwiGLU");
+        if (norm.IsSet && norm.Weight.Length < d.Cols) throw new ArgumentException($"the input norm's weight holds {norm.Weight.Length} floats, need {d.Cols}");
         // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
         bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
         CheckFormatCodes(w, lanes, "tensor-core matvec");
@@ -153,8 +162,8 @@ public sealed partial class GpuKernels
             }
             else
             {
-                _prepareTc ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcKernel);
-                _prepareTc(cfg, x, w.Perm.View, scratch, d.Cols, d.WBits);
+                _prepareTc ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>(SpqrPrepareTcKernel);
+                _prepareTc(cfg, x, w.Perm.View, scratch, norm.IsSet ? norm.Weight : x, PrepareArgs(d, 1, norm));
             }
         }
         var (K, wpb, blocks) = TcGrid(d);
@@ -196,13 +205,45 @@ public sealed partial class GpuKernels
         return (K, wpb, (tiles + tilesPerBlock - 1) / tilesPerBlock);
     }
 
-    // One thread per column c of 16·G: x' = x[perm[c]] (0 past cols) into scratch[c]; per group (16 consecutive threads,
-    // shuffles) xsum and the scale 2^E putting max |x'| in [2^14, 2^15); x̃ = x'·2^E·2^−p split into fp16 hi and lo parts,
-    // written to the lane slots of the file header (p = 4 for the low code of a w3 pair, else 0).
-    private static void SpqrPrepareTcKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b)
+    private static TcPrepareArgs PrepareArgs(SpqrDims d, int layers, InputRmsNorm norm)
+        => new() { Cols = d.Cols, WBits = d.WBits, Layers = layers, Normed = norm.IsSet ? 1 : 0, Eps = norm.Eps };
+
+    // One thread per column c of 16·G: x' = x[perm[c]] (0 past cols; with a.Normed, w[p]·(x[p]·r), r = 1/√(mean(x²) + eps)
+    // from the whole row) into scratch[c]; per group (16 consecutive threads, shuffles) xsum and the scale 2^E putting
+    // max |x'| in [2^14, 2^15); x̃ = x'·2^E·2^−p split into fp16 hi and lo parts, written to the lane slots of the file
+    // header (p = 4 for the low code of a w3 pair, else 0).
+    private static void SpqrPrepareTcKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, ArrayView<float> normW, TcPrepareArgs a)
     {
         int c = Grid.GlobalIndex.X;
-        SpqrPrepareTcBody(c < cols ? x[perm[c]] : 0f, scratch, cols, b, c);
+        SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, c < a.Cols), scratch, a.Cols, a.WBits, c);
+    }
+
+    // column c's x' (0 where !col); group-collective when a.Normed (every thread of the group calls it): the gathers
+    // are requested before the row's sum of squares, so both round trips overlap
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float PreparedInput(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> normW, TcPrepareArgs a, int c, bool col)
+    {
+        int p = col ? perm[c] : 0;
+        float v = col ? x[p] : 0f;
+        if (a.Normed == 0) return v;
+        float g = col ? normW[p] : 0f;
+        return g * (v * RmsScale(x, a.Cols, a.Eps));
+    }
+
+    // 1/√(mean(x²) + eps) over x[0..n) by the whole thread group, eight loads a thread in flight per round (n = 4096 and
+    // 256 threads: two); the same group size gives the same bits in every block and launch
+    private static float RmsScale(ArrayView<float> x, int n, float eps)
+    {
+        int T = Group.DimX, i = Group.IdxX;
+        float s0 = 0, s1 = 0;
+        for (; i + 7 * T < n; i += 8 * T)
+        {
+            float a0 = x[i], a1 = x[i + T], a2 = x[i + 2 * T], a3 = x[i + 3 * T], a4 = x[i + 4 * T], a5 = x[i + 5 * T], a6 = x[i + 6 * T], a7 = x[i + 7 * T];
+            s0 += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3;
+            s1 += a4 * a4 + a5 * a5 + a6 * a6 + a7 * a7;
+        }
+        for (; i < n; i += T) { float a = x[i]; s0 += a * a; }
+        return 1f / MathF.Sqrt(BlockSum(s0 + s1) / n + eps);
     }
 
     // the same with x = silu(gate) ⊙ up (as SwiGluKernel computes it), gathered through the permutation
@@ -567,6 +608,9 @@ public sealed partial class GpuKernels
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
         var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
         GridWait();
+        // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
+        bool writer = live && split == 0 && lane < 16 && r0 + lane <= last;
+        float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && split < steps)
         {
             TcLoadX(ref l0, x4, g2, q, split, stats);
@@ -595,11 +639,11 @@ public sealed partial class GpuKernels
         }
         if (t == 0) { red[16 * wi + gid] = acc0; red[16 * wi + gid + 8] = acc1; }
         Group.Barrier();
-        if (live && split == 0 && lane < 16 && r0 + lane <= last)
+        if (writer)
         {
             float sum = red[16 * wi + lane];
             for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + lane];
-            y[r0 + lane] = sum;
+            y[r0 + lane] = d.Accumulate != 0 ? y0 + sum : sum;
         }
     }
 

@@ -29,7 +29,7 @@ public sealed partial class GpuKernels
     /// <summary>Grouped launches queued so far (SpqrMatVecGroup calls; a diagnostic for tests).</summary>
     public long SpqrGroupLaunches { get; private set; }
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _prepareTcGroup;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTcGroup;
     private readonly Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[] _spqrTcGroup =
         new Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[5];
 
@@ -44,24 +44,28 @@ public sealed partial class GpuKernels
     }
 
     /// <summary>ys[i] = Ŵ_i·x for the layers of <see cref="SpqrGroupApplies"/> (throws where it does not apply); scratches[i]
-    /// holds ≥ SpqrScratch(ws[i]) floats.</summary>
-    public void SpqrMatVecGroup(ReadOnlySpan<GpuSpqrLayer> ws, ArrayView<float> x, ReadOnlySpan<ArrayView<float>> scratches, ReadOnlySpan<ArrayView<float>> ys)
+    /// holds ≥ SpqrScratch(ws[i]) floats; norm: the input is RMSNorm(x), computed in the prepare launch (the bits of
+    /// separate SpqrMatVec calls with the same norm).</summary>
+    public void SpqrMatVecGroup(ReadOnlySpan<GpuSpqrLayer> ws, ArrayView<float> x, ReadOnlySpan<ArrayView<float>> scratches, ReadOnlySpan<ArrayView<float>> ys,
+                                InputRmsNorm norm = default)
     {
         if (!SpqrGroupApplies(ws)) throw new ArgumentException("SpqrMatVecGroup: 2-3 layers of identical dims on the lane-major tensor-core kernel");
         int L = ws.Length;
         if (scratches.Length != L || ys.Length != L) throw new ArgumentException($"SpqrMatVecGroup: {L} layers, {scratches.Length} scratches, {ys.Length} outputs");
         var d = ws[0].Dims;
         if (x.Length < d.Cols) throw new ArgumentException($"x holds {x.Length} floats, need {d.Cols}");
+        if (norm.IsSet && norm.Weight.Length < d.Cols) throw new ArgumentException($"the input norm's weight holds {norm.Weight.Length} floats, need {d.Cols}");
         for (int i = 0; i < L; i++)
         {
             CheckSpqrScratch(ws[i], scratches[i]);
             if (ys[i].Length < d.Rows) throw new ArgumentException($"y {i} holds {ys[i].Length} floats, need {d.Rows}");
         }
         int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _prepareTcGroup ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(SpqrPrepareTcGroupKernel);
+        _prepareTcGroup ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>(SpqrPrepareTcGroupKernel);
         var p2 = L > 2 ? ws[2].Perm.View : ws[1].Perm.View;
         var s2 = L > 2 ? scratches[2] : scratches[1];
-        _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, ws[0].Perm.View, ws[1].Perm.View, p2, scratches[0], scratches[1], s2, d.Cols, d.WBits, L);
+        _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
+                        scratches[0], scratches[1], s2, PrepareArgs(d, L, norm));
         var (K, wpb, blocks) = TcGrid(d);
         var k = _spqrTcGroup[d.WBits] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
             d.WBits switch { 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
@@ -76,18 +80,18 @@ public sealed partial class GpuKernels
         Offsets = w.OutlierRowOffsets.View, OCols = w.OutlierCols.View, Deltas = w.OutlierDeltas.View, Scratch = scratch, Y = y,
     };
 
-    // one thread per (layer, column) of L·16·G: layer i's x' = x[perm_i[c]] and x̃ into scratch i (SpqrPrepareTcBody); warps
-    // never straddle layers (16·G is a multiple of 128)
-    private static void SpqrPrepareTcGroupKernel(ArrayView<float> x, ArrayView<int> perm0, ArrayView<int> perm1, ArrayView<int> perm2,
-                                                 ArrayView<float> s0, ArrayView<float> s1, ArrayView<float> s2, int cols, int b, int L)
+    // one thread per (layer, column) of L·16·G: layer i's x' = x[perm_i[c]] (or of RMSNorm(x): PreparedInput) and x̃ into
+    // scratch i (SpqrPrepareTcBody); warps never straddle layers (16·G is a multiple of 128)
+    private static void SpqrPrepareTcGroupKernel(ArrayView<float> x, ArrayView<float> normW, ArrayView<int> perm0, ArrayView<int> perm1, ArrayView<int> perm2,
+                                                 ArrayView<float> s0, ArrayView<float> s1, ArrayView<float> s2, TcPrepareArgs a)
     {
-        int groups = (cols + 15) / 16 + 7 & ~7, n = groups * 16;
+        int groups = (a.Cols + 15) / 16 + 7 & ~7, n = groups * 16;
         int g = Grid.GlobalIndex.X, li = g / n, c = g - li * n;
-        bool live = li < L;
-        if (!live) c = n; // past every layer: joins the warp's shuffles, writes nothing
+        bool live = li < a.Layers;
+        if (!live) c = n; // past every layer: joins the warp's shuffles (and the block's norm), writes nothing
         var perm = li == 0 ? perm0 : li == 1 ? perm1 : perm2;
         var s = li == 0 ? s0 : li == 1 ? s1 : s2;
-        SpqrPrepareTcBody(live && c < cols ? x[perm[c]] : 0f, s, cols, b, c);
+        SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, live && c < a.Cols), s, a.Cols, a.WBits, c);
     }
 
     private static void SpqrMatVecTcLanesGroup2Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)

@@ -6,6 +6,9 @@
 // They mirror Models/Llama/LlamaModel.cs and Models/Falcon/FalconModel.cs step by step:
 //   LLaMA:  h = rmsnorm(x); q,k,v = Wq h, Wk h, Wv h; rope(q, k); cache ← k, v; a = attention(q, cache); x += Wo a
 //           h = rmsnorm(x); x += Wdown (silu(Wgate h) · Wup h)     (q/k/v and gate/up run concurrently: Branches)
+//           A decode step folds what it can into the products' launches: x += W·v in the o_proj and down_proj epilogues,
+//           the rmsnorm into the q/k/v and gate/up prepare launches (SpQR on the tensor cores), the rotary and the cache
+//           writes into the split attention kernel: 9 launches per layer with grouped launches (12 before).
 //   Falcon: h = layernorm(x); q,k,v = split(Wqkv h); rope; cache; a = attention; m = ln_mlp(x) or h;
 //           x += Wdense a + W4h→h gelu(Wh→4h m)          (the attention and MLP paths run concurrently: Branches)
 //   logits = Whead norm(x)
@@ -82,6 +85,46 @@ public sealed class GpuLinear : IDisposable
             return;
         }
         k.SpqrMatVecSwiGlu(Spqr, gate, up, scratch, y);
+        if (_bias is not null) k.Add(y, _bias.View, Rows);
+    }
+
+    /// <summary>y += W·x (+ bias): the residual add in the product's epilogue (the F32/F16/BF16 GEMVs, SpQR on the tensor
+    /// cores: each row's one writer adds its y); the float32 SpQR kernels write W·x into tmp (Rows floats), then add it.</summary>
+    public void ForwardAdd(GpuKernels k, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch, ArrayView<float> tmp)
+    {
+        if (Spqr is not null)
+        {
+            if (k.SpqrUsesTensorCores(Spqr)) k.SpqrMatVec(Spqr, x, scratch, y, accumulate: true);
+            else { k.SpqrMatVec(Spqr, x, scratch, tmp); k.Add(y, tmp, Rows); }
+        }
+        else if (_f16 is not null) k.GemvF16(_f16.View, x, y, Rows, Cols, accumulate: true);
+        else if (_bf16 is not null) k.GemvBF16(_bf16.View, x, y, Rows, Cols, accumulate: true);
+        else k.GemvF32(_f32!.View, x, y, Rows, Cols, accumulate: true);
+        if (_bias is not null) k.Add(y, _bias.View, Rows);
+    }
+
+    /// <summary>y += W·(silu(gate) ⊙ up) (+ bias), as <see cref="ForwardSwiGlu"/> with <see cref="ForwardAdd"/>'s epilogue.</summary>
+    public void ForwardSwiGluAdd(GpuKernels k, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> y, ArrayView<float> scratch, ArrayView<float> tmp)
+    {
+        if (Spqr is null)
+        {
+            k.SwiGlu(gate, up, Cols);
+            ForwardAdd(k, gate, y, scratch, tmp);
+            return;
+        }
+        if (k.SpqrUsesTensorCores(Spqr)) k.SpqrMatVecSwiGlu(Spqr, gate, up, scratch, y, accumulate: true);
+        else { k.SpqrMatVecSwiGlu(Spqr, gate, up, scratch, tmp); k.Add(y, tmp, Rows); }
+        if (_bias is not null) k.Add(y, _bias.View, Rows);
+    }
+
+    /// <summary>Whether <see cref="ForwardNormed"/> takes this layer: SpQR on the tensor cores, whose prepare launch can
+    /// normalize the input (GpuKernels.InputRmsNorm).</summary>
+    public bool TakesInputNorm(GpuKernels k) => Spqr is not null && k.SpqrUsesTensorCores(Spqr);
+
+    /// <summary>y = W·RMSNorm(x) (+ bias), the norm computed in the matvec's prepare launch (<see cref="TakesInputNorm"/>).</summary>
+    public void ForwardNormed(GpuKernels k, ArrayView<float> x, InputRmsNorm norm, ArrayView<float> y, ArrayView<float> scratch)
+    {
+        k.SpqrMatVec(Spqr ?? throw new InvalidOperationException("ForwardNormed: a dense layer takes the norm kernel's output"), x, scratch, y, norm: norm);
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
@@ -203,14 +246,6 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
         else K.LayerNorm(x, w.View, b!.View, dst, Config.NormEps, rows);
     }
 
-    // x += y (the residual), then Norm(x) into dst: one launch for an RMSNorm
-    protected void AddNorm(ArrayView<float> x, ArrayView<float> y, MemoryBuffer1D<float, Stride1D.Dense> w, MemoryBuffer1D<float, Stride1D.Dense>? b, ArrayView<float> dst)
-    {
-        if (Config.Norm == NormKind.RmsNorm) { K.AddRmsNorm(x, y, w.View, dst, 1, Config.NormEps); return; }
-        K.Add(x, y, Config.HiddenSize);
-        Norm(x, w, b, dst);
-    }
-
     /// <summary>
     /// Rotary on q and k (T tokens, already projected), their K/V into layer l's cache from the device position, causal
     /// attention into att: in query chunks as many as the scores scratch holds (heads × MaxContext floats each; the
@@ -219,6 +254,13 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
     private void Attend(int l, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> att, ArrayView<float> scores, int T = 1)
     {
         var c = Config;
+        if (T == 1)
+        {
+            // a decode step: the rotary and the cache writes inside the split attention kernel where it takes the shape
+            var d1 = new AttentionDims { Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, MaxContext = MaxContext };
+            K.RopeAttention(q, k, v, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, att, scores, d1, c.RopeLayout == RopeLayout.Interleaved);
+            return;
+        }
         K.RopeStore(q, k, v, _cos.View, _sin.View, _pos.View, _keys[l].View, _values[l].View, c.NumHeads, c.NumKvHeads, c.HeadDim,
                     c.RopeLayout == RopeLayout.Interleaved, T);
         int chunk = (int)(scores.Length / ((long)c.NumHeads * MaxContext));
@@ -472,7 +514,11 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
 public sealed class GpuLlamaModel : GpuDecoder
 {
     private sealed record Block(MemoryBuffer1D<float, Stride1D.Dense> InputNorm, GpuLinear Q, GpuLinear K, GpuLinear V, GpuLinear O,
-                                MemoryBuffer1D<float, Stride1D.Dense> PostNorm, GpuLinear Gate, GpuLinear Up, GpuLinear Down);
+                                MemoryBuffer1D<float, Stride1D.Dense> PostNorm, GpuLinear Gate, GpuLinear Up, GpuLinear Down)
+    {
+        public GpuLinear[] Qkv { get; } = [Q, K, V];
+        public GpuLinear[] GateUp { get; } = [Gate, Up];
+    }
     private readonly Block[] _blocks;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _o, _gate, _up;
 
@@ -497,7 +543,12 @@ public sealed class GpuLlamaModel : GpuDecoder
         var hv = H.View.SubView(0, c.HiddenSize);
         _qkv = [.. _blocks.Select(b => new Action[] { () => b.Q.Forward(K, hv, Q.View, Scratch.View), () => b.K.Forward(K, hv, Kb.View, Scratch2.View), () => b.V.Forward(K, hv, V.View, Scratch3.View) })];
         _gateUp = [.. _blocks.Select(b => new Action[] { () => b.Gate.Forward(K, hv, _gate.View, Scratch.View), () => b.Up.Forward(K, hv, _up.View, Scratch2.View) })];
-        // or each as one grouped launch where the layers allow it (Grouped)
+        // the same from x with the norm in each prepare launch (Projections)
+        var xv = X.View;
+        InputRmsNorm N(MemoryBuffer1D<float, Stride1D.Dense> w) => new() { Weight = w.View, Eps = c.NormEps };
+        _qkvNormed = [.. _blocks.Select(b => new Action[] { () => b.Q.ForwardNormed(K, xv, N(b.InputNorm), Q.View, Scratch.View), () => b.K.ForwardNormed(K, xv, N(b.InputNorm), Kb.View, Scratch2.View), () => b.V.ForwardNormed(K, xv, N(b.InputNorm), V.View, Scratch3.View) })];
+        _gateUpNormed = [.. _blocks.Select(b => new Action[] { () => b.Gate.ForwardNormed(K, xv, N(b.PostNorm), _gate.View, Scratch.View), () => b.Up.ForwardNormed(K, xv, N(b.PostNorm), _up.View, Scratch2.View) })];
+        // or each as one grouped launch where the layers allow it
         _hv = hv;
         _qkvGroup = [.. _blocks.Select(b => GpuLinear.Groupable([b.Q, b.K, b.V]))]; _gateUpGroup = [.. _blocks.Select(b => GpuLinear.Groupable([b.Gate, b.Up]))];
         _qkvOut = [Q.View, Kb.View, V.View]; _gateUpOut = [_gate.View, _up.View];
@@ -505,35 +556,41 @@ public sealed class GpuLlamaModel : GpuDecoder
         CreateHead();
     }
 
-    private readonly Action[][] _qkv, _gateUp;
+    private readonly Action[][] _qkv, _gateUp, _qkvNormed, _gateUpNormed;
     private readonly ArrayView<float> _hv;
     private readonly GpuSpqrLayer[]?[] _qkvGroup, _gateUpGroup;
-
-    // ys[i] = W_i·h as one grouped launch where the kernels take these layers (with the current settings); false: nothing queued
-    private bool Grouped(GpuSpqrLayer[]? layers, ArrayView<float>[] ys, ArrayView<float>[] scratches)
-    {
-        if (layers is null || !K.SpqrGroupApplies(layers)) return false;
-        K.SpqrMatVecGroup(layers, _hv, scratches, ys);
-        return true;
-    }
     private readonly ArrayView<float>[] _qkvOut, _gateUpOut, _scratch3, _scratch2;
+
+    // ys[i] = W_i·RMSNorm(x; normW) for the projections ls reading the same input: the norm in their prepare launches where
+    // every one takes it (SpqrFuseInputNorm), as one grouped launch where the kernels take them, else concurrent branches;
+    // otherwise the norm kernel into h first
+    private void Projections(GpuLinear[] ls, GpuSpqrLayer[]? group, MemoryBuffer1D<float, Stride1D.Dense> normW, ArrayView<float>[] ys, ArrayView<float>[] scratches,
+                             Action[] branches, Action[] normedBranches)
+    {
+        bool fused = K.SpqrFuseInputNorm;
+        foreach (var lin in ls) fused &= lin.TakesInputNorm(K);
+        bool grouped = group is not null && K.SpqrGroupApplies(group);
+        if (fused)
+        {
+            if (grouped) K.SpqrMatVecGroup(group!, X.View, scratches, ys, new InputRmsNorm { Weight = normW.View, Eps = Config.NormEps });
+            else Branches(normedBranches);
+            return;
+        }
+        Norm(X.View, normW, null, _hv);
+        if (grouped) K.SpqrMatVecGroup(group!, _hv, scratches, ys);
+        else Branches(branches);
+    }
 
     protected override void Layer(int l)
     {
-        var c = Config; var b = _blocks[l];
-        int d = c.HiddenSize;
-        var h = H.View.SubView(0, d);
-        // the residual adds are fused with the norms after them: the previous layer's MLP output (left in _o) here, the
-        // attention output before the post-attention norm; the last layer adds its MLP output itself (the final norm follows)
-        if (l == 0) Norm(X.View, b.InputNorm, null, h);
-        else AddNorm(X.View, _o.View, b.InputNorm, null, h);
-        if (!Grouped(_qkvGroup[l], _qkvOut, _scratch3)) Branches(_qkv[l]);
+        var b = _blocks[l];
+        // x holds the residual stream: the o_proj and down_proj add their products to it in their epilogues (ForwardAdd),
+        // so the norms before q/k/v and gate/up read x alone and can run inside those projections' prepare launches
+        Projections(b.Qkv, _qkvGroup[l], b.InputNorm, _qkvOut, _scratch3, _qkv[l], _qkvNormed[l]);
         AttendStep(l);
-        b.O.Forward(K, Att.View, _o.View, Scratch.View);
-        AddNorm(X.View, _o.View, b.PostNorm, null, h);
-        if (!Grouped(_gateUpGroup[l], _gateUpOut, _scratch2)) Branches(_gateUp[l]);
-        b.Down.ForwardSwiGlu(K, _gate.View, _up.View, _o.View, Scratch.View); // SwiGLU in the down_proj's prepare when SpqrFuseSwiGlu
-        if (l == c.NumLayers - 1) K.Add(X.View, _o.View, d);
+        b.O.ForwardAdd(K, Att.View, X.View, Scratch.View, _o.View);
+        Projections(b.GateUp, _gateUpGroup[l], b.PostNorm, _gateUpOut, _scratch2, _gateUp[l], _gateUpNormed[l]);
+        b.Down.ForwardSwiGluAdd(K, _gate.View, _up.View, X.View, Scratch.View, _o.View); // SwiGLU in the down_proj's prepare when SpqrFuseSwiGlu
     }
 
     private MemoryBuffer1D<float, Stride1D.Dense> _oB = null!, _gateB = null!, _upB = null!;

@@ -42,6 +42,21 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         fx.Backend.Kernels.GemvBF16(db.View, dx.View, dy.View, rows, cols);
         acc.Synchronize();
         NumericAssert.Nmse(eb, dy.GetAsArray1D(), Tolerances.GpuNmse, "GEMV BF16");
+        // y += W·x (the residual add in the epilogue): the product's bits plus y0
+        var y0 = TestData.Uniform(rows, 7, -1, 1);
+        foreach (var (name, run) in new (string, Action)[]
+        {
+            ("F32", () => fx.Backend.Kernels.GemvF32(dw.View, dx.View, dy.View, rows, cols, accumulate: true)),
+            ("F16", () => fx.Backend.Kernels.GemvF16(dh.View, dx.View, dy.View, rows, cols, accumulate: true)),
+            ("BF16", () => fx.Backend.Kernels.GemvBF16(db.View, dx.View, dy.View, rows, cols, accumulate: true)),
+        })
+        {
+            var plain = new float[rows];
+            dy.MemSetToZero(); run(); acc.Synchronize(); dy.CopyToCPU(plain);
+            dy.CopyFromCPU(y0); run(); acc.Synchronize();
+            var added = dy.GetAsArray1D();
+            for (int r = 0; r < rows; r++) Assert.True(y0[r] + plain[r] == added[r], $"GEMV {name} accumulate, row {r}");
+        }
     }
 
     // rows of n up to 8 per thread stay in registers, longer ones loop (on the CPU accelerator's 16-thread groups: n ≤ 128
@@ -101,6 +116,23 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         using var dout = acc.Allocate1D<float>(heads * hd); using var dsc = acc.Allocate1D<float>(heads * ctx * 3);
         var kk = fx.Backend.Kernels;
         var dims = new AttentionDims { Heads = heads, KvHeads = kvHeads, HeadDim = hd, MaxContext = ctx };
+        // the rotary and the cache writes inside the split attention kernel (a decode step's default): fresh caches, q unrotated
+        using (var fkeys = acc.Allocate1D(keys)) using (var fvals = acc.Allocate1D(values)) using (var fq = acc.Allocate1D(q))
+        {
+            try
+            {
+                kk.AttentionChunk = chunk;
+                Assert.True(kk.AttentionSplits(dims, 1, dsc.Length), "the split decode attention should take this shape");
+                kk.RopeAttention(fq.View, dk.View, dv.View, dcos.View, dsin.View, dpos.View, fkeys.View, fvals.View, dout.View, dsc.View, dims, interleaved);
+                acc.Synchronize();
+            }
+            finally { kk.AttentionChunk = 256; }
+            NumericAssert.Nmse(oe, dout.GetAsArray1D(), Tolerances.GpuNmse, $"rotary in the attention: output, chunks of {chunk}");
+            NumericAssert.Nmse(keysE, fkeys.GetAsArray1D(), Tolerances.GpuNmse, "rotary in the attention: key cache");
+            NumericAssert.Nmse(valuesE, fvals.GetAsArray1D(), Tolerances.GpuNmse, "rotary in the attention: value cache");
+            Assert.Equal(q, fq.GetAsArray1D()); // q is rotated as it is read, not in its buffer
+            dout.MemSetToZero();
+        }
         kk.RopeStore(dq.View, dk.View, dv.View, dcos.View, dsin.View, dpos.View, dkeys.View, dvals.View, heads, kvHeads, hd, interleaved);
         try
         {

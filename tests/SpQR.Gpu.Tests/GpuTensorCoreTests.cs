@@ -232,6 +232,110 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { foreach (var g in gs) g.Dispose(); }
     }
 
+    // the decode step's folds into the tensor-core matvec: the input's RMSNorm in the prepare launch (single and grouped:
+    // the bits of each other) and y += Ŵ·x in the epilogue (the bits of the product, then the add), against the CPU norm,
+    // kernel and add; the float32 kernels refuse both
+    [Theory]
+    [InlineData(40, 256, 3, true)] [InlineData(33, 384, 4, true)] [InlineData(48, 128, 2, true)] [InlineData(24, 1024, 3, false)] [InlineData(160, 256, 3, false)]
+    public void Spqr_matvec_with_the_input_norm_in_its_prepare_and_the_residual_add_in_its_epilogue_matches_the_cpu(int rows, int cols, int wbits, bool laneMajor)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        k.SpqrTcAllShapes = true;
+        var layers = Enumerable.Range(0, 3).Select(i => Layer(rows, cols, wbits, 7 * i + rows + cols, 0.03)).ToArray();
+        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor)).ToArray();
+        try
+        {
+            var x = TestData.Uniform(cols, cols + 3, -3, 3); var w = TestData.Uniform(cols, cols + 4, 0.5f, 1.5f); var y0 = TestData.Uniform(rows, rows + 5, -2, 2);
+            var xn = new float[cols];
+            SpQR.Tensors.Cpu.CpuKernels.RmsNorm(x, w, 1e-5f, xn);
+            using var dx = acc.Allocate1D(x); using var dw = acc.Allocate1D(w);
+            var scratch = gs.Select(g => acc.Allocate1D<float>(k.SpqrScratch(g))).ToArray();
+            var ys = gs.Select(_ => acc.Allocate1D<float>(rows)).ToArray();
+            var norm = new InputRmsNorm { Weight = dw.View, Eps = 1e-5f };
+            var separate = new float[3][];
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.True(k.SpqrUsesTensorCores(gs[i]));
+                var e = new float[rows];
+                SpQR.Quant.Decode.SpqrMatVec.MatVec(layers[i], xn, e);
+                k.SpqrMatVec(gs[i], dx.View, scratch[i].View, ys[i].View, norm: norm);
+                acc.Synchronize();
+                separate[i] = ys[i].GetAsArray1D();
+                NumericAssert.Nmse(e, separate[i], Tolerances.GpuNmse, $"Ŵ·RMSNorm(x), layer {i}");
+                // y += Ŵ·x̂: the product's bits plus y0, as the add kernel would
+                ys[i].CopyFromCPU(y0);
+                k.SpqrMatVec(gs[i], dx.View, scratch[i].View, ys[i].View, accumulate: true, norm: norm);
+                acc.Synchronize();
+                var added = ys[i].GetAsArray1D();
+                for (int r = 0; r < rows; r++) Assert.Equal(y0[r] + separate[i][r], added[r]);
+            }
+            if (laneMajor)
+            {
+                // the grouped prepare normalizes with the same bits
+                foreach (var b in ys) b.MemSetToZero();
+                Assert.True(k.SpqrGroupApplies(gs));
+                k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray(), norm);
+                acc.Synchronize();
+                for (int i = 0; i < 3; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
+            }
+            foreach (var b in scratch) b.Dispose();
+            foreach (var b in ys) b.Dispose();
+            // the float32 kernels take neither
+            k.SpqrTensorCores = false;
+            using var s = acc.Allocate1D<float>(k.SpqrScratch(gs[0])); using var y = acc.Allocate1D<float>(rows);
+            Assert.Throws<NotSupportedException>(() => k.SpqrMatVec(gs[0], dx.View, s.View, y.View, accumulate: true));
+            Assert.Throws<NotSupportedException>(() => k.SpqrMatVec(gs[0], dx.View, s.View, y.View, norm: norm));
+        }
+        finally { k.SpqrTcAllShapes = false; k.SpqrTensorCores = true; foreach (var g in gs) g.Dispose(); }
+    }
+
+    // a 2-layer LLaMA with SpQR w3 projections on the tensor cores against the CPU model over the same layers: the decode
+    // step with its folds (norms in the prepare launches, residual adds in the epilogues, rotary in the attention) and
+    // without them
+    [Fact]
+    public void A_llama_decoder_on_the_tensor_cores_with_its_folds_matches_the_cpu_model()
+    {
+        var k = fx.Backend.Kernels;
+        var cfg = new SpQR.Transformer.Config.TransformerConfig
+        {
+            Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 128, IntermediateSize = 256, NumLayers = 2, NumHeads = 2, NumKvHeads = 2,
+            HeadDim = 64, VocabSize = 64, MaxPositions = 16, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
+            Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = SpQR.Tensors.Cpu.RopeLayout.HalfSplit, RopeTheta = 10000,
+        };
+        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+        var layers = new Dictionary<string, SpqrLayer>();
+        SpqrLayer? Pick(string name)
+        {
+            if (!name.EndsWith("_proj", StringComparison.Ordinal)) return null;
+            if (layers.TryGetValue(name, out var l)) return l;
+            int rows = name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? 256 : 128, cols = name.EndsWith("down_proj") ? 256 : 128;
+            return layers[name] = Layer(rows, cols, 3, layers.Count * 31 + rows + cols, 0.03);
+        }
+        using var cpu = new SpQR.Transformer.Models.Llama.LlamaModel(cfg, src, new PickedLinears(Pick), maxContext: 16, maxBatch: 1);
+        using var m = new GpuLlamaModel(fx.Backend, cfg, src, Pick, maxContext: 16, maxBatch: 1);
+        int[] ids = [3, 17, 40, 9];
+        var expected = ids.Select((id, t) => cpu.Forward([id], t, allLogits: false).ToArray()).ToArray();
+        foreach (bool folds in new[] { true, false })
+        {
+            k.SpqrFuseInputNorm = folds; k.FuseRopeIntoAttention = folds;
+            m.UseGraph = true;
+            try
+            {
+                for (int t = 0; t < ids.Length; t++) NumericAssert.Nmse(expected[t], m.Step(ids[t], t), 1e-9, $"step {t}, folds {folds}");
+            }
+            finally { k.SpqrFuseInputNorm = true; k.FuseRopeIntoAttention = true; }
+        }
+    }
+
+    // the CPU model's linears: SpQR where the picker gives a layer, else dense
+    private sealed class PickedLinears(Func<string, SpqrLayer?> pick) : SpQR.Transformer.Layers.ILinearFactory
+    {
+        public SpQR.Transformer.Layers.ILinear Create(SpQR.Transformer.Loading.IWeightSource source, string weightName, long[] shape, float[]? bias)
+            => pick(weightName[..^".weight".Length]) is { } l ? new SpQR.Transformer.Layers.SpqrLinear(l, bias)
+             : new SpQR.Transformer.Layers.DenseLinear(source.Get(weightName, new SpQR.Tensors.Shape(shape)), bias);
+    }
+
     // a LLaMA decoder whose q/k/v and gate/up run as grouped launches: the logits of separate launches, bit for bit
     [Fact]
     public void A_llama_decoder_with_grouped_launches_gives_the_logits_of_separate_ones()
