@@ -310,6 +310,17 @@ public sealed partial class GpuKernels
         int hd = d.HeadDim, kvh = h / (d.Heads / d.KvHeads), stride = d.KvHeads * hd, qb = h * hd, kb = kvh * hd;
         int t0 = c * C, cnt = Math.Min(C, positions - t0);
         float scale = 1f / MathF.Sqrt(hd);
+        // Before the wait (programmatic launch: overlapping the kernel before) only cache rows older than this token's —
+        // earlier steps wrote them; this step's row is written by RopeStore or below — for the first round of scores (a
+        // float4 per lane of rows wi and wi + nw) and of Σ e·v (thread (p, dq)'s first row)
+        int older = Math.Min(cnt, positions - 1 - t0), hd4 = hd / 4;
+        int quads = hd4, parts = n / quads, p = tid / quads, dq = tid % quads;
+        var k4 = keys.Cast<F4>(); var v4 = values.Cast<F4>();
+        bool kPre1 = wi < older && lane < hd4, kPre2 = wi + nw < older && lane < hd4, vPre = p < parts && p < older;
+        F4 kFirst1 = kPre1 ? k4[((long)(t0 + wi) * stride + kb) / 4 + lane] : default;
+        F4 kFirst2 = kPre2 ? k4[((long)(t0 + wi + nw) * stride + kb) / 4 + lane] : default;
+        F4 vFirst = vPre ? v4[((long)(t0 + p) * stride + kb) / 4 + dq] : default;
+        GridWait();
         if (r.Apply == 0)
             for (int i = tid; i < hd; i += n) qs[i] = q[qb + i] * scale;
         else
@@ -335,13 +346,22 @@ public sealed partial class GpuKernels
                 for (int i = tid; i < hd; i += n) values[(long)tp * stride + kb + i] = r.V[kb + i];
         }
         Group.Barrier();
-        // scores: warp per position, two positions per iteration (their key loads in flight together)
+        // scores: warp per position, two positions per iteration (their key loads in flight together), a float4 of dims per
+        // lane (the first round's from before the wait where it read them)
         for (int j = wi; j < cnt; j += 2 * nw)
         {
             int j2 = j + nw;
-            long r1 = (long)(t0 + j) * stride + kb, r2 = (long)(t0 + Math.Min(j2, cnt - 1)) * stride + kb;
+            long r1 = ((long)(t0 + j) * stride + kb) / 4, r2 = ((long)(t0 + Math.Min(j2, cnt - 1)) * stride + kb) / 4;
+            bool first = j == wi;
             float s1 = 0, s2 = 0;
-            for (int i = lane; i < hd; i += W) { float qi = qs[i]; s1 += qi * keys[r1 + i]; s2 += qi * keys[r2 + i]; }
+            for (int i = lane; i < hd4; i += W)
+            {
+                var a = first && i == lane && kPre1 ? kFirst1 : k4[r1 + i];
+                var b = first && i == lane && kPre2 ? kFirst2 : k4[r2 + i];
+                float q0 = qs[4 * i], q1 = qs[4 * i + 1], q2 = qs[4 * i + 2], q3 = qs[4 * i + 3];
+                s1 += q0 * a.X + q1 * a.Y + q2 * a.Z + q3 * a.W;
+                s2 += q0 * b.X + q1 * b.Y + q2 * b.Z + q3 * b.W;
+            }
             s1 = WarpSum(s1); s2 = WarpSum(s2);
             if (lane == 0) { sc[j] = s1; if (j2 < cnt) sc[j2] = s2; }
         }
@@ -353,15 +373,13 @@ public sealed partial class GpuKernels
         for (int j = tid; j < cnt; j += n) { float e = Exp(sc[j] - m); sc[j] = e; ls += e; }
         float l = BlockSum(ls); // its barriers also publish the e values
         // Σ e·v: thread (p, dq) takes dims 4dq..4dq+3 of positions p, p + parts, ...
-        int quads = hd / 4, parts = n / quads, p = tid / quads, dq = tid % quads;
         if (p < parts)
         {
-            var v4 = values.Cast<F4>();
             float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             for (int j = p; j < cnt; j += parts)
             {
                 float e = sc[j];
-                var v = v4[((long)(t0 + j) * stride + kb) / 4 + dq];
+                var v = j == p && vPre ? vFirst : v4[((long)(t0 + j) * stride + kb) / 4 + dq];
                 a0 += e * v.X; a1 += e * v.Y; a2 += e * v.Z; a3 += e * v.W;
             }
             int o = p * hd + 4 * dq;

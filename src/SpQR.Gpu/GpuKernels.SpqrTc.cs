@@ -218,15 +218,17 @@ public sealed partial class GpuKernels
         SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, c < a.Cols), scratch, a.Cols, a.WBits, c);
     }
 
-    // column c's x' (0 where !col); group-collective when a.Normed (every thread of the group calls it): the gathers
-    // are requested before the row's sum of squares, so both round trips overlap
+    // column c's x' (0 where !col); group-collective when a.Normed (every thread of the group calls it). The layer's
+    // constants — perm[c] and the norm's weight at it — are requested before the wait (GridWait: with programmatic launch
+    // they overlap the kernel before), x after it: its gather and the row's sum of squares in one round trip.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static float PreparedInput(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> normW, TcPrepareArgs a, int c, bool col)
     {
         int p = col ? perm[c] : 0;
+        float g = col && a.Normed != 0 ? normW[p] : 0f;
+        GridWait();
         float v = col ? x[p] : 0f;
         if (a.Normed == 0) return v;
-        float g = col ? normW[p] : 0f;
         return g * (v * RmsScale(x, a.Cols, a.Eps));
     }
 
@@ -250,12 +252,9 @@ public sealed partial class GpuKernels
     private static void SpqrPrepareTcSwiGluKernel(ArrayView<float> gate, ArrayView<float> up, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b)
     {
         int c = Grid.GlobalIndex.X;
-        float v = 0f;
-        if (c < cols)
-        {
-            int p = perm[c];
-            v = SiluTimes(gate[p], up[p]);
-        }
+        int p = c < cols ? perm[c] : 0; // the layer's own constant: requested before the wait (overlaps the kernel before)
+        GridWait();
+        float v = c < cols ? SiluTimes(gate[p], up[p]) : 0f;
         SpqrPrepareTcBody(v, scratch, cols, b, c);
     }
 
