@@ -188,7 +188,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
         // (_tc_lane_major_k4 / _k16: 4 or 16 column splits instead of 8 — last measured before the lane-major codes halved the
         // kernel's registers)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k16", true, 16), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k10", true, 10), ("_tc_lane_major_k12", true, 12), ("_tc_lane_major_k14", true, 14), ("_tc_lane_major_k16", true, 16), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
             if (name.Contains("_loads") && bits != 3) continue;
@@ -473,11 +473,14 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
     using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
     {
-        // the grouped q/k/v and gate/up launches give the bits of separate ones (eagerly, and replayed from the graph)
+        // the grouped q/k/v and gate/up launches give the bits of separate ones (eagerly, and replayed from the graph) with
+        // the same column splits (pinned to 8 here: by default a lone 4096-row layer takes 12, its group 8)
+        backend.Kernels.SpqrTcSplits = 8;
         backend.Kernels.SpqrGroupLaunch = false; m.UseGraph = false;
         var sep = m.Step(5, 0).ToArray();
         backend.Kernels.SpqrGroupLaunch = true; m.UseGraph = true;
         var eager = m.Step(5, 0).ToArray(); var replayed = m.Step(5, 0).ToArray();
+        backend.Kernels.SpqrTcSplits = 0; m.UseGraph = true;
         Console.WriteLine($"decode check spqr_w3 7B-shaped: grouped launches' logits identical to separate launches' eagerly {sep.AsSpan().SequenceEqual(eager)}, from the graph {sep.AsSpan().SequenceEqual(replayed)}");
         Console.WriteLine($"decode,spqr_w3,{Both(m)}");
         Console.WriteLine($"decode,spqr_w3_at_position_964,{Decode(m, 960):F1} tokens/s graph");
@@ -493,6 +496,8 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Variant("one_block_per_head_attention", oneBlockAttention);
         // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
         Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
+        // column splits of the tensor-core matvec other than the shape's default
+        foreach (int ks in new[] { 12, 14 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
         // the tenth session's folds, each switched off alone, then both
         Variant("norm_kernels_before_the_projections", on => backend.Kernels.SpqrFuseInputNorm = !on);
         Variant("rope_store_kernel_before_the_attention", on => backend.Kernels.FuseRopeIntoAttention = !on);

@@ -66,7 +66,7 @@ public sealed partial class GpuKernels
         var s2 = L > 2 ? scratches[2] : scratches[1];
         _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm));
-        var (K, wpb, blocks) = TcGrid(d);
+        var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         var k = _spqrTcGroup[d.WBits] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
             d.WBits switch { 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;

@@ -110,7 +110,8 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         k.SpqrTcLaneMajor = false;
         try { Assert.Equal(cols >= rows, k.SpqrUsesTensorCores(g)); }
         finally { k.SpqrTcLaneMajor = true; }
-        MatchesCpu(g, x, e, [0, 1, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}");
+        // (K: by shape, and 1, 5, 12 and 16 column splits — 12 is the default for launches of few tiles, GpuKernels.TcGrid)
+        MatchesCpu(g, x, e, [0, 1, 5, 12, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}");
     }
 
     // matvecs that read what the kernel before them wrote, replayed from a graph in every mode of programmatic edges (the
@@ -187,7 +188,9 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
     }
 
     // two or three layers of one shape (own permutations, statistics and outliers) in one prepare and one matvec launch:
-    // the bits of separate calls; layers of other dims, or without lane-major codes, are not taken
+    // the bits of separate calls with the same column splits (by default a launch of few tiles takes 12, GpuKernels.TcGrid,
+    // so a layer alone and its group may split differently: K is pinned here); layers of other dims, or without lane-major
+    // codes, are not taken
     [Theory]
     [InlineData(40, 256, 3, 3)] [InlineData(40, 256, 3, 2)] [InlineData(33, 1024, 4, 3)] [InlineData(160, 128, 2, 2)] [InlineData(24, 2048, 3, 3)]
     public void Spqr_grouped_matvec_gives_the_bits_of_separate_calls(int rows, int cols, int wbits, int L)
@@ -196,6 +199,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         var k = fx.Backend.Kernels;
         var layers = Enumerable.Range(0, L).Select(i => Layer(rows, cols, wbits, 100 * i + rows + cols, i == 2 ? 0.1 : 0.03)).ToArray();
         var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
+        k.SpqrTcSplits = 8;
         try
         {
             var x = Input(cols, 9);
@@ -229,7 +233,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
             try { Assert.False(k.SpqrGroupApplies(gs)); }
             finally { k.SpqrGroupLaunch = true; }
         }
-        finally { foreach (var g in gs) g.Dispose(); }
+        finally { k.SpqrTcSplits = 0; foreach (var g in gs) g.Dispose(); }
     }
 
     // the decode step's folds into the tensor-core matvec: the input's RMSNorm in the prepare launch (single and grouped:
