@@ -497,7 +497,8 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
         Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
         // column splits of the tensor-core matvec other than the shape's default
-        foreach (int ks in new[] { 12, 14 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
+        foreach (int ks in new[] { 12 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
+        foreach (int ks in new[] { 4, 6, 7, 10 }) Variant($"grouped_launches_column_splits_{ks}", on => backend.Kernels.SpqrTcGroupSplits = on ? ks : 0);
         // the tenth session's folds, each switched off alone, then both
         Variant("norm_kernels_before_the_projections", on => backend.Kernels.SpqrFuseInputNorm = !on);
         Variant("rope_store_kernel_before_the_attention", on => backend.Kernels.FuseRopeIntoAttention = !on);

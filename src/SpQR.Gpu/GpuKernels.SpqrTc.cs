@@ -82,6 +82,8 @@ public sealed partial class GpuKernels
     public bool LaneMajorUploadFor(int wbits) => SpqrLaneMajorUpload && (wbits is 3 or 4 || SpqrLaneMajorW2 && wbits == 2);
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
+    /// <summary>Column splits of grouped launches (SpqrMatVecGroup) only: 0 = by shape (TcGrid); for measurements.</summary>
+    public int SpqrTcGroupSplits { get; set; }
     /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
     /// (each step's loaded words are folded into the sum so none is dropped): what the access pattern alone costs; 2 =
     /// the same with only the codes and x̃ loaded (no statistics); 3 = that without the outliers. Its results are
@@ -193,7 +195,7 @@ public sealed partial class GpuKernels
     private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1)
     {
         int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
-        int K = SpqrTcSplits;
+        int K = layers > 1 && SpqrTcGroupSplits != 0 ? SpqrTcGroupSplits : SpqrTcSplits;
         if (K == 0)
         {
             // 8 splits (each ≥ 1 super-step): measured best on the H200 for 4096x4096, 11008x4096 and 4096x11008 against
@@ -238,12 +240,19 @@ public sealed partial class GpuKernels
         return g * (v * RmsScale(x, a.Cols, a.Eps));
     }
 
-    // 1/√(mean(x²) + eps) over x[0..n) by the whole thread group, eight loads a thread in flight per round (n = 4096 and
-    // 256 threads: two); the same group size gives the same bits in every block and launch
+    // 1/√(mean(x²) + eps) over x[0..n) by the whole thread group, sixteen loads a thread in flight per round (n = 4096
+    // and 256 threads: one), then eight; the same group size gives the same bits in every block and launch
     private static float RmsScale(ArrayView<float> x, int n, float eps)
     {
         int T = Group.DimX, i = Group.IdxX;
         float s0 = 0, s1 = 0;
+        for (; i + 15 * T < n; i += 16 * T)
+        {
+            float a0 = x[i], a1 = x[i + T], a2 = x[i + 2 * T], a3 = x[i + 3 * T], a4 = x[i + 4 * T], a5 = x[i + 5 * T], a6 = x[i + 6 * T], a7 = x[i + 7 * T];
+            float b0 = x[i + 8 * T], b1 = x[i + 9 * T], b2 = x[i + 10 * T], b3 = x[i + 11 * T], b4 = x[i + 12 * T], b5 = x[i + 13 * T], b6 = x[i + 14 * T], b7 = x[i + 15 * T];
+            s0 += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3 + (b0 * b0 + b1 * b1 + b2 * b2 + b3 * b3);
+            s1 += a4 * a4 + a5 * a5 + a6 * a6 + a7 * a7 + (b4 * b4 + b5 * b5 + b6 * b6 + b7 * b7);
+        }
         for (; i + 7 * T < n; i += 8 * T)
         {
             float a0 = x[i], a1 = x[i + T], a2 = x[i + 2 * T], a3 = x[i + 3 * T], a4 = x[i + 4 * T], a5 = x[i + 5 * T], a6 = x[i + 6 * T], a7 = x[i + 7 * T];
