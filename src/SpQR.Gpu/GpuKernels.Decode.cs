@@ -3,7 +3,9 @@
 // (Cpu/CpuKernels.Rope.cs, both layouts; fused with the KV-cache writes, the first position read on the device), causal
 // attention over the KV cache with GQA/MQA (Cpu/CpuKernels.Attention.cs; a group per (head, query): a warp per cached
 // position for the scores, group-wide max and sum, the weighted sum of V split over positions; a decode step's single
-// query splits the cached positions over chunks instead, combined by each head's last block), LayerNorm per row,
+// query splits the cached positions over chunks instead, combined by each head's last block — and takes the step's
+// rotary and cache writes itself, RopeAttention; it reads the older cache rows of its first round before its
+// programmatic wait, overlapping the projections before it), LayerNorm per row,
 // Falcon's qkv split, GELU, SwiGLU and the residual add (Cpu/CpuKernels.Activation.cs / Elementwise.cs).
 using ILGPU;
 using ILGPU.Runtime;

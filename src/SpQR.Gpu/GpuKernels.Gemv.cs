@@ -1,7 +1,8 @@
 // GEMV y = W·x on the device, W row-major [rows, cols] in F32, F16 or BF16 (raw bits, converted in the kernel: F16
 // with the same exact-for-finite trick as the CPU: sign-extend, shift 13, mask, ×2^112; BF16 is the top half of a
 // float32, bits << 16). One warp per row: lanes stride the row, then a shuffle reduction; 64-bit loads of four
-// halves when cols % 4 == 0. Argmax: one thread group, strided maxima, then a shared-memory tree (first index on ties).
+// halves when cols % 4 == 0; y += W·x on request (the decoder's residual add in the epilogue: each row's one writer adds
+// its y). Argmax: one thread group, strided maxima, then a shared-memory tree (first index on ties).
 // RMSNorm (and the residual add fused into it): a thread group per row, the block reductions shared with the decode kernels.
 // Mirrors Cpu/CpuKernels.Gemv.cs.
 using ILGPU;

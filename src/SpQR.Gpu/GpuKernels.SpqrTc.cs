@@ -35,7 +35,9 @@
 // 2·b 16-byte code loads per lane (the 4 lanes of a quad read the same row), one 16-byte x̃ load, 8 mma. The mma of
 // group 4i + u uses B columns 2u, 2u+1 only (x̃ hi, lo; the other lanes give zeros), so four mma accumulate into one
 // D and lane t ends with group 4i + t's dots for its two rows: each lane applies the statistics of 2 groups × 2 rows
-// per super-step. The K warps of a tile meet in shared memory (summed in order: deterministic).
+// per super-step. The K warps of a tile meet in shared memory (summed in order: deterministic); K = 8, or 12 where the
+// launch fits one wave of 12-warp blocks (TcGrid). The tile's writer adds y's old value on request (y += Ŵ·x, the
+// decoder's residual add), and the prepare launch may normalize x first (InputRmsNorm: every block sums x² itself).
 //
 // Scratch (floats): x' [16·G] (outliers), then (xsum, 2^−E) [G], then x̃ [16·G as fp16 pairs]: per super-step S,
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.

@@ -301,21 +301,8 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
     public void A_llama_decoder_on_the_tensor_cores_with_its_folds_matches_the_cpu_model()
     {
         var k = fx.Backend.Kernels;
-        var cfg = new SpQR.Transformer.Config.TransformerConfig
-        {
-            Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 128, IntermediateSize = 256, NumLayers = 2, NumHeads = 2, NumKvHeads = 2,
-            HeadDim = 64, VocabSize = 64, MaxPositions = 16, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
-            Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = SpQR.Tensors.Cpu.RopeLayout.HalfSplit, RopeTheta = 10000,
-        };
+        var (cfg, Pick) = TinySpqrLlama(layers: 2);
         using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-        var layers = new Dictionary<string, SpqrLayer>();
-        SpqrLayer? Pick(string name)
-        {
-            if (!name.EndsWith("_proj", StringComparison.Ordinal)) return null;
-            if (layers.TryGetValue(name, out var l)) return l;
-            int rows = name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? 256 : 128, cols = name.EndsWith("down_proj") ? 256 : 128;
-            return layers[name] = Layer(rows, cols, 3, layers.Count * 31 + rows + cols, 0.03);
-        }
         using var cpu = new SpQR.Transformer.Models.Llama.LlamaModel(cfg, src, new PickedLinears(Pick), maxContext: 16, maxBatch: 1);
         using var m = new GpuLlamaModel(fx.Backend, cfg, src, Pick, maxContext: 16, maxBatch: 1);
         int[] ids = [3, 17, 40, 9];
@@ -332,6 +319,27 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
     }
 
+    // a LLaMA of hidden 128 (2 heads of 64, intermediate 256) whose projections are random w3 SpQR layers on the tensor
+    // cores (each made once per name, deterministically), for the device decoder and the CPU model alike
+    private static (SpQR.Transformer.Config.TransformerConfig Config, Func<string, SpqrLayer?> Pick) TinySpqrLlama(int layers)
+    {
+        var cfg = new SpQR.Transformer.Config.TransformerConfig
+        {
+            Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 128, IntermediateSize = 256, NumLayers = layers, NumHeads = 2, NumKvHeads = 2,
+            HeadDim = 64, VocabSize = 64, MaxPositions = 16, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
+            Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = SpQR.Tensors.Cpu.RopeLayout.HalfSplit, RopeTheta = 10000,
+        };
+        var made = new Dictionary<string, SpqrLayer>();
+        SpqrLayer? Pick(string name)
+        {
+            if (!name.EndsWith("_proj", StringComparison.Ordinal)) return null;
+            if (made.TryGetValue(name, out var l)) return l;
+            int rows = name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? 256 : 128, cols = name.EndsWith("down_proj") ? 256 : 128;
+            return made[name] = Layer(rows, cols, 3, made.Count * 31 + rows + cols, 0.03);
+        }
+        return (cfg, Pick);
+    }
+
     // the CPU model's linears: SpQR where the picker gives a layer, else dense
     private sealed class PickedLinears(Func<string, SpqrLayer?> pick) : SpQR.Transformer.Layers.ILinearFactory
     {
@@ -345,21 +353,8 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
     public void A_llama_decoder_with_grouped_launches_gives_the_logits_of_separate_ones()
     {
         var k = fx.Backend.Kernels;
-        var cfg = new SpQR.Transformer.Config.TransformerConfig
-        {
-            Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 128, IntermediateSize = 256, NumLayers = 1, NumHeads = 2, NumKvHeads = 2,
-            HeadDim = 64, VocabSize = 64, MaxPositions = 16, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
-            Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = SpQR.Tensors.Cpu.RopeLayout.HalfSplit, RopeTheta = 10000,
-        };
+        var (cfg, Pick) = TinySpqrLlama(layers: 1);
         using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-        var layers = new Dictionary<string, SpqrLayer>();
-        SpqrLayer? Pick(string name)
-        {
-            if (!name.EndsWith("_proj", StringComparison.Ordinal)) return null;
-            if (layers.TryGetValue(name, out var l)) return l;
-            int rows = name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? 256 : 128, cols = name.EndsWith("down_proj") ? 256 : 128;
-            return layers[name] = Layer(rows, cols, 3, name.GetHashCode() & 0xFFFF, 0.03);
-        }
         using var m = new GpuLlamaModel(fx.Backend, cfg, src, Pick, maxContext: 16, maxBatch: 1);
         int[] ids = [3, 17, 40];
         float[][] Run(bool grouped)
