@@ -106,9 +106,11 @@ if (kernels)
 {
 Console.WriteLine("shape,dtype,us_per_call,GB_per_s,nmse_vs_cpu,us_per_call_graph,GB_per_s_graph,us_graph_edges_off,us_graph_edges_at_exit,us_graph_edges_early");
 foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096, 11008) } : [])
-    foreach (string dt in new[] { "f16", "bf16", "f32" })
+    foreach (string dt in new[] { "f16", "f16_x_from_global_memory", "bf16", "f32" })
     {
+        // (f16_x_from_global_memory: the half-precision GEMV before the tenth session, GemvHalfStaged off)
         bool f16 = dt != "f32", bf = dt == "bf16";
+        backend.Kernels.GemvHalfStaged = dt != "f16_x_from_global_memory";
         long bytes = (long)rows * cols * (f16 ? 2 : 4);
         int copies = (int)Math.Max(2, (256L << 20) / bytes + 1);
         if (choice == DeviceChoice.Cpu) copies = 1;
@@ -148,6 +150,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         Console.WriteLine($"{rows}x{cols},{dt},{t * 1e6:F1},{bytes / t / 1e9:F0},{num / den:E2},{tg * 1e6:F1},{bytes / tg / 1e9:F0},{string.Join(",", modes)}");
         foreach (var b in bufs32) b.Dispose();
         foreach (var b in bufs16) b.Dispose();
+        backend.Kernels.GemvHalfStaged = true;
     }
 
 // SpQR: correctness sweep on the device, then timings
@@ -454,6 +457,9 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 1024, maxBatch: 128))
     {
         Console.WriteLine($"decode,f16,{Both(m)}");
+        backend.Kernels.GemvHalfStaged = false; m.UseGraph = true;
+        Console.WriteLine($"decode,f16_gemv_x_from_global_memory,{Decode(m):F1} tokens/s graph");
+        backend.Kernels.GemvHalfStaged = true; m.UseGraph = true;
         Console.WriteLine($"decode,f16_at_position_964,{Decode(m, 960):F1} tokens/s graph");
         backend.Kernels.FuseRopeIntoAttention = false; m.UseGraph = true;
         Console.WriteLine($"decode,f16_rope_store_kernel_before_the_attention,{Decode(m):F1} tokens/s graph");

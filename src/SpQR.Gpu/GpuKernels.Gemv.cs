@@ -17,6 +17,7 @@ public sealed partial class GpuKernels
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF32;
     private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF16x4;
+    private Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>? _gemvF16x8;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _addRmsNorm;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, int>? _argmax;
@@ -53,16 +54,29 @@ public sealed partial class GpuKernels
     {
         // 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0), else one half per load. (Eight halves
         // per 16-byte load, x read as scalars, was slower on the H200: 22.0 / 53.0 / 55.2 µs against 17.9 / 36.8 / 44.5.)
-        int flags = accumulate ? HalfAccumulate : 0;
-        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, flags);
-        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, flags);
+        GemvHalf(W, x, y, rows, cols, accumulate ? HalfAccumulate : 0);
     }
 
     // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,) (or y += W·x): the F16 kernels with the BF16 conversion
     public void GemvBF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, bool accumulate = false)
     {
-        int flags = HalfBF16 | (accumulate ? HalfAccumulate : 0);
-        if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, flags);
+        GemvHalf(W, x, y, rows, cols, HalfBF16 | (accumulate ? HalfAccumulate : 0));
+    }
+
+    /// <summary>The half-precision GEMV with x staged in shared memory and 16-byte weight loads (GemvHalfx8Kernel) where
+    /// cols % 8 == 0 and x fits 48 KB (default); false: the 64-bit-load kernel reading x from global memory (the kernel
+    /// before the tenth session).</summary>
+    public bool GemvHalfStaged { get; set; } = true;
+
+    private void GemvHalf(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int flags)
+    {
+        if (GemvHalfStaged && cols % 8 == 0 && cols <= 12288)
+        {
+            _gemvF16x8 ??= Load<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx8Kernel);
+            var rc = RowsConfig(rows, out _);
+            _gemvF16x8(new KernelConfig(rc.GridDim, rc.GroupDim, SharedMemoryConfig.RequestDynamic<float>(cols)), W, x, y, rows, cols / 8, flags);
+        }
+        else if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, flags);
         else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, flags);
     }
 
@@ -201,6 +215,49 @@ public sealed partial class GpuKernels
         }
         s = WarpSum(s);
         if (Warp.IsFirstLane) y[r] = (flags & HalfAccumulate) != 0 ? y[r] + s : s;
+    }
+
+    // W as (rows, cols/8) 16-byte words of 8 halves (the view starts 16-byte aligned: a buffer's start), x (cols,) staged
+    // in the block's dynamic shared memory once (every warp of the block reads all of it), a warp per row, software-
+    // pipelined: each lane requests the next four words (columns 8·(c + 32k)) before it multiplies the four it holds, and
+    // the first four before the staging (and before its programmatic wait); x from shared memory as two float4 per word
+    private static void GemvHalfx8Kernel(ArrayView<ushort> Wh, ArrayView<float> x, ArrayView<float> y, int rows, int cols8, int flags)
+    {
+        var W = Wh.Cast<U4>().AsAligned(16);
+        var xs = SharedMemory.GetDynamic<float>();
+        int r = RowIndex(), lane = Warp.LaneIdx, S = Warp.WarpSize;
+        bool live = r < rows;
+        long b = (long)(live ? r : 0) * cols8;
+        int c = lane;
+        U4 a0 = HalfWord(W, b, c, cols8, live), a1 = HalfWord(W, b, c + S, cols8, live), a2 = HalfWord(W, b, c + 2 * S, cols8, live), a3 = HalfWord(W, b, c + 3 * S, cols8, live);
+        GridWait(); // weights before it, x (the kernel before's output) after
+        for (int i = Group.IdxX; i < 8 * cols8; i += Group.DimX) xs[i] = x[i];
+        Group.Barrier();
+        if (!live) return;
+        var x4 = xs.Cast<F4>().AsAligned(16);
+        float s0 = 0, s1 = 0;
+        for (; c < cols8; c += 4 * S)
+        {
+            int n = c + 4 * S;
+            U4 n0 = HalfWord(W, b, n, cols8, true), n1 = HalfWord(W, b, n + S, cols8, true), n2 = HalfWord(W, b, n + 2 * S, cols8, true), n3 = HalfWord(W, b, n + 3 * S, cols8, true);
+            s0 += HalfDot8(a0, x4, c, cols8, flags) + HalfDot8(a1, x4, c + S, cols8, flags);
+            s1 += HalfDot8(a2, x4, c + 2 * S, cols8, flags) + HalfDot8(a3, x4, c + 3 * S, cols8, flags);
+            a0 = n0; a1 = n1; a2 = n2; a3 = n3;
+        }
+        float s = WarpSum(s0 + s1);
+        if (Warp.IsFirstLane) y[r] = (flags & HalfAccumulate) != 0 ? y[r] + s : s;
+    }
+
+    // word c of the row at b (zero past the row or for a dead warp)
+    private static U4 HalfWord(ArrayView<U4> W, long b, int c, int cols8, bool live) => live && c < cols8 ? W[b + c] : default;
+
+    // word c (8 halves, low half first) times x[8c..8c+8) as two float4 (0 past the row)
+    private static float HalfDot8(U4 q, ArrayView<F4> x4, int c, int cols8, int flags)
+    {
+        if (c >= cols8) return 0f;
+        F4 xa = x4[2 * c], xb = x4[2 * c + 1];
+        return HalfBitsToF32(q.X, flags) * xa.X + HalfBitsToF32(q.X >> 16, flags) * xa.Y + HalfBitsToF32(q.Y, flags) * xa.Z + HalfBitsToF32(q.Y >> 16, flags) * xa.W
+         + (HalfBitsToF32(q.Z, flags) * xb.X + HalfBitsToF32(q.Z >> 16, flags) * xb.Y + HalfBitsToF32(q.W, flags) * xb.Z + HalfBitsToF32(q.W >> 16, flags) * xb.W);
     }
 
     private static void RmsNormKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> dst, int n, float eps)
