@@ -47,6 +47,7 @@ public sealed partial class GpuKernels
     private Kernel LoadCuda(System.Reflection.MethodInfo method)
     {
         var compiled = (PTXCompiledKernel)_acc.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(method));
+        bool ownWait = compiled.PTXAssembly.Contains(GridDependencyPtx.Wait, StringComparison.Ordinal);
         string ptx = GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: _programmatic);
         // ILGPU 1.5.3 has no public way to build a compiled kernel from PTX text: its PTXAssembly is set in place
         var field = typeof(PTXCompiledKernel).GetField("<PTXAssembly>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)
@@ -54,8 +55,9 @@ public sealed partial class GpuKernels
         field.SetValue(compiled, ptx);
         var k = _acc.LoadKernel(compiled);
         if (_programmatic)
-            _waiting[((CudaKernel)k).FunctionPtr] = method.Name.StartsWith("Gemv", StringComparison.Ordinal) ? KernelKind.DenseGemv
-                : method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.SpqrMatVec : KernelKind.Small;
+            _waiting[((CudaKernel)k).FunctionPtr] = method.Name.StartsWith("Gemv", StringComparison.Ordinal) && !ownWait ? KernelKind.DenseGemv
+                : method.Name.StartsWith("Gemv", StringComparison.Ordinal) || method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.Product
+                : KernelKind.Small;
         return k;
     }
 
@@ -140,15 +142,20 @@ public enum ProgrammaticMode
     /// <summary>Once every block of the previous kernel has started.</summary>
     Early,
     /// <summary>Early into the kernels that stream no weight matrix (norms, prepares, rotary, attention, adds), AtExit
-    /// into the dense GEMVs and the SpQR matvecs.</summary>
+    /// into the products (dense GEMVs, SpQR matvecs).</summary>
     EarlyIntoSmall,
-    /// <summary>Early, but AtExit into the dense GEMVs: launched early, their waiting blocks took the multiprocessors'
-    /// slots unevenly (H200, ninth session: F16 GEMV 4096x11008 62.6 against 44.4 µs).</summary>
+    /// <summary>Early, but AtExit into the dense GEMVs that wait at their top (F32, and F16/BF16 where cols % 8 != 0 or
+    /// x exceeds 48 KB): launched early, their waiting blocks took the multiprocessors' slots unevenly (H200, ninth
+    /// session: F16 GEMV 4096x11008 62.6 against 44.4 µs). The staged half-precision GEMV requests its weights before its
+    /// wait, like the SpQR matvecs, and is launched early (tenth session: 12.4 / 28.2 / 36.8 µs against 13.7 / 28.8 / 37.7
+    /// from the exit port).</summary>
     EarlyExceptDenseGemv,
 }
 
-/// <summary>What a kernel loaded for programmatic launch is, for <see cref="ProgrammaticMode"/>.</summary>
-internal enum KernelKind { Small, SpqrMatVec, DenseGemv }
+/// <summary>What a kernel loaded for programmatic launch is, for <see cref="ProgrammaticMode"/>: a product that requests
+/// its weights before its wait (SpQR matvecs, the staged half-precision GEMV), a dense GEMV that waits at its top, or one
+/// of the small kernels.</summary>
+internal enum KernelKind { Small, Product, DenseGemv }
 
 /// <summary>The PTX rewrite for programmatic dependent launch (file header).</summary>
 public static class GridDependencyPtx
