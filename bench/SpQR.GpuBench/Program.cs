@@ -35,17 +35,9 @@ if (args.Length > 0 && args[0] == "profile")
     // SpQR w3 — every kernel of a step launched one by one, so a kernel profiler sees each (steps 3 are the ones to read)
     int layers = args.Length > 1 ? int.Parse(args[1]) : 2;
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
-    var pc = new SpQR.Transformer.Config.TransformerConfig
-    {
-        Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 4096, IntermediateSize = 11008, NumLayers = layers, NumHeads = 32, NumKvHeads = 32,
-        HeadDim = 128, VocabSize = 32000, MaxPositions = 2048, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
-        Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000,
-    };
+    var pc = Llama7B(layers);
     using var psrc = new SpQR.Transformer.Loading.RandomWeightSource(pc, SpQR.Tensors.DType.F16);
-    var p4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var pUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var pDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
-    SpqrLayer? PPick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
-        ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? pUp : name.EndsWith("down_proj") ? pDown : p4 : null;
-    foreach (var pick in new Func<string, SpqrLayer?>?[] { null, PPick })
+    foreach (var pick in new Func<string, SpqrLayer?>?[] { null, SpqrW3Projections() })
     {
         using var m = new GpuLlamaModel(gpu, pc, psrc, pick, maxContext: 1024, maxBatch: 16) { UseGraph = false };
         for (int t = 0; t < 3; t++) m.Step(5 + t, 60 + t);
@@ -411,12 +403,7 @@ if (choice != DeviceChoice.Cpu)
 // accelerator (too slow) and when args contain "nodecode".
 if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
 {
-    var cfg = new SpQR.Transformer.Config.TransformerConfig
-    {
-        Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 4096, IntermediateSize = 11008, NumLayers = 32, NumHeads = 32, NumKvHeads = 32,
-        HeadDim = 128, VocabSize = 32000, MaxPositions = 2048, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
-        Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000,
-    };
+    var cfg = Llama7B(32);
     var sw0 = Stopwatch.StartNew();
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
     Console.WriteLine($"decode: random 7B-shaped weights built in {sw0.Elapsed.TotalSeconds:F0} s");
@@ -474,9 +461,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Console.WriteLine($"prefill,f16,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         Console.WriteLine($"memory,f16,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device");
     }
-    var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
-    SpqrLayer? Pick(string name) => name.EndsWith("_proj") && name.StartsWith("model.layers.")
-        ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
+    var Pick = SpqrW3Projections();
     using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
     {
         // the grouped q/k/v and gate/up launches give the bits of separate ones (eagerly, and replayed from the graph) with
@@ -537,4 +522,20 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Console.WriteLine($"memory,spqr_w3_lane_major_codes_only,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device");
     }
     backend.Kernels.SpqrFormatCodesBesideLaneMajor = true;
+}
+
+// a LLaMA-7B-shaped config (hidden 4096, 32 heads of 128, intermediate 11008, vocab 32000) of `layers` decoder layers
+static SpQR.Transformer.Config.TransformerConfig Llama7B(int layers) => new()
+{
+    Architecture = SpQR.Transformer.Config.Architecture.Llama, HiddenSize = 4096, IntermediateSize = 11008, NumLayers = layers, NumHeads = 32, NumKvHeads = 32,
+    HeadDim = 128, VocabSize = 32000, MaxPositions = 2048, NormEps = 1e-5f, Norm = SpQR.Transformer.Config.NormKind.RmsNorm,
+    Activation = SpQR.Transformer.Config.ActivationKind.SwiGlu, RopeLayout = RopeLayout.HalfSplit, RopeTheta = 10000,
+};
+
+// every decoder projection of Llama7B as SpQR w3 (1% outliers): one random layer per shape, shared by all layers
+static Func<string, SpqrLayer?> SpqrW3Projections()
+{
+    var l4 = SpqrLayer.Random(4096, 4096, 3, 0.01, 11); var lUp = SpqrLayer.Random(11008, 4096, 3, 0.01, 12); var lDown = SpqrLayer.Random(4096, 11008, 3, 0.01, 13);
+    return name => name.EndsWith("_proj") && name.StartsWith("model.layers.")
+        ? name.EndsWith("gate_proj") || name.EndsWith("up_proj") ? lUp : name.EndsWith("down_proj") ? lDown : l4 : null;
 }

@@ -126,7 +126,7 @@ public sealed partial class GpuKernels
     public void RopeAttention(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> pos,
                               ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output, ArrayView<float> scores, AttentionDims d, bool interleaved)
     {
-        if (FuseRopeIntoAttention && d.First == 0 && d.HeadDim % 2 == 0 && AttentionSplits(d, 1, scores.Length))
+        if (FuseRopeIntoAttention && d.First == 0 && AttentionSplits(d, 1, scores.Length)) // (its head dim is a multiple of 4)
         {
             var rope = new RopeViews { Cos = cos, Sin = sin, K = k, V = v, Apply = 1, Interleaved = interleaved ? 1 : 0 };
             Attention(q, keys, values, output, scores, pos, d, 1, rope);

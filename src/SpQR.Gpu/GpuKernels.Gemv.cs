@@ -1,7 +1,8 @@
 // GEMV y = W·x on the device, W row-major [rows, cols] in F32, F16 or BF16 (raw bits, converted in the kernel: F16
 // with the same exact-for-finite trick as the CPU: sign-extend, shift 13, mask, ×2^112; BF16 is the top half of a
-// float32, bits << 16). One warp per row: lanes stride the row, then a shuffle reduction; 64-bit loads of four
-// halves when cols % 4 == 0; y += W·x on request (the decoder's residual add in the epilogue: each row's one writer adds
+// float32, bits << 16). One warp per row: lanes stride the row, then a shuffle reduction; half precision with x staged
+// in shared memory and 16-byte loads of eight halves (cols % 8 == 0, x ≤ 48 KB), else 64-bit loads of four halves when
+// cols % 4 == 0; y += W·x on request (the decoder's residual add in the epilogue: each row's one writer adds
 // its y). Argmax: one thread group, strided maxima, then a shared-memory tree (first index on ties).
 // RMSNorm (and the residual add fused into it): a thread group per row, the block reductions shared with the decode kernels.
 // Mirrors Cpu/CpuKernels.Gemv.cs.
@@ -51,33 +52,34 @@ public sealed partial class GpuKernels
 
     // W (rows, cols) F16 bits @ x (cols,) -> y (rows,) (or y += W·x); W finite (loaders check)
     public void GemvF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, bool accumulate = false)
-    {
-        // 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0), else one half per load. (Eight halves
-        // per 16-byte load, x read as scalars, was slower on the H200: 22.0 / 53.0 / 55.2 µs against 17.9 / 36.8 / 44.5.)
-        GemvHalf(W, x, y, rows, cols, accumulate ? HalfAccumulate : 0);
-    }
+        => GemvHalf(W, x, y, rows, cols, accumulate ? HalfAccumulate : 0);
 
     // W (rows, cols) BF16 bits @ x (cols,) -> y (rows,) (or y += W·x): the F16 kernels with the BF16 conversion
     public void GemvBF16(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, bool accumulate = false)
-    {
-        GemvHalf(W, x, y, rows, cols, HalfBF16 | (accumulate ? HalfAccumulate : 0));
-    }
+        => GemvHalf(W, x, y, rows, cols, HalfBF16 | (accumulate ? HalfAccumulate : 0));
 
     /// <summary>The half-precision GEMV with x staged in shared memory and 16-byte weight loads (GemvHalfx8Kernel) where
     /// cols % 8 == 0 and x fits 48 KB (default); false: the 64-bit-load kernel reading x from global memory (the kernel
     /// before the tenth session).</summary>
     public bool GemvHalfStaged { get; set; } = true;
 
+    // x of at most 12,288 floats (48 KB: a block's shared memory without the opt-in) is staged
+    private const int HalfStagedMaxCols = 12288;
+
+    // The staged kernel where it applies (H200, tenth session: 12.4 / 28.2 / 36.8 µs against 17.7 / 36.8 / 44.3 for
+    // 4096x4096 / 11008x4096 / 4096x11008), else 4 halves per 64-bit load when rows stay 8-byte aligned (cols % 4 == 0),
+    // else one half per load. (Eight halves per 16-byte load with x read as scalars from global memory was slower than
+    // the 64-bit kernel: 22.0 / 53.0 / 55.2 against 17.9 / 36.8 / 44.5 µs.)
     private void GemvHalf(ArrayView<ushort> W, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int flags)
     {
-        if (GemvHalfStaged && cols % 8 == 0 && cols <= 12288)
+        var rc = RowsConfig(rows, out _);
+        if (GemvHalfStaged && cols % 8 == 0 && cols <= HalfStagedMaxCols)
         {
             _gemvF16x8 ??= Load<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int, int, int>(GemvHalfx8Kernel);
-            var rc = RowsConfig(rows, out _);
             _gemvF16x8(new KernelConfig(rc.GridDim, rc.GroupDim, SharedMemoryConfig.RequestDynamic<float>(cols)), W, x, y, rows, cols / 8, flags);
         }
-        else if (cols % 4 == 0) _gemvF16x4(RowsConfig(rows, out _), W.Cast<ulong>(), x, y, rows, cols / 4, flags);
-        else _gemvF16(RowsConfig(rows, out _), W, x, y, rows, cols, flags);
+        else if (cols % 4 == 0) _gemvF16x4(rc, W.Cast<ulong>(), x, y, rows, cols / 4, flags);
+        else _gemvF16(rc, W, x, y, rows, cols, flags);
     }
 
     // the half-precision GEMVs' flags: BF16 weights (else F16), y += W·x (else y = W·x)

@@ -47,7 +47,6 @@ public sealed partial class GpuKernels
     private Kernel LoadCuda(System.Reflection.MethodInfo method)
     {
         var compiled = (PTXCompiledKernel)_acc.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(method));
-        bool ownWait = compiled.PTXAssembly.Contains(GridDependencyPtx.Wait, StringComparison.Ordinal);
         string ptx = GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: _programmatic);
         // ILGPU 1.5.3 has no public way to build a compiled kernel from PTX text: its PTXAssembly is set in place
         var field = typeof(PTXCompiledKernel).GetField("<PTXAssembly>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)
@@ -55,9 +54,11 @@ public sealed partial class GpuKernels
         field.SetValue(compiled, ptx);
         var k = _acc.LoadKernel(compiled);
         if (_programmatic)
-            _waiting[((CudaKernel)k).FunctionPtr] = method.Name.StartsWith("Gemv", StringComparison.Ordinal) && !ownWait ? KernelKind.DenseGemv
-                : method.Name.StartsWith("Gemv", StringComparison.Ordinal) || method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.Product
-                : KernelKind.Small;
+        {
+            bool gemv = method.Name.StartsWith("Gemv", StringComparison.Ordinal);
+            _waiting[((CudaKernel)k).FunctionPtr] = gemv && GridDependencyPtx.WaitsAtTop(ptx) ? KernelKind.DenseGemv
+                : gemv || method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.Product : KernelKind.Small;
+        }
         return k;
     }
 
