@@ -6,6 +6,7 @@
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 //        dotnet SpQR.GpuBench.dll profile [layers]   (3 eager decode steps, F16 then SpQR w3, for a kernel profiler)
+//        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -25,7 +26,8 @@ if (args.Length > 1 && args[0] == "ptx")
     foreach (var k in typeof(GpuKernels).GetMethods(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static).Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)))
     {
         var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k), KernelSpecialization.Empty);
-        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), compiled.PTXAssembly);
+        // as the device loads it with programmatic launch (GpuKernels.Pdl.cs: the wait placed, .target sm_90)
+        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: true));
     }
     return;
 }
@@ -42,6 +44,26 @@ if (args.Length > 0 && args[0] == "profile")
         using var m = new GpuLlamaModel(gpu, pc, psrc, pick, maxContext: 1024, maxBatch: 16) { UseGraph = false };
         for (int t = 0; t < 3; t++) m.Step(5 + t, 60 + t);
         Console.WriteLine($"profile: {(pick is null ? "f16" : "spqr_w3")} model, 3 eager steps done");
+    }
+    return;
+}
+if (args.Length > 0 && args[0] == "mvprofile")
+{
+    // for a profiler (ncu): the library's SpQR w3 matvec (prepare launch + main kernel) 30 times per LLaMA shape, weights
+    // rotated over ≥ 256 MB as in the timings below, launched one by one (no graph)
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
+        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
+        var gl = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
+        using var dx = a.Allocate1D(Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray());
+        using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(gl[0])); using var dy = a.Allocate1D<float>(rows);
+        for (int i = 0; i < 30; i++) gpu.Kernels.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View);
+        a.Synchronize();
+        Console.WriteLine($"mvprofile: {rows}x{cols} w3, 30 calls");
+        foreach (var g in gl) g.Dispose();
     }
     return;
 }
@@ -169,12 +191,17 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         int copies = choice == DeviceChoice.Cpu ? 1 : (int)Math.Max(2, (256L << 20) / bytes + 1);
         var layers = new List<GpuSpqrLayer>();
         for (int c = 0; c < copies; c++) layers.Add(new GpuSpqrLayer(acc, l, laneMajor: true));
+        // w3's lane-major records in the eighth session's layout (codes OR'd onto 1024, subtracted in the kernel): the
+        // "_eighth_session_w3_records" rows, against the default subnormal records (eleventh session)
+        var magic = new List<GpuSpqrLayer>();
+        if (bits == 3 && choice != DeviceChoice.Cpu) for (int c = 0; c < copies; c++) magic.Add(new GpuSpqrLayer(acc, l, laneMajor: true, magicW3Records: true));
+        var cur = layers;
         var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
         using var dx = acc.Allocate1D(x); using var dxp = acc.Allocate1D<float>(backend.Kernels.SpqrScratch(layers[0])); using var dy = acc.Allocate1D<float>(rows);
         var e = new float[rows];
         SpqrMatVec.MatVec(l, x, e);
         int n = choice == DeviceChoice.Cpu ? 3 : 200;
-        void Call(int i) => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View);
+        void Call(int i) => backend.Kernels.SpqrMatVec(cur[i % copies], dx.View, dxp.View, dy.View);
         // the kernel versions side by side: the library's choice for the shape (the tensor-core kernel where cols ≥ rows,
         // else the float32 wide kernel), the tensor-core kernel forced onto the shape, and the wide kernel; each also
         // without its prepare launch
@@ -183,17 +210,18 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
         // (_tc_lane_major_k4 / _k16: 4 or 16 column splits instead of 8 — last measured before the lane-major codes halved the
         // kernel's registers)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_edges_at_exit", true, 0), ("_edges_early_into_small", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k10", true, 10), ("_tc_lane_major_k12", true, 12), ("_tc_lane_major_k14", true, 14), ("_tc_lane_major_k16", true, 16), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_eighth_session_w3_records", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k6", true, 6), ("_tc_lane_major_k8", true, 8), ("_tc_lane_major_k10", true, 10), ("_tc_lane_major_k12", true, 12), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
-            if (name.Contains("_loads") && bits != 3) continue;
+            if ((name.Contains("_loads") || name == "_eighth_session_w3_records") && bits != 3) continue;
+            cur = name == "_eighth_session_w3_records" ? magic : layers;
             if (bits == 2 && name is not ("" or "_tc" or "_tc_lane_major")) continue; // w2: is its lane-major copy faster?
             if (name.StartsWith("_edges_") && !backend.Kernels.ProgrammaticLaunch) continue;
             backend.Kernels.SpqrTensorCores = tc; backend.Kernels.SpqrTcSplits = tcK;
             backend.Kernels.SpqrTcLoadsOnly = name == "_tc_loads_only" ? 1 : 0; // (2-5: the eighth session's other load diagnostics)
             // (_edges_*: the default kernel with the graph's kernel → kernel edges plain / programmatic from the source's exit /
             // from its start into the prepare launch only, against the default: GpuKernels.Pdl.cs)
-            bool byDefault = name == "" || name.StartsWith("_edges_");
+            bool byDefault = name == "" || name.StartsWith("_edges_") || name == "_eighth_session_w3_records";
             backend.Kernels.ProgrammaticEdges = name switch
             {
                 "_edges_off" => ProgrammaticMode.Off, "_edges_at_exit" => ProgrammaticMode.AtExit, "_edges_early_into_small" => ProgrammaticMode.EarlyIntoSmall,
@@ -216,12 +244,12 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             acc.Synchronize();
             double tg = TimeGraph(Call, n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name},{t * 1e6:F1},{bytes / t / 1e9:F0},{bytes * 8.0 / ((long)rows * cols):F2},{nv:E2},{enq * 1e6:F1},{tg * 1e6:F1},{bytes / tg / 1e9:F0}");
-            double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(layers[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
+            double tk = TimeGraph(i => backend.Kernels.SpqrMatVec(cur[i % copies], dx.View, dxp.View, dy.View, prepare: false), n);
             Console.WriteLine($"{rows}x{cols},spqr_w{bits}{name}_main_kernel_only,,,,,,{tk * 1e6:F1},{bytes / tk / 1e9:F0}");
         }
         backend.Kernels.SpqrTensorCores = true; backend.Kernels.SpqrTcSplits = 0; backend.Kernels.SpqrTcLoadsOnly = 0; backend.Kernels.SpqrTcLaneMajor = true; backend.Kernels.ProgrammaticEdges = defaultEdges;
         backend.Kernels.SpqrTcAllShapes = false;
-        foreach (var g in layers) g.Dispose();
+        foreach (var g in layers.Concat(magic)) g.Dispose();
     }
 
 // Batched products (the prefill form), T = 64 and 256 tokens: the SpQR layer decoded inside the register-blocked GEMM's
@@ -488,8 +516,8 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
         Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
         // column splits of the tensor-core matvec other than the shape's default
-        foreach (int ks in new[] { 12 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
-        foreach (int ks in new[] { 4, 6, 7, 10 }) Variant($"grouped_launches_column_splits_{ks}", on => backend.Kernels.SpqrTcGroupSplits = on ? ks : 0);
+        foreach (int ks in new[] { 4, 8, 12 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
+        foreach (int ks in new[] { 4, 6, 12 }) Variant($"grouped_launches_column_splits_{ks}", on => backend.Kernels.SpqrTcGroupSplits = on ? ks : 0);
         // the tenth session's folds, each switched off alone, then both
         Variant("norm_kernels_before_the_projections", on => backend.Kernels.SpqrFuseInputNorm = !on);
         Variant("rope_store_kernel_before_the_attention", on => backend.Kernels.FuseRopeIntoAttention = !on);
@@ -520,6 +548,20 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Console.WriteLine($"decode,spqr_w3_lane_major_codes_only,{Decode(m):F1} tokens/s graph");
         Console.WriteLine($"prefill,spqr_w3_lane_major_codes_only,{Prefill(m):F0} tokens/s (512-token prompt, batches of 128)");
         Console.WriteLine($"memory,spqr_w3_lane_major_codes_only,{m.DeviceWeightBytes / 1e9:F2} GB of linear weights on the device");
+    }
+    backend.Kernels.SpqrFormatCodesBesideLaneMajor = true;
+    // w3's lane-major records in the eighth session's layout (the default before the eleventh session's subnormal records)
+    backend.Kernels.SpqrW3MagicRecords = true;
+    using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
+    {
+        m.Step(5, 0);
+        Console.WriteLine($"decode,spqr_w3_eighth_session_w3_records,{Decode(m):F1} tokens/s graph");
+    }
+    backend.Kernels.SpqrW3MagicRecords = false;
+    using (var m = new GpuLlamaModel(backend, cfg, src, Pick, maxContext: 1024, maxBatch: 128))
+    {
+        m.Step(5, 0);
+        Console.WriteLine($"decode,spqr_w3_subnormal_records_again,{Decode(m):F1} tokens/s graph");
     }
     backend.Kernels.SpqrFormatCodesBesideLaneMajor = true;
 }

@@ -34,6 +34,9 @@ public struct SpqrDims
     /// <summary>1: y += Ŵ·x (the residual add in the tensor-core matvec's epilogue, set per call by SpqrMatVec's
     /// accumulate); 0: y = Ŵ·x. A layer's own Dims keep 0.</summary>
     public int Accumulate;
+    /// <summary>1: the layer's lane-major w3 records hold subnormal-fp16 pairs (GpuSpqrLayer.LaneMajor, the default); 0:
+    /// the eighth session's records (codes OR'd onto 1024, then 1024 subtracted), and every other width and layer.</summary>
+    public int LaneLayout;
 }
 
 /// <summary>An RMSNorm of a matvec's input folded into its prepare launch (the tensor-core kernels): x̂ = w·x/√(mean(x²)
@@ -51,6 +54,8 @@ public struct TcPrepareArgs
 {
     public int Cols, WBits, Layers, Normed;
     public float Eps;
+    /// <summary>The x̃ slots' scaling for these records (SpqrDims.LaneLayout of a lane-major call, else 0).</summary>
+    public int Layout;
 }
 
 /// <summary>The 32 x̃ of one lane's chunk (two groups), loaded once per warp step and shared by the rows it serves.</summary>
@@ -173,7 +178,9 @@ public sealed class GpuSpqrLayer : IDisposable
     /// <summary>laneMajor: also the lane-major copy (where GpuKernels.TcShape holds); formatCodes: false keeps only that
     /// copy of the codes and statistics fields on the device (where it was built; about 45% less device memory for a w3
     /// layer than both).</summary>
-    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true)
+    /// <param name="magicW3Records">w3 lane-major records in the eighth session's layout (pairs OR'd onto 1024's fp16 bits,
+    /// 1024 subtracted in the kernel) instead of the subnormal one: for benchmarks comparing the two.</param>
+    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false)
     {
         if (!l.QuantizedStats) throw new NotSupportedException("the GPU SpQR kernel needs quantized (qq) statistics");
         Dims = new SpqrDims
@@ -184,7 +191,12 @@ public sealed class GpuSpqrLayer : IDisposable
         };
         var planes = new float[l.Stats2!.Length]; // (rowGroups, groups, 4): the stored order, widened (one 16-byte load per group)
         for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
-        if (laneMajor && GpuKernels.TcShape(Dims)) LaneCodes = acc.Allocate1D(LaneMajor(l));
+        if (laneMajor && GpuKernels.TcShape(Dims))
+        {
+            bool subnormal = l.WBits == 3 && !magicW3Records;
+            LaneCodes = acc.Allocate1D(LaneMajor(l, subnormal));
+            Dims.LaneLayout = subnormal ? 1 : 0;
+        }
         HasFormatCodes = formatCodes || LaneCodes is null;
         if (HasFormatCodes)
         {
@@ -222,9 +234,16 @@ public sealed class GpuSpqrLayer : IDisposable
     /// (pair k at 4k), the fields in word 4; w2: word w holds groups 4w..4w + 3 — 32-bit units at 0 and 32, each two
     /// groups at +0 and +8 (pair k at 2k) — the fields in word 2. The fields, in order: (group t, row gid), (t, gid + 8),
     /// (t + 4, gid), (t + 4, gid + 8) (w2 / w4 at bits 0, 8, 16, 24). Rows past the last repeat the last row (as the kernel
-    /// reads them). Bytes per tile and super-step: 768 / 1,024 / 1,280 against the format's 608 / 864 / 1,120.</summary>
-    public static ulong[] LaneMajor(SpqrLayer l)
+    /// reads them). Bytes per tile and super-step: 768 / 1,024 / 1,280 against the format's 608 / 864 / 1,120.
+    /// <para>subnormal (w3; the default upload, SpqrDims.LaneLayout 1): the record as eight 32-bit units U0..U7 (word w =
+    /// U(2w) | U(2w+1) « 32); row gid's pairs in U0..U3, row gid + 8's at the same places in U4..U7; group j's pairs in unit
+    /// j » 1 — j even: a0 (a1) at bits 0 and 16, a2 (a3) at 3 and 19; j odd: a0 at 6 and 22, a2 at 9 and 25 — so that one AND
+    /// leaves a pair as two subnormal fp16 values c·2^(p−24) (p = 0, 3, 6; the pair at 9 shifted down first), with no
+    /// 1024 to add and subtract; x̃ carries 2^−p and its group scale 2^24 (TcSplit). Field f (≤ 8 bits) in unit f: low
+    /// nibble at bits 12-15, high at 28-31.</para></summary>
+    public static ulong[] LaneMajor(SpqrLayer l, bool subnormal = false)
     {
+        if (subnormal && l.WBits != 3) throw new ArgumentException($"the subnormal lane-major records are w3's, not w{l.WBits}");
         int b = l.WBits, W = LaneWords(b), rows = l.Rows, groups = l.Groups, steps = groups / 8, tiles = (rows + 15) / 16, F = l.StatBits;
         int rowBytes = l.RowBytes, statRow = l.StatRowBytes;
         static int Code(ReadOnlySpan<byte> codes, int rowBytes, int b, int r, int c)
@@ -245,12 +264,34 @@ public sealed class GpuSpqrLayer : IDisposable
         void PackTile(int T, ReadOnlySpan<byte> codes, ReadOnlySpan<byte> stats)
         {
             Span<ulong> v = stackalloc ulong[5];
+            Span<uint> u = stackalloc uint[8];
             for (int s = 0; s < steps; s++)
                 for (int L = 0; L < 32; L++)
                 {
                     int gid = L >> 2, t = L & 3;
                     int ra = Math.Min(16 * T + gid, rows - 1), rc = Math.Min(16 * T + gid + 8, rows - 1);
                     v.Clear();
+                    if (subnormal)
+                    {
+                        u.Clear();
+                        for (int j = 0; j < 8; j++)
+                            for (int k = 0; k < 4; k++)
+                            {
+                                // pair k: a0 (row gid, codes t, t + 4), a1 (row gid + 8), a2 (row gid, t + 8, t + 12), a3
+                                int r = (k & 1) == 0 ? ra : rc, reg = k >> 1, c = 16 * (8 * s + j) + t + 8 * reg;
+                                int at = (j & 1) == 0 ? 3 * reg : 6 + 3 * reg, ui = 4 * (k & 1) + (j >> 1);
+                                u[ui] |= (uint)Code(codes, rowBytes, b, r, c) << at;
+                                u[ui] |= (uint)Code(codes, rowBytes, b, r, c + 4) << (at + 16);
+                            }
+                        for (int f = 0; f < 4; f++)
+                        {
+                            int g = 8 * s + t + (f >= 2 ? 4 : 0), fr = (f & 1) == 0 ? ra : rc;
+                            uint field = (uint)Field(stats, statRow, F, fr, g);
+                            u[f] |= (field & 0xF) << 12 | (field >> 4) << 28;
+                        }
+                        for (int w = 0; w < W; w++) e[((long)(T * steps + s) * W + w) * 32 + L] = u[2 * w] | (ulong)u[2 * w + 1] << 32;
+                        continue;
+                    }
                     for (int j = 0; j < 8; j++)
                     {
                         int c0 = 16 * (8 * s + j); // the group's first column

@@ -2,7 +2,10 @@
 // bytes as the CPU format, or (w3, default) over their lane-major copy made at upload (GpuSpqrLayer.LaneCodes: each
 // lane's mma pairs and statistics fields as one 32-byte record per super-step, read word-major — every load instruction
 // one contiguous 256 bytes, one shift and mask per pair; 72 registers against 126; measured 10-22% faster per layer and
-// +18% on 7B-shaped decode: bench/README.md, GPU eighth session). Used where it applies (TcApplies: wbits 2-4, float32
+// +18% on 7B-shaped decode: bench/README.md, GPU eighth session; w3's records since the eleventh session hold each pair
+// where one AND makes it two subnormal fp16 values c·2^(p−24) — no 1024 to OR on and subtract, most pairs unshifted:
+// 197 instructions a super-step against 238, main kernel 6.8 / 15.5 / 13.2 against 7.1 / 17.3 / 14.1 µs, decode +3%;
+// GpuSpqrLayer.LaneMajor). Used where it applies (TcApplies: wbits 2-4, float32
 // statistics, cols % 128 == 0, β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: every shape
 // over lane-major codes; over the format's codes, layers with at least as many columns as rows (q/k/v/o, down_proj);
 // else the kernels of GpuKernels.Spqr.cs.
@@ -80,6 +83,11 @@ public sealed partial class GpuKernels
     /// (about 45% less device memory for those layers; prefill then runs the lane-major tensor-core GEMM).</summary>
     public bool SpqrFormatCodesBesideLaneMajor { get; set; } = true;
 
+    /// <summary>Models built on this backend upload w3's lane-major records in the eighth session's layout (pairs OR'd onto
+    /// 1024, subtracted in the kernel) instead of the subnormal one (GpuSpqrLayer.LaneMajor): for benchmarks comparing
+    /// the two.</summary>
+    public bool SpqrW3MagicRecords { get; set; }
+
     /// <summary>Whether a model built on this backend uploads the lane-major copy of a layer of this width.</summary>
     public bool LaneMajorUploadFor(int wbits) => SpqrLaneMajorUpload && (wbits is 3 or 4 || SpqrLaneMajorW2 && wbits == 2);
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
@@ -94,9 +102,10 @@ public sealed partial class GpuKernels
     public int SpqrTcLoadsOnly { get; set; }
     private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare;
     private readonly SpqrLaunchTc?[] _spqrTcLanes = new SpqrLaunchTc?[5];
+    private SpqrLaunchTc? _spqrTcLanesMagic;
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTc;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _prepareTcSwiGlu;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepareTcSwiGlu;
 
     /// <summary>The SwiGLU in the tensor-core prepare launch (<see cref="SpqrMatVecSwiGlu"/>; default): one launch fewer
     /// per layer, 7B-shaped decode 235.3 against 232.3-232.5 tokens/s with the separate SwiGLU kernel (H200, bench/README.md,
@@ -161,20 +170,22 @@ public sealed partial class GpuKernels
             var cfg = new KernelConfig((n + blk - 1) / blk, blk);
             if (up.Length > 0)
             {
-                _prepareTcSwiGlu ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(SpqrPrepareTcSwiGluKernel);
-                _prepareTcSwiGlu(cfg, x, up, w.Perm.View, scratch, d.Cols, d.WBits);
+                _prepareTcSwiGlu ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>(SpqrPrepareTcSwiGluKernel);
+                _prepareTcSwiGlu(cfg, x, up, w.Perm.View, scratch, d.Cols, d.WBits, lanes ? d.LaneLayout : 0);
             }
             else
             {
                 _prepareTc ??= Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>(SpqrPrepareTcKernel);
-                _prepareTc(cfg, x, w.Perm.View, scratch, norm.IsSet ? norm.Weight : x, PrepareArgs(d, 1, norm));
+                _prepareTc(cfg, x, w.Perm.View, scratch, norm.IsSet ? norm.Weight : x, PrepareArgs(d, 1, norm, lanes));
             }
         }
         var (K, wpb, blocks) = TcGrid(d, lanes);
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
         var k = lanes
-            ? _spqrTcLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+            ? d.WBits == 3 && d.LaneLayout == 0
+                ? _spqrTcLanesMagic ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanesMagic3Kernel)
+                : _spqrTcLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
             : SpqrTcLoadsOnly == 1
             ? _spqrTcLoads ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
@@ -215,8 +226,9 @@ public sealed partial class GpuKernels
         return (K, wpb, (tiles + tilesPerBlock - 1) / tilesPerBlock);
     }
 
-    private static TcPrepareArgs PrepareArgs(SpqrDims d, int layers, InputRmsNorm norm)
-        => new() { Cols = d.Cols, WBits = d.WBits, Layers = layers, Normed = norm.IsSet ? 1 : 0, Eps = norm.Eps };
+    // lanes: the x̃ is for the lane-major kernel (its records' layout decides the slots' scaling, TcSplit)
+    private static TcPrepareArgs PrepareArgs(SpqrDims d, int layers, InputRmsNorm norm, bool lanes)
+        => new() { Cols = d.Cols, WBits = d.WBits, Layers = layers, Normed = norm.IsSet ? 1 : 0, Eps = norm.Eps, Layout = lanes ? d.LaneLayout : 0 };
 
     // One thread per column c of 16·G: x' = x[perm[c]] (0 past cols; with a.Normed, w[p]·(x[p]·r), r = 1/√(mean(x²) + eps)
     // from the whole row) into scratch[c]; per group (16 consecutive threads, shuffles) xsum and the scale 2^E putting
@@ -225,7 +237,7 @@ public sealed partial class GpuKernels
     private static void SpqrPrepareTcKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, ArrayView<float> normW, TcPrepareArgs a)
     {
         int c = Grid.GlobalIndex.X;
-        SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, c < a.Cols), scratch, a.Cols, a.WBits, c);
+        SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, c < a.Cols), scratch, a.Cols, a.WBits, c, a.Layout);
     }
 
     // column c's x' (0 where !col); group-collective when a.Normed (every thread of the group calls it). The layer's
@@ -266,25 +278,25 @@ public sealed partial class GpuKernels
     }
 
     // the same with x = silu(gate) ⊙ up (as SwiGluKernel computes it), gathered through the permutation
-    private static void SpqrPrepareTcSwiGluKernel(ArrayView<float> gate, ArrayView<float> up, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b)
+    private static void SpqrPrepareTcSwiGluKernel(ArrayView<float> gate, ArrayView<float> up, ArrayView<int> perm, ArrayView<float> scratch, int cols, int b, int layout)
     {
         int c = Grid.GlobalIndex.X;
         int p = c < cols ? perm[c] : 0; // the layer's own constant: requested before the wait (overlaps the kernel before)
         GridWait();
         float v = c < cols ? SiluTimes(gate[p], up[p]) : 0f;
-        SpqrPrepareTcBody(v, scratch, cols, b, c);
+        SpqrPrepareTcBody(v, scratch, cols, b, c, layout);
     }
 
     // thread c's column value v = x'[c] (0 past cols) into the scratch layout above; warp-collective (every lane calls it)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrPrepareTcBody(float v, ArrayView<float> scratch, int cols, int b, int c)
+    private static void SpqrPrepareTcBody(float v, ArrayView<float> scratch, int cols, int b, int c, int layout)
     {
         int groups = (cols + 15) / 16 + 7 & ~7, padded = groups * 16;
         GroupMaxSum16(v, out float m, out float sum);
         if (c >= padded) return;
         scratch[c] = v;
         int g = c >> 4, k = c & 15;
-        TcSplit(v, m, b, k, out ushort hi, out ushort lo, out float inv, out int half4);
+        TcSplit(v, m, b, k, g & 7, layout, out ushort hi, out ushort lo, out float inv, out int half4);
         if (k == 0) { scratch[padded + 2 * g] = sum; scratch[padded + 2 * g + 1] = inv; }
         int S = g >> 3, j = g & 7, u = j & 3, i = j >> 2;
         var h16 = scratch.SubView(padded + 2 * groups).Cast<ushort>();
@@ -306,16 +318,20 @@ public sealed partial class GpuKernels
     }
 
     // code k's x' = v of a group whose max |x'| is m, as the fp16 bits of hi = fp16(x̃) and lo = fp16(x̃ − hi), x̃ =
-    // v·2^E·2^−p (E = 14 − ⌊log2 m⌋, kept where 2^±E are normal floats; p = 4 for the low code of a w3 pair), the group's
-    // 2^−E, and the half's place in lane (k mod 4)'s four-half fragment: register·2 + half, from lane t's pairs
-    // w3/w4 {t, t+4} {t+8, t+12}, w2 {t, t+8} {t+4, t+12}
+    // v·2^E·2^−p (E = 14 − ⌊log2 m⌋, kept where 2^±E are normal floats), the group's scale and the half's place in lane
+    // (k mod 4)'s four-half fragment: register·2 + half, from lane t's pairs w3/w4 {t, t+4} {t+8, t+12}, w2 {t, t+8}
+    // {t+4, t+12}. p: the power of two the kernel's A value of that code carries — over the format's codes and the
+    // magic records 4 for the low code of a w3 pair, else 0, and the scale 2^−E; over the subnormal w3 records (layout 1,
+    // GpuSpqrLayer.LaneMajor) 0 / 3 for registers a0 / a2 of an even group j, 6 / 0 of an odd one, and the scale
+    // 2^(24−E) (the A values are c·2^(p−24))
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcSplit(float v, float m, int b, int k, out ushort hi, out ushort lo, out float inv, out int half4)
+    private static void TcSplit(float v, float m, int b, int k, int j, int layout, out ushort hi, out ushort lo, out float inv, out int half4)
     {
         int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
-        inv = Interop.IntAsFloat((uint)(127 - e) << 23);
+        bool sub = layout != 0 && b == 3;
+        inv = Interop.IntAsFloat((uint)(127 - e + (sub ? 24 : 0)) << 23);
         int q = k >> 2, reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
-        int p = b == 3 && half == 0 ? 4 : 0;
+        int p = sub ? (reg == 0 ? ((j & 1) == 0 ? 0 : 6) : ((j & 1) == 0 ? 3 : 0)) : b == 3 && half == 0 ? 4 : 0;
         float xs = v * Interop.IntAsFloat((uint)(127 + e - p) << 23);
         float h = H(xs);
         hi = F16Bits(h);
@@ -352,6 +368,10 @@ public sealed partial class GpuKernels
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false, true, true, GpuSpqrLayer.LaneWords(2), true);
     private static void SpqrMatVecTcLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                  ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1);
+    // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
+    private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true);
     private static void SpqrMatVecTcLanes4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                  ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -511,7 +531,7 @@ public sealed partial class GpuKernels
     // one super-step from a lane-major record (GpuSpqrLayer.LaneMajor has the layout): the groups' pairs by one shift and
     // mask each, the statistics fields from their bits; the mma order and x̃ selection of TcCompute
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcComputeLanes(in TcLoads l, SpqrDims d, int b, int gid, int t, ref float acc0, ref float acc1)
+    private static void TcComputeLanes(in TcLoads l, SpqrDims d, int b, int layout, int gid, int t, ref float acc0, ref float acc1)
     {
         int mine = gid >> 1, qs = d.ScaleBits;
         uint mask = TcMask(b), magic = d.F16Magic;
@@ -519,29 +539,40 @@ public sealed partial class GpuKernels
         ulong w4 = l.C.A0 | (ulong)l.C.A1 << 32;
         uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
         float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
-        TcLaneGroup(w0, w1, w2, w3, b, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
-        TcLaneGroup(w0, w1, w2, w3, b, 4, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
-        TcLaneGroup(w0, w1, w2, w3, b, 1, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
-        TcLaneGroup(w0, w1, w2, w3, b, 5, mask, magic, mine == 1 ? x2 : 0u, mine == 1 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
-        TcLaneGroup(w0, w1, w2, w3, b, 2, mask, magic, mine == 2 ? x0 : 0u, mine == 2 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
-        TcLaneGroup(w0, w1, w2, w3, b, 6, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
-        TcLaneGroup(w0, w1, w2, w3, b, 3, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
-        TcLaneGroup(w0, w1, w2, w3, b, 7, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
-        TcLaneFields(w0, w1, w2, w3, w4, b, d.StatBits, out int fa0, out int fb0, out int fa1, out int fb1);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 4, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 1, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 5, mask, magic, mine == 1 ? x2 : 0u, mine == 1 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 2, mask, magic, mine == 2 ? x0 : 0u, mine == 2 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 6, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 3, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
+        TcLaneGroup(w0, w1, w2, w3, b, layout, 7, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
+        TcLaneFields(w0, w1, w2, w3, w4, b, layout, d.StatBits, out int fa0, out int fb0, out int fa1, out int fb1);
         TcApply(l.P0, l.G0, fa0, fb0, qs, c0 + c1, c2 + c3, ref acc0, ref acc1);
         TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
     }
 
     // a record's statistics fields: (group t, row gid), (t, gid + 8), (t + 4, gid), (t + 4, gid + 8) — w3: field i in bits
-    // 48-55 of word i; w2 / w4: field i in bits 8i of the last word
+    // 48-55 of word i (subnormal records, layout 1: nibbles at bits 12-15 and 28-31 of unit i); w2 / w4: field i in bits
+    // 8i of the last word
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcLaneFields(ulong w0, ulong w1, ulong w2, ulong w3, ulong w4, int b, int F, out int fa0, out int fb0, out int fa1, out int fb1)
+    private static void TcLaneFields(ulong w0, ulong w1, ulong w2, ulong w3, ulong w4, int b, int layout, int F, out int fa0, out int fb0, out int fa1, out int fb1)
     {
         int fm = (1 << F) - 1;
+        if (b == 3 && layout != 0)
+        {
+            fa0 = Nibbles((uint)w0) & fm; fb0 = Nibbles((uint)(w0 >> 32)) & fm;
+            fa1 = Nibbles((uint)w1) & fm; fb1 = Nibbles((uint)(w1 >> 32)) & fm;
+            return;
+        }
         ulong sw = b == 2 ? w2 : w4;
         fa0 = (int)(b == 3 ? w0 >> 48 : sw) & fm; fb0 = (int)(b == 3 ? w1 >> 48 : sw >> 8) & fm;
         fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm; fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
     }
+
+    // a subnormal record unit's field: bits 12-15, then 28-31
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int Nibbles(uint u) => (int)(((u >> 12) & 0xFu) | ((u >> 24) & 0xF0u));
 
     // the mask selecting a pair of codes in place (w3: bits 4 and 16, the low code pre-shifted by x̃'s 2^−4; else 0 and 16)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -552,16 +583,25 @@ public sealed partial class GpuKernels
     // (a0, a1, a2, a3) at first bit + k·(3, 4, 2), its second code 12 (w3) or 16 bits above; one shift brings the pair to
     // the mask (w3: bits 4 and 16 — x̃ carries 2^−4 for the first — else bits 0 and 16)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, uint mask, uint magic, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
+    private static void TcLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int layout, int j, uint mask, uint magic, uint b0, uint b1, ref float c0, ref float c1, ref float c2, ref float c3)
     {
-        TcLanePairs(w0, w1, w2, w3, b, j, mask, magic, out uint a0, out uint a1, out uint a2, out uint a3);
+        TcLanePairs(w0, w1, w2, w3, b, layout, j, mask, magic, out uint a0, out uint a1, out uint a2, out uint a3);
         Mma16816(a0, a1, a2, a3, b0, b1, ref c0, ref c1, ref c2, ref c3);
     }
 
-    // group j's A fragment (the lane's four fp16 pairs) from its record words
+    // group j's A fragment (the lane's four fp16 pairs) from its record words; subnormal w3 records (layout 1): one AND a
+    // pair (the pair at bits 9 and 25 shifted down first), values c·2^(p−24) (GpuSpqrLayer.LaneMajor)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcLanePairs(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, uint mask, uint magic, out uint a0, out uint a1, out uint a2, out uint a3)
+    private static void TcLanePairs(ulong w0, ulong w1, ulong w2, ulong w3, int b, int layout, int j, uint mask, uint magic, out uint a0, out uint a1, out uint a2, out uint a3)
     {
+        if (b == 3 && layout != 0)
+        {
+            int u = j >> 1;
+            uint ua = (uint)((u < 2 ? w0 : w1) >> (32 * (u & 1))), uc = (uint)((u < 2 ? w2 : w3) >> (32 * (u & 1)));
+            if ((j & 1) == 0) { a0 = ua & 0x00070007u; a1 = uc & 0x00070007u; a2 = ua & 0x00380038u; a3 = uc & 0x00380038u; }
+            else { a0 = ua & 0x01C001C0u; a1 = uc & 0x01C001C0u; a2 = (ua >> 9) & 0x00070007u; a3 = (uc >> 9) & 0x00070007u; }
+            return;
+        }
         int wi = b == 2 ? j >> 2 : j >> 1;
         ulong w = wi == 0 ? w0 : wi == 1 ? w1 : wi == 2 ? w2 : w3;
         int o = b == 3 ? 24 * (j & 1) : b == 4 ? 32 * (j & 1) : 32 * ((j >> 1) & 1) + 8 * (j & 1);
@@ -579,7 +619,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0)
+                                         int blockBase = 0, int layout = 0)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -630,14 +670,14 @@ public sealed partial class GpuKernels
         if (live && split < steps)
         {
             TcLoadX(ref l0, x4, g2, q, split, stats);
-            if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
+            if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
         }
         if (oFirst) oSum = OutlierGather(oPre, scratch);
         if (pSecond) pSum = OutlierGather(pPre, scratch);
         for (int s = split + K; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
-            if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
         acc0 += Warp.ShuffleXor(acc0, 1); acc0 += Warp.ShuffleXor(acc0, 2);

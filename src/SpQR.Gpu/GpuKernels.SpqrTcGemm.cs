@@ -27,11 +27,12 @@ public sealed partial class GpuKernels
     /// <summary>Batched SpQR products on the tensor cores where TcApplies' shape rules hold (off by default: measured
     /// slower than the float32 SpQR GEMM on the H200, bench/README.md, GPU seventh session).</summary>
     public bool SpqrTcMatMul { get; set; }
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? _fragments;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int>? _fragments;
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemm =
         new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemmLanes =
         new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
+    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>? _tcGemmLanesMagic;
 
     /// <summary>Experiment: the batched product on the tensor cores over a layer's lane-major codes where it has them
     /// (GpuSpqrLayer.LaneCodes; the fragments as the matvec reads them, statistics fields from the records shared by
@@ -52,12 +53,14 @@ public sealed partial class GpuKernels
     {
         var d = w.Dims;
         int padded = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _fragments ??= Load<ArrayView<float>, ArrayView<float>, int, int, int>(SpqrFragmentsKernel);
+        _fragments ??= Load<ArrayView<float>, ArrayView<float>, int, int, int, int>(SpqrFragmentsKernel);
         long n = (long)T * padded;
-        _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, d.WBits, d.Groups);
         bool lanes = TcGemmLanes(w);
+        _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, d.WBits, d.Groups, lanes ? d.LaneLayout : 0);
         var k = lanes
-            ? _tcGemmLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+            ? d.WBits == 3 && d.LaneLayout == 0
+                ? _tcGemmLanesMagic ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrTcGemmLanesMagic3Kernel)
+                : _tcGemmLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrTcGemmLanes2Kernel, 3 => SpqrTcGemmLanes3Kernel, _ => SpqrTcGemmLanes4Kernel })
             : _tcGemm[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
@@ -68,7 +71,7 @@ public sealed partial class GpuKernels
 
     // thread per (token, column) of X' (T, 16·G): per (token, group) xsum and 2^−E, and the fp16 hi/lo slots (file
     // header)
-    private static void SpqrFragmentsKernel(ArrayView<float> xp, ArrayView<float> extra, int T, int b, int groups)
+    private static void SpqrFragmentsKernel(ArrayView<float> xp, ArrayView<float> extra, int T, int b, int groups, int layout)
     {
         long i = Grid.GlobalIndex.X;
         int padded = groups * 16;
@@ -77,7 +80,7 @@ public sealed partial class GpuKernels
         GroupMaxSum16(v, out float m, out float sum);
         if (!inside) return;
         int tok = (int)(i / padded), c = (int)(i % padded), g = c >> 4, k = c & 15;
-        TcSplit(v, m, b, k, out ushort hi, out ushort lo, out float inv, out int half4);
+        TcSplit(v, m, b, k, g & 7, layout, out ushort hi, out ushort lo, out float inv, out int half4);
         long gs = 2 * ((long)tok * groups + g);
         if (k == 0) { extra[gs] = sum; extra[gs + 1] = inv; }
         var h16 = extra.SubView(2L * T * groups).Cast<ushort>();
@@ -96,6 +99,8 @@ public sealed partial class GpuKernels
     private static void SpqrTcGemmLanes2Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
         => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 2, true);
     private static void SpqrTcGemmLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
+        => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3, true, 1);
+    private static void SpqrTcGemmLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
         => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 3, true);
     private static void SpqrTcGemmLanes4Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T)
         => SpqrTcGemmBody(codes, statCodes, planes, extra, Y, d, T, 4, true);
@@ -104,7 +109,7 @@ public sealed partial class GpuKernels
     // groups and its statistics fields (groups t and t + 4 of rows gid and gid + 8), which the lanes of the row pair's
     // quad share by four shuffles of the fields packed in one int; else the format's code rows and statCodes
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrTcGemmBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b, bool lanes)
+    private static void SpqrTcGemmBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<float> extra, ArrayView<float> Y, SpqrDims d, int T, int b, bool lanes, int layout = 0)
     {
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, mine = gid >> 1, hl = gid & 1;
         int r0 = 16 * Grid.IdxX, last = d.Rows - 1;
@@ -129,17 +134,17 @@ public sealed partial class GpuKernels
             {
                 int at = at0 + 32 * W * s;
                 ulong w0 = c8[at], w1 = c8[at + 32], w2 = W > 2 ? c8[at + 64] : 0ul, w3 = W > 3 ? c8[at + 96] : 0ul, w4 = W > 4 ? c8[at + 128] : 0ul;
-                TcLaneFields(w0, w1, w2, w3, w4, b, F, out int fa0, out int fb0, out int fa1, out int fb1);
+                TcLaneFields(w0, w1, w2, w3, w4, b, layout, F, out int fa0, out int fb0, out int fa1, out int fb1);
                 int mineF = fa0 | (fb0 << 8) | (fa1 << 16) | (fb1 << 24);
                 int q0 = Warp.Shuffle(mineF, 4 * gid), q1 = Warp.Shuffle(mineF, 4 * gid + 1), q2 = Warp.Shuffle(mineF, 4 * gid + 2), q3 = Warp.Shuffle(mineF, 4 * gid + 3);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 0, q0, 8 * s, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 1, q1, 8 * s + 1, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 2, q2, 8 * s + 2, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 3, q3, 8 * s + 3, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 4, q0 >> 16, 8 * s + 4, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 5, q1 >> 16, 8 * s + 5, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 6, q2 >> 16, 8 * s + 6, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
-                TcGemmLaneGroup(w0, w1, w2, w3, b, 7, q3 >> 16, 8 * s + 7, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 0, q0, 8 * s, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 1, q1, 8 * s + 1, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 2, q2, 8 * s + 2, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 3, q3, 8 * s + 3, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 4, q0 >> 16, 8 * s + 4, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 5, q1 >> 16, 8 * s + 5, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 6, q2 >> 16, 8 * s + 6, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
+                TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 7, q3 >> 16, 8 * s + 7, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
                 continue;
             }
             U16 wa = default, wc = default;
@@ -162,11 +167,11 @@ public sealed partial class GpuKernels
 
     // group j of a lane-major record: its A fragment, and the rows' fields from f (fa in bits 0-7, fb in bits 8-15)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcGemmLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int j, int f, int g, uint mask, uint magic, ArrayView<F4> p4, ArrayView<F2> gst,
+    private static void TcGemmLaneGroup(ulong w0, ulong w1, ulong w2, ulong w3, int b, int layout, int j, int f, int g, uint mask, uint magic, ArrayView<F4> p4, ArrayView<F2> gst,
                                         ArrayView<U2> x2, SpqrDims d, int pg, int qs, int T, int hl, int bt0, int bt1, int ot0, int ot1,
                                         ref float a00, ref float a01, ref float a10, ref float a11)
     {
-        TcLanePairs(w0, w1, w2, w3, b, j, mask, magic, out uint f0, out uint f1, out uint f2, out uint f3);
+        TcLanePairs(w0, w1, w2, w3, b, layout, j, mask, magic, out uint f0, out uint f1, out uint f2, out uint f3);
         TcGemmApply(f0, f1, f2, f3, f & 0xFF, (f >> 8) & 0xFF, g, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
     }
 

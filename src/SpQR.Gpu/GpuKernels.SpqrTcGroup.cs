@@ -32,6 +32,7 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTcGroup;
     private readonly Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[] _spqrTcGroup =
         new Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[5];
+    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>? _spqrTcGroupMagic;
 
     /// <summary>Whether <see cref="SpqrMatVecGroup"/> takes these layers (2-3 of identical dims, each on the lane-major
     /// tensor-core kernel).</summary>
@@ -65,10 +66,12 @@ public sealed partial class GpuKernels
         var p2 = L > 2 ? ws[2].Perm.View : ws[1].Perm.View;
         var s2 = L > 2 ? scratches[2] : scratches[1];
         _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
-                        scratches[0], scratches[1], s2, PrepareArgs(d, L, norm));
+                        scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
-        var k = _spqrTcGroup[d.WBits] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
-            d.WBits switch { 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
+        var k = d.WBits == 3 && d.LaneLayout == 0
+            ? _spqrTcGroupMagic ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroupMagic3Kernel)
+            : _spqrTcGroup[d.WBits] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
+                d.WBits switch { 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
@@ -91,23 +94,25 @@ public sealed partial class GpuKernels
         if (!live) c = n; // past every layer: joins the warp's shuffles (and the block's norm), writes nothing
         var perm = li == 0 ? perm0 : li == 1 ? perm1 : perm2;
         var s = li == 0 ? s0 : li == 1 ? s1 : s2;
-        SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, live && c < a.Cols), s, a.Cols, a.WBits, c);
+        SpqrPrepareTcBody(PreparedInput(x, perm, normW, a, c, live && c < a.Cols), s, a.Cols, a.WBits, c, a.Layout);
     }
 
     private static void SpqrMatVecTcLanesGroup2Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 2);
     private static void SpqrMatVecTcLanesGroup3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
+        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1);
+    private static void SpqrMatVecTcLanesGroupMagic3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3);
     private static void SpqrMatVecTcLanesGroup4Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 4);
 
     // block i·B + j runs block j of layer i's own launch
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits)
+    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0)
     {
         int li = Grid.IdxX / blocksPerLayer;
         var v = li == 0 ? a : li == 1 ? b : c;
         SpqrMatVecTcBody(v.Codes, v.StatCodes, v.Planes, v.Offsets, v.OCols, v.Deltas, v.Scratch, v.Y, d, K, bits, false, true, true,
-                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer);
+                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout);
     }
 }

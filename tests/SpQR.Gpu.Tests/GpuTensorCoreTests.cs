@@ -114,6 +114,62 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         MatchesCpu(g, x, e, [0, 1, 5, 12, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}");
     }
 
+    // w3's lane-major records as the eighth session laid them out (codes OR'd onto 1024's fp16 bits, 1024 subtracted in
+    // the kernel; GpuSpqrLayer magicW3Records, kept for benchmarks against the default subnormal records): the matvec, a
+    // grouped launch and the batched product still match the CPU kernels, and the subnormal records are the default
+    [Theory]
+    [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(160, 128)]
+    public void Spqr_tensor_core_kernels_over_the_eighth_session_w3_records_match_the_cpu_kernel(int rows, int cols)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layers = Enumerable.Range(0, 2).Select(i => Layer(rows, cols, 3, rows + cols + 31 * i, 0.03)).ToArray();
+        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true, magicW3Records: true)).ToArray();
+        using var sub = new GpuSpqrLayer(acc, layers[0], laneMajor: true);
+        Assert.Equal(0, gs[0].Dims.LaneLayout);
+        Assert.Equal(1, sub.Dims.LaneLayout);
+        Assert.False(k.SpqrGroupApplies([gs[0], sub])); // one launch runs one record layout
+        int T = 3;
+        var x = Input(cols, rows);
+        var X = new float[T * cols];
+        for (int tk = 0; tk < T; tk++) Array.Copy(Input(cols, tk + 3), 0, X, tk * cols, cols);
+        using var dx = acc.Allocate1D(x); using var dX = acc.Allocate1D(X);
+        var scratch = gs.Select(g => acc.Allocate1D<float>(Math.Max(k.SpqrScratch(g), GpuKernels.SpqrMatMulScratch(g, T)))).ToArray();
+        var ys = gs.Select(_ => acc.Allocate1D<float>(T * rows)).ToArray();
+        k.SpqrTcSplits = 8;
+        try
+        {
+            var separate = new float[2][];
+            for (int i = 0; i < 2; i++)
+            {
+                k.SpqrMatVec(gs[i], dx.View, scratch[i].View, ys[i].View.SubView(0, rows));
+                acc.Synchronize();
+                separate[i] = ys[i].GetAsArray1D()[..rows];
+                var e = new float[rows];
+                SpQR.Quant.Decode.SpqrMatVec.MatVec(layers[i], x, e);
+                NumericAssert.Nmse(e, separate[i], Tolerances.GpuNmse, $"matvec over the eighth session's w3 records {rows}x{cols}, layer {i}");
+                ys[i].MemSetToZero();
+            }
+            Assert.True(k.SpqrGroupApplies(gs));
+            k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View.SubView(0, rows)).ToArray());
+            acc.Synchronize();
+            for (int i = 0; i < 2; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D()[..rows]);
+            k.SpqrTcMatMulLanes = true;
+            k.SpqrMatMul(gs[0], dX.View, T, ys[0].View, scratch[0].View);
+            acc.Synchronize();
+            var em = new float[T * rows];
+            SpQR.Quant.Decode.SpqrMatVec.MatMul(layers[0], X, em, T);
+            NumericAssert.Nmse(em, ys[0].GetAsArray1D(), Tolerances.GpuNmse, $"batched product over the eighth session's w3 records {rows}x{cols}");
+        }
+        finally
+        {
+            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false;
+            foreach (var g in gs) g.Dispose();
+            foreach (var b in scratch) b.Dispose();
+            foreach (var b in ys) b.Dispose();
+        }
+    }
+
     // matvecs that read what the kernel before them wrote, replayed from a graph in every mode of programmatic edges (the
     // tensor-core matvec reads its weights before its wait, x̃ after it): the same bits as launching them one by one
     [Fact]
