@@ -210,7 +210,7 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
         // (K = 4 and 16 were measured slower than 8 on all three shapes in the sixth and seventh sessions: not timed again)
         // (_tc_lane_major_k4 / _k16: 4 or 16 column splits instead of 8 — last measured before the lane-major codes halved the
         // kernel's registers)
-        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_eighth_session_w3_records", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k6", true, 6), ("_tc_lane_major_k8", true, 8), ("_tc_lane_major_k10", true, 10), ("_tc_lane_major_k12", true, 12), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
+        foreach (var (name, tc, tcK) in new[] { ("", true, 0), ("_edges_off", true, 0), ("_tc", true, 0), ("_tc_lane_major", true, 0), ("_eighth_session_w3_records", true, 0), ("_step_order_forward", true, 0), ("_tc_lane_major_k4", true, 4), ("_tc_lane_major_k6", true, 6), ("_tc_lane_major_k8", true, 8), ("_tc_lane_major_k10", true, 10), ("_tc_lane_major_k12", true, 12), ("_tc_loads_only", true, 0), ("_wide", false, 0) })
         {
             if (choice == DeviceChoice.Cpu && name != "") break;
             if ((name.Contains("_loads") || name == "_eighth_session_w3_records") && bits != 3) continue;
@@ -221,7 +221,9 @@ foreach (var (rows, cols) in matvec ? new[] { (4096, 4096), (11008, 4096), (4096
             backend.Kernels.SpqrTcLoadsOnly = name == "_tc_loads_only" ? 1 : 0; // (2-5: the eighth session's other load diagnostics)
             // (_edges_*: the default kernel with the graph's kernel → kernel edges plain / programmatic from the source's exit /
             // from its start into the prepare launch only, against the default: GpuKernels.Pdl.cs)
-            bool byDefault = name == "" || name.StartsWith("_edges_") || name == "_eighth_session_w3_records";
+            bool byDefault = name == "" || name.StartsWith("_edges_") || name == "_eighth_session_w3_records" || name == "_step_order_forward";
+            // (_step_order_forward: split j takes super-steps j, j + K, ... — before the eleventh session)
+            backend.Kernels.SpqrTcStepOrderReversed = name != "_step_order_forward";
             backend.Kernels.ProgrammaticEdges = name switch
             {
                 "_edges_off" => ProgrammaticMode.Off, "_edges_at_exit" => ProgrammaticMode.AtExit, "_edges_early_into_small" => ProgrammaticMode.EarlyIntoSmall,
@@ -515,6 +517,8 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Variant("one_block_per_head_attention", oneBlockAttention);
         // the SwiGLU kernel before the down_proj (the default folds it into the down_proj's prepare launch)
         Variant("swiglu_kernel_before_the_down_proj", on => backend.Kernels.SpqrFuseSwiGlu = !on);
+        // split j on super-steps j, j + K, ... (before the eleventh session: K − 1 − j, ...)
+        Variant("step_order_forward", on => backend.Kernels.SpqrTcStepOrderReversed = !on);
         // column splits of the tensor-core matvec other than the shape's default
         foreach (int ks in new[] { 4, 8, 12 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
         foreach (int ks in new[] { 4, 6, 12 }) Variant($"grouped_launches_column_splits_{ks}", on => backend.Kernels.SpqrTcGroupSplits = on ? ks : 0);

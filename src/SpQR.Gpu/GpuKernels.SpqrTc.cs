@@ -92,6 +92,9 @@ public sealed partial class GpuKernels
     public bool LaneMajorUploadFor(int wbits) => SpqrLaneMajorUpload && (wbits is 3 or 4 || SpqrLaneMajorW2 && wbits == 2);
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
+    /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
+    /// measured variant (SpqrDims.StepOrder).</summary>
+    public bool SpqrTcStepOrderReversed { get; set; } = true;
     /// <summary>Column splits of grouped launches (SpqrMatVecGroup) only: 0 = by shape (TcGrid); for measurements.</summary>
     public int SpqrTcGroupSplits { get; set; }
     /// <summary>Benchmark diagnostic (w3 only): 1 = the kernel's loads, outliers and reduction without its decode and mma
@@ -180,6 +183,7 @@ public sealed partial class GpuKernels
             }
         }
         var (K, wpb, blocks) = TcGrid(d, lanes);
+        d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
         var k = lanes
@@ -416,8 +420,10 @@ public sealed partial class GpuKernels
             // 3-5 8-byte words, word-major across the warp (every load instruction one contiguous 256 bytes; statistics
             // inside), words 0-3 into A, word 4 (w4's fields) into C; packed = 3 with loadsOnly: SpqrTcLoadsOnly 4-5's
             // diagnostic, three words read from the format's codes
-            int at = q.Packed + 32 * packed * s;
-            ulong w0 = c8[at], w1 = c8[at + 32], w2 = c8[at + 64], w3 = packed > 3 ? c8[at + 96] : 0ul, w4 = packed > 4 ? c8[at + 128] : 0ul;
+            // one 64-bit address for the record, its words at constant offsets from it (indexing c8 per word costs an index
+            // and an address computation each)
+            var rec = c8.SubView(q.Packed + 32 * packed * s);
+            ulong w0 = rec[0], w1 = rec[32], w2 = rec[64], w3 = packed > 3 ? rec[96] : 0ul, w4 = packed > 4 ? rec[128] : 0ul;
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
             l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32); l.C.A0 = (uint)w4; l.C.A1 = (uint)(w4 >> 32);
             l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
@@ -623,6 +629,10 @@ public sealed partial class GpuKernels
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
+        // the split's super-steps: first, first + K, ... with first = K − 1 − split, so that where steps % K ≠ 0 the extra
+        // steps fall on the last splits, while the first splits take a second outlier row (16 % K of them) and split 0
+        // the reduction (measured: bench/README.md, GPU eleventh session)
+        int first = d.StepOrder != 0 ? K - 1 - split : split;
         int r0 = 16 * ((Grid.IdxX - blockBase) * (wpb / K) + wi / K), last = d.Rows - 1;
         bool live = r0 < d.Rows;
         int ra = Math.Min(r0 + gid, last), rb = Math.Min(r0 + gid + 8, last);
@@ -658,7 +668,7 @@ public sealed partial class GpuKernels
         // weights are read — the first super-step's codes, statistics and planes, the CSR offsets and entries — and
         // nothing is stored; after it, x̃ and (xsum, 2^−E), which the prepare launch writes.
         TcLoads l0 = default;
-        if (live && split < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, split, b, F, stats, c8, packed, activations: false);
+        if (live && first < steps) l0 = TcLoad(c4, x4, p4, g2, statCodes, q, first, b, F, stats, c8, packed, activations: false);
         if (oFirst) { o0 = offsets[orow]; o1 = offsets[orow + 1]; }
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
@@ -667,14 +677,14 @@ public sealed partial class GpuKernels
         // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
         bool writer = live && split == 0 && lane < 16 && r0 + lane <= last;
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
-        if (live && split < steps)
+        if (live && first < steps)
         {
-            TcLoadX(ref l0, x4, g2, q, split, stats);
+            TcLoadX(ref l0, x4, g2, q, first, stats);
             if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
         }
         if (oFirst) oSum = OutlierGather(oPre, scratch);
         if (pSecond) pSum = OutlierGather(pPre, scratch);
-        for (int s = split + K; live && s < steps; s += K)
+        for (int s = first + K; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
             if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);

@@ -68,6 +68,7 @@ public sealed partial class GpuKernels
         _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
+        d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         var k = d.WBits == 3 && d.LaneLayout == 0
             ? _spqrTcGroupMagic ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroupMagic3Kernel)
             : _spqrTcGroup[d.WBits] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(

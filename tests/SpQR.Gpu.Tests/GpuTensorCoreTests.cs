@@ -112,6 +112,10 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcLaneMajor = true; }
         // (K: by shape, and 1, 5, 12 and 16 column splits — 12 is the default for launches of few tiles, GpuKernels.TcGrid)
         MatchesCpu(g, x, e, [0, 1, 5, 12, 16], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}");
+        // the splits on their super-steps in the other order (split j on j, j + K, ...: a measured variant)
+        k.SpqrTcStepOrderReversed = false;
+        try { MatchesCpu(g, x, e, [5, 12], $"lane-major tensor-core SpQR matvec {rows}x{cols} w{wbits}, forward step order"); }
+        finally { k.SpqrTcStepOrderReversed = true; }
     }
 
     // w3's lane-major records as the eighth session laid them out (codes OR'd onto 1024's fp16 bits, 1024 subtracted in
