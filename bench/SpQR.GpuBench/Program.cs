@@ -521,7 +521,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Variant("step_order_forward", on => backend.Kernels.SpqrTcStepOrderReversed = !on);
         // column splits of the tensor-core matvec other than the shape's default
         foreach (int ks in new[] { 4, 8, 12 }) Variant($"column_splits_{ks}", on => backend.Kernels.SpqrTcSplits = on ? ks : 0);
-        foreach (int ks in new[] { 4, 6, 12 }) Variant($"grouped_launches_column_splits_{ks}", on => backend.Kernels.SpqrTcGroupSplits = on ? ks : 0);
+        foreach (int ks in new[] { 6, 8, 12 }) Variant($"grouped_launches_column_splits_{ks}", on => backend.Kernels.SpqrTcGroupSplits = on ? ks : 0);
         // the tenth session's folds, each switched off alone, then both
         Variant("norm_kernels_before_the_projections", on => backend.Kernels.SpqrFuseInputNorm = !on);
         Variant("rope_store_kernel_before_the_attention", on => backend.Kernels.FuseRopeIntoAttention = !on);

@@ -224,6 +224,10 @@ public sealed partial class GpuKernels
             // 12 splits shorten it by a third. Measured on the H200 (tenth session): 4096x4096 10.3 → 8.5 µs, 4096x11008
             // 20.4 → 15.8 (w4 alike); with more tiles (11008x4096, the grouped q/k/v and gate/up) 8 stays faster.
             if (lanes && steps >= 12 && (long)tiles * layers <= 2L * Math.Max(1, _acc.NumMultiprocessors)) K = 12;
+            // Grouped launches (q/k/v: 768 tiles, gate/up: 1,376) at 4 splits: four-warp blocks, one tile each. Measured on
+            // the H200 after the subnormal records (eleventh session), 7B-shaped decode 348.9 → 361.6 and 349.4 → 358.5
+            // tokens/s in two commands (8 splits in the tenth: within 0-2%).
+            else if (lanes && layers > 1 && steps >= 4) K = 4;
         }
         if (K is < 1 or > 16 or 3) throw new ArgumentException($"SpqrTcSplits must be 0 (by shape), 1, 2 or 4-16 (a block holds max(K, 4) warps), not {K}");
         int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
