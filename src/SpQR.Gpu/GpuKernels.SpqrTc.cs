@@ -32,7 +32,8 @@
 // (k 2t+8.., col gid); D = (row gid, cols 2t, 2t+1), (row gid+8, cols 2t, 2t+1). The k order inside a group is free
 // (A and B agree on it): lane t holds codes {t, t+4} and {t+8, t+12} of the group (w2: {t, t+8} and {t+4, t+12}),
 // which after shifting the row's code stream down by b·t sit at fixed bit positions — one mask selects a pair in place
-// (the low code at bit p = 4 for w3, else 0; x̃ carries 2^−p).
+// (the low code at bit p = 4 for w3, else 0; x̃ carries 2^−p). The subnormal w3 records (SpqrDims.LaneLayout 1) place
+// each pair at p = 0, 3 or 6 with no exponent bits: c·2^(p−24), x̃ carrying 2^−p and its group scale 2^24 (TcSplit).
 //
 // One warp = a tile of 16 rows (one β2 row group) × every K-th super-step of 8 groups (128 columns): per super-step
 // 2·b 16-byte code loads per lane (the 4 lanes of a quad read the same row), one 16-byte x̃ load, 8 mma. The mma of
@@ -219,7 +220,7 @@ public sealed partial class GpuKernels
             // 4 and 16 (bench/README.md, GPU sixth session)
             K = 1;
             while (K * 2 <= 8 && K * 2 <= steps) K *= 2;
-            // Over lane-major codes (72 registers: two blocks of 12 warps fit a multiprocessor) a launch of at most two such
+            // Over lane-major codes (64-72 registers: two blocks of 12 warps fit a multiprocessor) a launch of at most two such
             // blocks per multiprocessor runs in one wave, and each warp's chain of dependent super-steps is what it waits on:
             // 12 splits shorten it by a third. Measured on the H200 (tenth session): 4096x4096 10.3 → 8.5 µs, 4096x11008
             // 20.4 → 15.8 (w4 alike); with more tiles (11008x4096, the grouped q/k/v and gate/up) 8 stays faster.
@@ -241,7 +242,7 @@ public sealed partial class GpuKernels
     // One thread per column c of 16·G: x' = x[perm[c]] (0 past cols; with a.Normed, w[p]·(x[p]·r), r = 1/√(mean(x²) + eps)
     // from the whole row) into scratch[c]; per group (16 consecutive threads, shuffles) xsum and the scale 2^E putting
     // max |x'| in [2^14, 2^15); x̃ = x'·2^E·2^−p split into fp16 hi and lo parts, written to the lane slots of the file
-    // header (p = 4 for the low code of a w3 pair, else 0).
+    // header (p and the group scale as TcSplit gives them for the kernel's records, a.Layout).
     private static void SpqrPrepareTcKernel(ArrayView<float> x, ArrayView<int> perm, ArrayView<float> scratch, ArrayView<float> normW, TcPrepareArgs a)
     {
         int c = Grid.GlobalIndex.X;
