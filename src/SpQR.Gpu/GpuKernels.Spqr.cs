@@ -196,7 +196,7 @@ public sealed class GpuSpqrLayer : IDisposable
         for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
         if (laneMajor && GpuKernels.TcShape(Dims))
         {
-            bool subnormal = l.WBits == 3 && !magicW3Records;
+            bool subnormal = SubnormalRecordsFit(l) && !magicW3Records;
             LaneCodes = acc.Allocate1D(LaneMajor(l, subnormal));
             Dims.LaneLayout = subnormal ? 1 : 0;
         }
@@ -225,6 +225,10 @@ public sealed class GpuSpqrLayer : IDisposable
                 + OutlierCols.LengthInBytes + OutlierDeltas.LengthInBytes;
     }
 
+    /// <summary>Whether a layer's w3 records can be subnormal (<see cref="LaneMajor"/>): w3, scale and zero codes of ≤ 4 bits
+    /// each (the paper's 3-bit statistics); other layers keep the eighth session's records.</summary>
+    public static bool SubnormalRecordsFit(SpqrLayer l) => l.WBits == 3 && l.ScaleBits <= 4 && l.StatBits - l.ScaleBits <= 4;
+
     /// <summary>64-bit words of a lane's record per super-step in <see cref="LaneMajor"/>: 3 (w2), 4 (w3), 5 (w4).</summary>
     public static int LaneWords(int wbits) => wbits == 2 ? 3 : wbits == 3 ? 4 : 5;
 
@@ -242,11 +246,12 @@ public sealed class GpuSpqrLayer : IDisposable
     /// U(2w) | U(2w+1) « 32); row gid's pairs in U0..U3, row gid + 8's at the same places in U4..U7; group j's pairs in unit
     /// j » 1 — j even: a0 (a1) at bits 0 and 16, a2 (a3) at 3 and 19; j odd: a0 at 6 and 22, a2 at 9 and 25 — so that one AND
     /// leaves a pair as two subnormal fp16 values c·2^(p−24) (p = 0, 3, 6; the pair at 9 shifted down first), with no
-    /// 1024 to add and subtract; x̃ carries 2^−p and its group scale 2^24 (TcSplit). Field f (≤ 8 bits) in unit f: low
-    /// nibble at bits 12-15, high at 28-31.</para></summary>
+    /// 1024 to add and subtract; x̃ carries 2^−p and its group scale 2^24 (TcSplit). Field f in unit f: its scale code at
+    /// bits 12-15, its zero code at 28-31 (each read with one shift, no mask: <see cref="SubnormalRecordsFit"/>).</para></summary>
     public static ulong[] LaneMajor(SpqrLayer l, bool subnormal = false)
     {
-        if (subnormal && l.WBits != 3) throw new ArgumentException($"the subnormal lane-major records are w3's, not w{l.WBits}");
+        if (subnormal && !SubnormalRecordsFit(l))
+            throw new ArgumentException($"the subnormal lane-major records take w3 layers with scale and zero codes of ≤ 4 bits, not w{l.WBits} with {l.ScaleBits} + {l.StatBits - l.ScaleBits}");
         int b = l.WBits, W = LaneWords(b), rows = l.Rows, groups = l.Groups, steps = groups / 8, tiles = (rows + 15) / 16, F = l.StatBits;
         int rowBytes = l.RowBytes, statRow = l.StatRowBytes;
         static int Code(ReadOnlySpan<byte> codes, int rowBytes, int b, int r, int c)
@@ -290,7 +295,7 @@ public sealed class GpuSpqrLayer : IDisposable
                         {
                             int g = 8 * s + t + (f >= 2 ? 4 : 0), fr = (f & 1) == 0 ? ra : rc;
                             uint field = (uint)Field(stats, statRow, F, fr, g);
-                            u[f] |= (field & 0xF) << 12 | (field >> 4) << 28;
+                            u[f] |= (field & ((1u << l.ScaleBits) - 1)) << 12 | (field >> l.ScaleBits) << 28;
                         }
                         for (int w = 0; w < W; w++) e[((long)(T * steps + s) * W + w) * 32 + L] = u[2 * w] | (ulong)u[2 * w + 1] << 32;
                         continue;

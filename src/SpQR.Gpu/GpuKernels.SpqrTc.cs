@@ -3,9 +3,9 @@
 // lane's mma pairs and statistics fields as one 32-byte record per super-step, read word-major — every load instruction
 // one contiguous 256 bytes, one shift and mask per pair; 72 registers against 126; measured 10-22% faster per layer and
 // +18% on 7B-shaped decode: bench/README.md, GPU eighth session; w3's records since the eleventh session hold each pair
-// where one AND makes it two subnormal fp16 values c·2^(p−24) — no 1024 to OR on and subtract, most pairs unshifted:
-// 197 instructions a super-step against 238, main kernel 6.8 / 15.5 / 13.2 against 7.1 / 17.3 / 14.1 µs, decode +3%;
-// GpuSpqrLayer.LaneMajor). Used where it applies (TcApplies: wbits 2-4, float32
+// where one AND makes it two subnormal fp16 values c·2^(p−24) — no 1024 to OR on and subtract, most pairs unshifted —
+// and the statistics codes at fixed bits: 187 instructions a super-step against 238, main kernel 6.3 / 15.3 / 12.0
+// against 6.6 / 16.8 / 13.4 µs, 7B-shaped decode 375 against 347 tokens/s; GpuSpqrLayer.LaneMajor). Used where it applies (TcApplies: wbits 2-4, float32
 // statistics, cols % 128 == 0, β2 % 16 == 0, stat fields ≤ 8 bits, a warp of 32) and was measured faster: every shape
 // over lane-major codes; over the format's codes, layers with at least as many columns as rows (q/k/v/o, down_proj);
 // else the kernels of GpuKernels.Spqr.cs.
@@ -558,22 +558,30 @@ public sealed partial class GpuKernels
         TcLaneGroup(w0, w1, w2, w3, b, layout, 6, mask, magic, mine == 2 ? x2 : 0u, mine == 2 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
         TcLaneGroup(w0, w1, w2, w3, b, layout, 3, mask, magic, mine == 3 ? x0 : 0u, mine == 3 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
         TcLaneGroup(w0, w1, w2, w3, b, layout, 7, mask, magic, mine == 3 ? x2 : 0u, mine == 3 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
-        TcLaneFields(w0, w1, w2, w3, w4, b, layout, d.StatBits, out int fa0, out int fb0, out int fa1, out int fb1);
+        if (b == 3 && layout != 0)
+        {
+            // subnormal records: unit f's scale code at bits 12-15, zero code at 28-31 (GpuSpqrLayer.LaneMajor)
+            uint u0 = (uint)w0, u1 = (uint)(w0 >> 32), u2 = (uint)w1, u3 = (uint)(w1 >> 32);
+            TcApplyCodes(l.P0, l.G0, (u0 >> 12) & 0xFu, u0 >> 28, (u1 >> 12) & 0xFu, u1 >> 28, c0 + c1, c2 + c3, ref acc0, ref acc1);
+            TcApplyCodes(l.P1, l.G1, (u2 >> 12) & 0xFu, u2 >> 28, (u3 >> 12) & 0xFu, u3 >> 28, e0 + e1, e2 + e3, ref acc0, ref acc1);
+            return;
+        }
+        TcLaneFields(w0, w1, w2, w3, w4, b, layout, d.StatBits, d.ScaleBits, out int fa0, out int fb0, out int fa1, out int fb1);
         TcApply(l.P0, l.G0, fa0, fb0, qs, c0 + c1, c2 + c3, ref acc0, ref acc1);
         TcApply(l.P1, l.G1, fa1, fb1, qs, e0 + e1, e2 + e3, ref acc0, ref acc1);
     }
 
     // a record's statistics fields: (group t, row gid), (t, gid + 8), (t + 4, gid), (t + 4, gid + 8) — w3: field i in bits
-    // 48-55 of word i (subnormal records, layout 1: nibbles at bits 12-15 and 28-31 of unit i); w2 / w4: field i in bits
+    // 48-55 of word i (subnormal records, layout 1: scale code at bits 12-15, zero code at 28-31 of unit i); w2 / w4: field i in bits
     // 8i of the last word
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcLaneFields(ulong w0, ulong w1, ulong w2, ulong w3, ulong w4, int b, int layout, int F, out int fa0, out int fb0, out int fa1, out int fb1)
+    private static void TcLaneFields(ulong w0, ulong w1, ulong w2, ulong w3, ulong w4, int b, int layout, int F, int qs, out int fa0, out int fb0, out int fa1, out int fb1)
     {
         int fm = (1 << F) - 1;
         if (b == 3 && layout != 0)
         {
-            fa0 = Nibbles((uint)w0) & fm; fb0 = Nibbles((uint)(w0 >> 32)) & fm;
-            fa1 = Nibbles((uint)w1) & fm; fb1 = Nibbles((uint)(w1 >> 32)) & fm;
+            fa0 = Field((uint)w0, qs); fb0 = Field((uint)(w0 >> 32), qs);
+            fa1 = Field((uint)w1, qs); fb1 = Field((uint)(w1 >> 32), qs);
             return;
         }
         ulong sw = b == 2 ? w2 : w4;
@@ -581,9 +589,9 @@ public sealed partial class GpuKernels
         fa1 = (int)(b == 3 ? w2 >> 48 : sw >> 16) & fm; fb1 = (int)(b == 3 ? w3 >> 48 : sw >> 24) & fm;
     }
 
-    // a subnormal record unit's field: bits 12-15, then 28-31
+    // a subnormal record unit's field (scale code | zero code « qs) from its bits 12-15 and 28-31
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static int Nibbles(uint u) => (int)(((u >> 12) & 0xFu) | ((u >> 24) & 0xF0u));
+    private static int Field(uint u, int qs) => (int)(((u >> 12) & 0xFu) | ((u >> 28) << qs));
 
     // the mask selecting a pair of codes in place (w3: bits 4 and 16, the low code pre-shifted by x̃'s 2^−4; else 0 and 16)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -766,8 +774,15 @@ public sealed partial class GpuKernels
     private static void TcApply(F4 p, F2 g, int fa, int fb, int qs, float dotA, float dotB, ref float acc0, ref float acc1)
     {
         int smask = (1 << qs) - 1;
-        float sA = p.X * (Small((uint)(fa & smask)) - p.Y), zA = p.Z * (Small((uint)(fa >> qs)) - p.W);
-        float sB = p.X * (Small((uint)(fb & smask)) - p.Y), zB = p.Z * (Small((uint)(fb >> qs)) - p.W);
+        TcApplyCodes(p, g, (uint)(fa & smask), (uint)(fa >> qs), (uint)(fb & smask), (uint)(fb >> qs), dotA, dotB, ref acc0, ref acc1);
+    }
+
+    // the same from the two rows' scale and zero codes
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcApplyCodes(F4 p, F2 g, uint scA, uint zcA, uint scB, uint zcB, float dotA, float dotB, ref float acc0, ref float acc1)
+    {
+        float sA = p.X * (Small(scA) - p.Y), zA = p.Z * (Small(zcA) - p.W);
+        float sB = p.X * (Small(scB) - p.Y), zB = p.Z * (Small(zcB) - p.W);
         acc0 += sA * (dotA * g.Y - zA * g.X);
         acc1 += sB * (dotB * g.Y - zB * g.X);
     }

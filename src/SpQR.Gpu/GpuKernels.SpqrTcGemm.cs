@@ -134,7 +134,7 @@ public sealed partial class GpuKernels
             {
                 int at = at0 + 32 * W * s;
                 ulong w0 = c8[at], w1 = c8[at + 32], w2 = W > 2 ? c8[at + 64] : 0ul, w3 = W > 3 ? c8[at + 96] : 0ul, w4 = W > 4 ? c8[at + 128] : 0ul;
-                TcLaneFields(w0, w1, w2, w3, w4, b, layout, F, out int fa0, out int fb0, out int fa1, out int fb1);
+                TcLaneFields(w0, w1, w2, w3, w4, b, layout, F, qs, out int fa0, out int fb0, out int fa1, out int fb1);
                 int mineF = fa0 | (fb0 << 8) | (fa1 << 16) | (fb1 << 24);
                 int q0 = Warp.Shuffle(mineF, 4 * gid), q1 = Warp.Shuffle(mineF, 4 * gid + 1), q2 = Warp.Shuffle(mineF, 4 * gid + 2), q3 = Warp.Shuffle(mineF, 4 * gid + 3);
                 TcGemmLaneGroup(w0, w1, w2, w3, b, layout, 0, q0, 8 * s, mask, magic, p4, gst, x2, d, pg, qs, T, hl, bt0, bt1, ot0, ot1, ref a00, ref a01, ref a10, ref a11);
