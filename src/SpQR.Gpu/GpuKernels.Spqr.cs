@@ -37,7 +37,7 @@ public struct SpqrDims
     /// <summary>1: the layer's lane-major w3 records hold subnormal-fp16 pairs (GpuSpqrLayer.LaneMajor, the default); 0:
     /// the eighth session's records (codes OR'd onto 1024, then 1024 subtracted), and every other width and layer.</summary>
     public int LaneLayout;
-    /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcStepOrder): 1 gives the tensor-core kernel's split j the
+    /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcStepOrderReversed): 1 gives the tensor-core kernel's split j the
     /// super-steps K − 1 − j, 2K − 1 − j, ...; 0 the super-steps j, j + K, ....</summary>
     public int StepOrder;
 }

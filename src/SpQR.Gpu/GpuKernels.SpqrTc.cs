@@ -105,8 +105,12 @@ public sealed partial class GpuKernels
     /// the codes as if repacked: what such a layout would cost to load), with outliers, 5 = without.</summary>
     public int SpqrTcLoadsOnly { get; set; }
     private SpqrLaunchTc? _spqrTcLoads, _spqrTcLoadsCodes, _spqrTcLoadsBare, _spqrTcLoadsPacked, _spqrTcLoadsPackedBare;
+    // the lane-major kernels by LaneSlot
     private readonly SpqrLaunchTc?[] _spqrTcLanes = new SpqrLaunchTc?[5];
-    private SpqrLaunchTc? _spqrTcLanesMagic;
+
+    // the slot of a layer's lane-major kernels (matvec, grouped matvec, batched product): its width 2-4, or 0 for w3
+    // records in the eighth session's layout (SpqrDims.LaneLayout 0)
+    private static int LaneSlot(SpqrDims d) => d.WBits == 3 && d.LaneLayout == 0 ? 0 : d.WBits;
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepareTcSwiGlu;
@@ -188,10 +192,8 @@ public sealed partial class GpuKernels
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
         var k = lanes
-            ? d.WBits == 3 && d.LaneLayout == 0
-                ? _spqrTcLanesMagic ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanesMagic3Kernel)
-                : _spqrTcLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                d.WBits switch { 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
+            ? _spqrTcLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                LaneSlot(d) switch { 0 => SpqrMatVecTcLanesMagic3Kernel, 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
             : SpqrTcLoadsOnly == 1
             ? _spqrTcLoads ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
             : SpqrTcLoadsOnly == 2

@@ -32,7 +32,6 @@ public sealed partial class GpuKernels
         new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
     private readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[] _tcGemmLanes =
         new Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>?[5];
-    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>? _tcGemmLanesMagic;
 
     /// <summary>Experiment: the batched product on the tensor cores over a layer's lane-major codes where it has them
     /// (GpuSpqrLayer.LaneCodes; the fragments as the matvec reads them, statistics fields from the records shared by
@@ -58,10 +57,8 @@ public sealed partial class GpuKernels
         bool lanes = TcGemmLanes(w);
         _fragments(new KernelConfig((int)((n + blk - 1) / blk), blk), xp, extra, T, d.WBits, d.Groups, lanes ? d.LaneLayout : 0);
         var k = lanes
-            ? d.WBits == 3 && d.LaneLayout == 0
-                ? _tcGemmLanesMagic ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrTcGemmLanesMagic3Kernel)
-                : _tcGemmLanes[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                d.WBits switch { 2 => SpqrTcGemmLanes2Kernel, 3 => SpqrTcGemmLanes3Kernel, _ => SpqrTcGemmLanes4Kernel })
+            ? _tcGemmLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
+                LaneSlot(d) switch { 0 => SpqrTcGemmLanesMagic3Kernel, 2 => SpqrTcGemmLanes2Kernel, 3 => SpqrTcGemmLanes3Kernel, _ => SpqrTcGemmLanes4Kernel })
             : _tcGemm[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrTcGemm2Kernel, 3 => SpqrTcGemm3Kernel, _ => SpqrTcGemm4Kernel });
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
