@@ -6,6 +6,8 @@
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 //        dotnet SpQR.GpuBench.dll profile [layers]   (3 eager decode steps, F16 then SpQR w3, for a kernel profiler)
+//        dotnet SpQR.GpuBench.dll gemm   (the F16 batched product on the tensor cores against the float32 GEMM; torch_mm.py is its baseline)
+//        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
@@ -65,6 +67,90 @@ if (args.Length > 0 && args[0] == "mvprofile")
         Console.WriteLine($"mvprofile: {rows}x{cols} w3, 30 calls");
         foreach (var g in gl) g.Dispose();
     }
+    return;
+}
+if (args.Length > 0 && args[0] == "gemm")
+{
+    // the dense F16 batched product (prefill's projections) on the tensor cores (GpuKernels.GemmTc.cs, default) against
+    // the float32 FMA GEMM (GemmTensorCores off) in the same process, T = 64 / 128 / 256 tokens, weights over ≥ 256 MB,
+    // graph-timed (max(copies, 8) calls, median of 5); NMSE against the CPU's F16 GEMV on the first 8 token rows
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    Console.WriteLine($"device: {gpu.Description}");
+    Console.WriteLine("gemm,shape,T,f16_tensor_cores_us,tflops,f16_float32_gemm_us,tflops,speedup,nmse_tensor_cores");
+    double Graph(Action<int> call, int n)
+    {
+        using var g = GpuGraph.Capture(gpu, () => { for (int i = 0; i < n; i++) call(i); });
+        g.Launch(); a.Synchronize();
+        var ts = new List<double>();
+        for (int rep = 0; rep < 5; rep++) { var sw = Stopwatch.StartNew(); g.Launch(); a.Synchronize(); ts.Add(sw.Elapsed.TotalSeconds / n); }
+        ts.Sort();
+        return ts[2];
+    }
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var w16 = new ushort[(long)rows * cols];
+        var rng = new Random(3);
+        for (long i = 0; i < w16.Length; i++) w16[i] = BitConverter.HalfToUInt16Bits((System.Half)(rng.NextSingle() - 0.5f));
+        int copies = (int)Math.Max(2, (256L << 20) / (2L * w16.Length) + 1);
+        var hs = Enumerable.Range(0, copies).Select(_ => a.Allocate1D(w16)).ToArray();
+        foreach (int T in new[] { 64, 128, 256 })
+        {
+            var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
+            using var dX = a.Allocate1D(X); using var dY = a.Allocate1D<float>((long)T * rows);
+            gpu.Kernels.GemmNTHalf(dX.View, hs[0].View, dY.View, T, rows, cols, false);
+            a.Synchronize();
+            var y = dY.GetAsArray1D();
+            int check = Math.Min(T, 8);
+            var e = new float[check * rows];
+            for (int m = 0; m < check; m++) CpuKernels.GemvF16(w16, X.AsSpan(m * cols, cols), e.AsSpan(m * rows, rows), rows, cols);
+            double nm = Nmse(e, y.AsSpan(0, check * rows).ToArray());
+            int n = Math.Max(copies, 8);
+            double tc = Graph(i => gpu.Kernels.GemmNTHalf(dX.View, hs[i % copies].View, dY.View, T, rows, cols, false), n);
+            gpu.Kernels.GemmTensorCores = false;
+            double f32 = Graph(i => gpu.Kernels.GemmNTHalf(dX.View, hs[i % copies].View, dY.View, T, rows, cols, false), n);
+            gpu.Kernels.GemmTensorCores = true;
+            double fl = 2.0 * T * rows * cols;
+            Console.WriteLine($"gemm,{rows}x{cols},{T},{tc * 1e6:F1},{fl / tc / 1e12:F1},{f32 * 1e6:F1},{fl / f32 / 1e12:F1},{f32 / tc:F2}x,{nm:E2}");
+        }
+        foreach (var h in hs) h.Dispose();
+    }
+    return;
+}
+if (args.Length > 0 && args[0] == "mvcost")
+{
+    // where the SpQR w3 matvec's time goes, graph-timed as below (200 calls, weights over ≥ 256 MB, median of 5): whole call
+    // (prepare + main kernel) and main kernel alone, for layers with 1% outliers and with none (the outliers' share)
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    Console.WriteLine($"device: {gpu.Description}");
+    double Graph(Action<int> call, int n)
+    {
+        using var g = GpuGraph.Capture(gpu, () => { for (int i = 0; i < n; i++) call(i); });
+        g.Launch(); a.Synchronize();
+        var ts = new List<double>();
+        for (int rep = 0; rep < 5; rep++) { var sw = Stopwatch.StartNew(); g.Launch(); a.Synchronize(); ts.Add(sw.Elapsed.TotalSeconds / n); }
+        ts.Sort();
+        return ts[2];
+    }
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+        foreach (double share in new[] { 0.01, 0.0 })
+        {
+            var l = SpqrLayer.Random(rows, cols, 3, share, 1);
+            int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
+            var gl = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
+            var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
+            using var dx = a.Allocate1D(x);
+            using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(gl[0])); using var dy = a.Allocate1D<float>(rows);
+            var e = new float[rows];
+            SpqrMatVec.MatVec(l, x, e);
+            gpu.Kernels.SpqrMatVec(gl[0], dx.View, ds.View, dy.View); a.Synchronize();
+            double nmse = Nmse(e, dy.GetAsArray1D());
+            double whole = Graph(i => gpu.Kernels.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View), 200);
+            double main = Graph(i => gpu.Kernels.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
+            Console.WriteLine($"mvcost,{rows}x{cols},w3,outliers {share:P0},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes * 8.0 / ((long)rows * cols):F2} bits,nmse {nmse:E2}");
+            foreach (var g in gl) g.Dispose();
+        }
     return;
 }
 if (args.Length > 1 && args[0] == "tests") { Environment.Exit(DeviceTests.Run(args[1], args.Length > 2 ? args[2] : null)); }

@@ -84,10 +84,12 @@ public sealed partial class GpuKernels
         Reduce(cfg, C, M, N);
     }
 
-    /// <summary>C (M, N) = A (M, K) · B (N, K)ᵀ with B as F16 (bf16: false) or BF16 bits, widened exactly in the kernel.</summary>
+    /// <summary>C (M, N) = A (M, K) · B (N, K)ᵀ with B as F16 (bf16: false) or BF16 bits: F16 on the tensor cores where
+    /// <see cref="GemmHalfUsesTensorCores"/> (GpuKernels.GemmTc.cs), else widened exactly in the float32 GEMM.</summary>
     public void GemmNTHalf(ArrayView<float> A, ArrayView<ushort> B, ArrayView<float> C, int M, int N, int K, bool bf16)
     {
         Check(A, B.Length, C, M, N, K);
+        if (!bf16 && GemmTcApplies(K)) { GemmNTHalfTc(A, B, C, M, N, K); return; }
         _gemmHalf ??= Load<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, GemmDims>(GemmHalfKernel);
         var (cfg, ks, target) = GemmPlan(M, N, K, C);
         _gemmHalf(cfg, A, B, target, new GemmDims { M = M, N = N, K = K, Bf = bf16 ? 1 : 0, Ks = ks });
@@ -137,9 +139,11 @@ public sealed partial class GpuKernels
     }
 
     // C = Σ over the S partials, in order (nothing to do unsplit)
-    private void Reduce(KernelConfig cfg, ArrayView<float> C, int M, int N)
+    private void Reduce(KernelConfig cfg, ArrayView<float> C, int M, int N) => ReduceSplits(cfg.GridDim.Z, C, M, N);
+
+    // C = Σ over the S partials (S, M, N) in the partials scratch, in order
+    private void ReduceSplits(int S, ArrayView<float> C, int M, int N)
     {
-        int S = cfg.GridDim.Z;
         if (S == 1) return;
         _gemmReduce ??= Load<ArrayView<float>, ArrayView<float>, int, int>(GemmReduceKernel);
         long n = (long)M * N;

@@ -1,0 +1,223 @@
+// Dense batched products on the tensor cores: C (M, N) = A (M, K) · B (N, K)ᵀ with A float32 activations (M tokens) and
+// B an F16 weight (N rows of K) — the prefill form of the half-precision GEMV. GpuKernels.MatMul.cs keeps the float32
+// FMA GEMM for F32 and BF16 weights, K % 8 ≠ 0, and devices or accelerators without 32-lane warps and 256-thread groups.
+//
+// Exactness: B's halves are exact fp16 operands; A is not, so each token row is scaled by a power of two 2^E (its max |a|
+// lands in [2^14, 2^15): no fp16 overflow) and split in two fp16 parts, hi = fp16(a·2^E) and lo = fp16(a·2^E − hi)
+// (GemmTcSplitKernel, once per product). mma.sync m16n8k16 multiplies exactly and accumulates in float32, so
+// C = (hi·B + lo·B)·2^−E carries ~22 significant bits of each product — the float32 GEMM's class (the tests hold it to
+// the same NMSE against the CPU).
+//
+// Tiles: a block of 8 warps owns BM = 64 tokens × BN = 128 weight rows of C and walks its K range in steps of BK = 64:
+// per step the A slice (hi and lo, 64 × 64 halves each) and the B slice (128 × 64) are copied to shared memory with
+// 16-byte loads (eight a thread, requested before the previous step computes) and stores; warp (wm, wn) of a 2 × 4 grid
+// computes 32 tokens × 32 weight rows as 2 × 4 mma tiles, 16 mma per 16 k (hi and lo). Shared rows are 80 halves
+// (160 bytes) long, so the 8-byte fragment loads of a half-warp (4 rows × 4 lanes) hit 32 distinct banks.
+//
+// Fragments (PTX ISA, mma.m16n8k16.row.col, lane = 4·gid + t): A {a0, a1, a2, a3} = (row gid, k 2t..2t+1), (row gid+8,
+// k 2t..), (row gid, k 2t+8..), (row gid+8, k 2t+8..); B {b0, b1} = (k 2t.., col gid), (k 2t+8.., col gid); D (row gid,
+// cols 2t, 2t+1), (row gid+8, cols 2t, 2t+1). The order of k inside a 16-step is free as long as A and B agree: here the
+// mma's k (2t, 2t+1, 2t+8, 2t+9) are the slice's natural k 4t..4t+3, so lane t reads its a0/a2 (and b0/b1) as one 8-byte
+// word at natural offset 4t — no permutation anywhere. Rows of A are tokens, rows of D tokens, columns weight rows.
+//
+// Where the tiles are too few to fill the device (prefill of 64-256 tokens), K is split S ways (grid z) into the
+// partials scratch of the float32 GEMM and GemmReduceKernel sums them in order (deterministic, no atomics).
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace SpQR.Gpu;
+
+/// <summary>Shape of a tensor-core product: C (M, N) = A · Bᵀ with B (N, K); A split into fp16 hi / lo rows of Kp halves
+/// (Kp = K rounded up to 64, Mp rows = M rounded up to 64, the lo rows Plane halves after the hi rows); Ks the K range of
+/// one split (a multiple of 64).</summary>
+public struct GemmTcDims
+{
+    public int M, N, K, Kp, Ks;
+    public long Plane;
+}
+
+public sealed partial class GpuKernels
+{
+    private const int TcBM = 64, TcBN = 128, TcBK = 64, TcRow = TcBK + 16; // TcRow: halves per shared row (160 bytes)
+
+    /// <summary>F16 batched products on the tensor cores where they apply (default); false: the float32 FMA GEMM for every
+    /// weight type (benchmarks, tests).</summary>
+    public bool GemmTensorCores { get; set; } = true;
+
+    private Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, long>? _gemmTcSplit;
+    private Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, GemmTcDims>? _gemmTcHalf;
+    private MemoryBuffer1D<ushort, Stride1D.Dense>? _tcHalves; // A's hi rows, then its lo rows (2 · Mp · Kp)
+    private MemoryBuffer1D<float, Stride1D.Dense>? _tcInv;     // 2^−E per token row (Mp)
+
+    // whether an F16 product of this shape runs on the tensor cores: mma needs 32-lane warps, the block 256 threads, B's
+    // rows whole 16-byte chunks
+    private bool GemmTcApplies(int K) => GemmTensorCores && _acc.WarpSize == 32 && _acc.MaxNumThreadsPerGroup >= 256 && K % 8 == 0 && K > 0;
+
+    /// <summary>Whether <see cref="GemmNTHalf"/> runs a product with rows of K halves on the tensor cores (with the current
+    /// settings; BF16 weights never do).</summary>
+    public bool GemmHalfUsesTensorCores(int K, bool bf16) => !bf16 && GemmTcApplies(K);
+
+    // C = A · Bᵀ over F16 B on the tensor cores (GemmTcApplies checked by the caller)
+    private void GemmNTHalfTc(ArrayView<float> A, ArrayView<ushort> B, ArrayView<float> C, int M, int N, int K)
+    {
+        int Mp = (M + TcBM - 1) / TcBM * TcBM, Kp = (K + TcBK - 1) / TcBK * TcBK;
+        long plane = (long)Mp * Kp;
+        // growing a scratch frees the old buffer: cuMemFree waits for the device, so queued kernels that read it finish first
+        if (_tcHalves is null || _tcHalves.Length < 2 * plane) { _tcHalves?.Dispose(); _tcHalves = _acc.Allocate1D<ushort>(2 * plane); }
+        if (_tcInv is null || _tcInv.Length < Mp) { _tcInv?.Dispose(); _tcInv = _acc.Allocate1D<float>(Mp); }
+        _gemmTcSplit ??= Load<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, long>(GemmTcSplitKernel);
+        _gemmTcSplit(new KernelConfig(Mp, 256), A, _tcHalves.View, _tcInv.View, M, K, Kp, plane);
+        int tilesN = (N + TcBN - 1) / TcBN, tilesM = Mp / TcBM, steps = Kp / TcBK;
+        long tiles = (long)tilesN * tilesM;
+        // K splits (each ≥ 4 steps of 64) until the grid holds two blocks per multiprocessor; GemmSplits caps them
+        int S = 1, want = 2 * Math.Max(1, _acc.NumMultiprocessors), cap = GemmSplits > 0 ? GemmSplits : 16;
+        while (2 * S <= cap && steps / (2 * S) >= (GemmSplits > 0 ? 1 : 4) && (GemmSplits > 0 || tiles * S < want)) S *= 2;
+        int ks = (steps + S - 1) / S * TcBK;
+        S = (Kp + ks - 1) / ks;
+        var target = C;
+        if (S > 1)
+        {
+            long need = (long)S * M * N;
+            if (_partials is null || _partials.Length < need) { _partials?.Dispose(); _partials = _acc.Allocate1D<float>(need); }
+            target = _partials.View;
+        }
+        _gemmTcHalf ??= Load<ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, GemmTcDims>(GemmTcHalfKernel);
+        _gemmTcHalf(new KernelConfig(new Index3D(tilesN, tilesM, S), new Index3D(256, 1, 1)), _tcHalves.View, B, _tcInv.View, target,
+                    new GemmTcDims { M = M, N = N, K = K, Kp = Kp, Ks = ks, Plane = plane });
+        ReduceSplits(S, C, M, N);
+    }
+
+    // One block per token row m of the padded Mp: 2^E from the row's max |a| (E = 14 − ⌊log2 max⌋, kept where 2^±E are
+    // normal floats; 0 for a zero row), then hi = fp16(a·2^E) into row m of the hi plane and lo = fp16(a·2^E − hi) into the
+    // lo plane (zeros past K and past M), 2^−E into inv[m].
+    private static void GemmTcSplitKernel(ArrayView<float> A, ArrayView<ushort> halves, ArrayView<float> inv, int M, int K, int Kp, long plane)
+    {
+        int m = Grid.IdxX, tid = Group.IdxX, nt = Group.DimX;
+        long row = (long)m * K, at = (long)m * Kp;
+        float mx = 0;
+        if (m < M) for (int k = tid; k < K; k += nt) mx = Math.Max(mx, Math.Abs(A[row + k]));
+        mx = BlockReduce(mx, true);
+        int e = mx > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(mx) >> 23) & 0xFF))) : 0;
+        float s = Interop.IntAsFloat((uint)(127 + e) << 23);
+        if (tid == 0) inv[m] = Interop.IntAsFloat((uint)(127 - e) << 23);
+        for (int k = tid; k < Kp; k += nt)
+        {
+            float v = m < M && k < K ? A[row + k] * s : 0f;
+            float h = H(v);
+            halves[at + k] = F16Bits(h);
+            halves[plane + at + k] = F16Bits(H(v - h));
+        }
+    }
+
+    // the 16-byte chunks a thread copies per step: A's 2 · 64 rows (hi, then lo) and B's 128 rows, 8 chunks a row
+    internal struct TcStage { public U4 A0, A1, A2, A3, B0, B1, B2, B3; }
+
+    private static void GemmTcHalfKernel(ArrayView<ushort> halves, ArrayView<ushort> B, ArrayView<float> inv, ArrayView<float> C, GemmTcDims d)
+    {
+        var sh = SharedMemory.Allocate<U4>((2 * TcBM + TcBN) * TcRow / 8); // rows of 10 chunks: A hi 0-63, A lo 64-127, B 128-255
+        var s4 = sh.AsAligned(16);
+        var s8 = sh.Cast<ulong>().AsAligned(8);
+        var a4 = halves.Cast<U4>().AsAligned(16);
+        var b4 = B.Cast<U4>().AsAligned(16);
+        int tid = Group.IdxX, lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, w = tid >> 5, wm = w >> 2, wn = w & 3;
+        int m0 = Grid.IdxY * TcBM, n0 = Grid.IdxX * TcBN;
+        int kb = Grid.IdxZ * d.Ks, ke = Math.Min(d.Kp, kb + d.Ks);
+        // this thread's chunks: index tid + 256·i (i = 0..3) of each operand, row = index / 8, chunk = index % 8
+        int cr = tid >> 3, cc = tid & 7;
+        Acc2x4 acc = default;
+        var st = TcStageLoad(a4, b4, d, m0, n0, kb, cr, cc);
+        for (int k0 = kb; k0 < ke; k0 += TcBK)
+        {
+            s4[cr * 10 + cc] = st.A0; s4[(cr + 32) * 10 + cc] = st.A1; s4[(cr + 64) * 10 + cc] = st.A2; s4[(cr + 96) * 10 + cc] = st.A3;
+            s4[(cr + 128) * 10 + cc] = st.B0; s4[(cr + 160) * 10 + cc] = st.B1; s4[(cr + 192) * 10 + cc] = st.B2; s4[(cr + 224) * 10 + cc] = st.B3;
+            Group.Barrier();
+            if (k0 + TcBK < ke) st = TcStageLoad(a4, b4, d, m0, n0, k0 + TcBK, cr, cc); // in flight while this step computes
+            for (int kk = 0; kk < 4; kk++)
+            {
+                int o = kk * 4 + t; // 8-byte word of natural k 16·kk + 4t in a row of 20 words
+                acc.Step(s8, o, wm * 32 + gid, 128 + wn * 32 + gid);
+            }
+            Group.Barrier();
+        }
+        var target = C.SubView((long)Grid.IdxZ * d.M * d.N);
+        int mb = m0 + wm * 32 + gid, nb = n0 + wn * 32 + 2 * t;
+        acc.Store(target, inv, mb, nb, d.M, d.N);
+    }
+
+    // a step's chunks into registers: A rows m0 + r (hi) and the same rows of the lo plane — rows past M are zeros in the
+    // split planes, k past K too (Kp) — and B rows n0 + r, zero past N or K (K % 8 == 0: a chunk is all in or all out)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static TcStage TcStageLoad(ArrayView<U4> a4, ArrayView<U4> b4, GemmTcDims d, int m0, int n0, int k0, int cr, int cc)
+    {
+        var s = new TcStage();
+        long kp8 = d.Kp >> 3, p8 = d.Plane >> 3, ka = (k0 >> 3) + cc;
+        s.A0 = a4[(m0 + cr) * kp8 + ka];
+        s.A1 = a4[(m0 + cr + 32) * kp8 + ka];
+        s.A2 = a4[p8 + (m0 + cr) * kp8 + ka];
+        s.A3 = a4[p8 + (m0 + cr + 32) * kp8 + ka];
+        int k = k0 + 8 * cc;
+        long k8 = d.K >> 3, kb = k >> 3;
+        bool kin = k < d.K;
+        int n = n0 + cr;
+        if (kin && n < d.N) s.B0 = b4[n * k8 + kb];
+        if (kin && n + 32 < d.N) s.B1 = b4[(n + 32) * k8 + kb];
+        if (kin && n + 64 < d.N) s.B2 = b4[(n + 64) * k8 + kb];
+        if (kin && n + 96 < d.N) s.B3 = b4[(n + 96) * k8 + kb];
+        return s;
+    }
+
+    /// <summary>A warp's 32 tokens × 32 weight rows of C: 2 × 4 mma tiles of 16 × 8, four floats a lane each.</summary>
+    internal struct Acc2x4
+    {
+        public float C00, C01, C02, C03, C10, C11, C12, C13, C20, C21, C22, C23, C30, C31, C32, C33;
+        public float D00, D01, D02, D03, D10, D11, D12, D13, D20, D21, D22, D23, D30, D31, D32, D33;
+
+        // one 16-k step from shared memory (rows of 20 8-byte words; word o is this lane's): A rows ra, ra + 8 (tile 0) and
+        // ra + 16, ra + 24 (tile 1), hi and lo (64 rows further); B rows rb + 8·j
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public void Step(ArrayView<ulong> s8, int o, int ra, int rb)
+        {
+            ulong b0 = s8[rb * 20 + o], b1 = s8[(rb + 8) * 20 + o], b2 = s8[(rb + 16) * 20 + o], b3 = s8[(rb + 24) * 20 + o];
+            for (int part = 0; part < 2; part++)
+            {
+                int r = ra + 64 * part;
+                ulong x0 = s8[r * 20 + o], x1 = s8[(r + 8) * 20 + o], y0 = s8[(r + 16) * 20 + o], y1 = s8[(r + 24) * 20 + o];
+                uint a0 = (uint)x0, a1 = (uint)x1, a2 = (uint)(x0 >> 32), a3 = (uint)(x1 >> 32);
+                uint e0 = (uint)y0, e1 = (uint)y1, e2 = (uint)(y0 >> 32), e3 = (uint)(y1 >> 32);
+                Mma16816(a0, a1, a2, a3, (uint)b0, (uint)(b0 >> 32), ref C00, ref C01, ref C02, ref C03);
+                Mma16816(a0, a1, a2, a3, (uint)b1, (uint)(b1 >> 32), ref C10, ref C11, ref C12, ref C13);
+                Mma16816(a0, a1, a2, a3, (uint)b2, (uint)(b2 >> 32), ref C20, ref C21, ref C22, ref C23);
+                Mma16816(a0, a1, a2, a3, (uint)b3, (uint)(b3 >> 32), ref C30, ref C31, ref C32, ref C33);
+                Mma16816(e0, e1, e2, e3, (uint)b0, (uint)(b0 >> 32), ref D00, ref D01, ref D02, ref D03);
+                Mma16816(e0, e1, e2, e3, (uint)b1, (uint)(b1 >> 32), ref D10, ref D11, ref D12, ref D13);
+                Mma16816(e0, e1, e2, e3, (uint)b2, (uint)(b2 >> 32), ref D20, ref D21, ref D22, ref D23);
+                Mma16816(e0, e1, e2, e3, (uint)b3, (uint)(b3 >> 32), ref D30, ref D31, ref D32, ref D33);
+            }
+        }
+
+        // C[m, n] = acc · 2^−E(m) for the lane's tokens mb, mb + 8 (tile 0), mb + 16, mb + 24 (tile 1) and weight rows
+        // nb + 8·j, + 1
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public readonly void Store(ArrayView<float> C, ArrayView<float> inv, int mb, int nb, int M, int N)
+        {
+            float i0 = inv[mb], i1 = inv[mb + 8], i2 = inv[mb + 16], i3 = inv[mb + 24]; // Mp rows: always inside
+            Pair(C, mb, nb, M, N, C00 * i0, C01 * i0); Pair(C, mb + 8, nb, M, N, C02 * i1, C03 * i1);
+            Pair(C, mb, nb + 8, M, N, C10 * i0, C11 * i0); Pair(C, mb + 8, nb + 8, M, N, C12 * i1, C13 * i1);
+            Pair(C, mb, nb + 16, M, N, C20 * i0, C21 * i0); Pair(C, mb + 8, nb + 16, M, N, C22 * i1, C23 * i1);
+            Pair(C, mb, nb + 24, M, N, C30 * i0, C31 * i0); Pair(C, mb + 8, nb + 24, M, N, C32 * i1, C33 * i1);
+            Pair(C, mb + 16, nb, M, N, D00 * i2, D01 * i2); Pair(C, mb + 24, nb, M, N, D02 * i3, D03 * i3);
+            Pair(C, mb + 16, nb + 8, M, N, D10 * i2, D11 * i2); Pair(C, mb + 24, nb + 8, M, N, D12 * i3, D13 * i3);
+            Pair(C, mb + 16, nb + 16, M, N, D20 * i2, D21 * i2); Pair(C, mb + 24, nb + 16, M, N, D22 * i3, D23 * i3);
+            Pair(C, mb + 16, nb + 24, M, N, D30 * i2, D31 * i2); Pair(C, mb + 24, nb + 24, M, N, D32 * i3, D33 * i3);
+        }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private static void Pair(ArrayView<float> C, int m, int n, int M, int N, float v0, float v1)
+        {
+            if (m >= M) return;
+            long i = (long)m * N + n;
+            if (n < N) C[i] = v0;
+            if (n + 1 < N) C[i + 1] = v1;
+        }
+    }
+}

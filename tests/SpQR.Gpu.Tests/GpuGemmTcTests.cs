@@ -1,0 +1,68 @@
+// The tensor-core F16 product (GpuKernels.GemmTc.cs) against the CPU's F16 GEMV, token row by token row. In CI it runs
+// on ILGPU's CPU accelerator emulating a 32-lane NVIDIA device (mma.sync replaced by its definition through shuffles), so
+// the fragment layout, the natural-k pairing of A and B, the hi / lo split with its per-row scale, the tile tails and the
+// K splits are checked without a GPU; SPQR_DEVICE=gpu runs the same bodies on the card.
+using ILGPU;
+using ILGPU.Runtime;
+using SpQR.Tensors.Cpu;
+using SpQR.TestUtil;
+using Xunit;
+
+namespace SpQR.Gpu.Tests;
+
+public class GpuGemmTcTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixture>
+{
+    // activations whose token rows differ by up to 10^10 in scale (the per-row 2^E), with exact zeros and one all-zero row
+    private static float[] Activations(int M, int K, int seed)
+    {
+        var a = TestData.Uniform(M * K, seed, -2, 2);
+        for (int m = 0; m < M; m++)
+        {
+            float scale = (m % 4) switch { 0 => 1f, 1 => 3e-6f, 2 => 2.5e4f, _ => 0.01f };
+            for (int k = 0; k < K; k++) a[m * K + k] = k % 29 == 3 ? 0f : a[m * K + k] * scale;
+        }
+        if (M > 2) Array.Clear(a, 2 * K, K);
+        return a;
+    }
+
+    [Theory]
+    [InlineData(1, 8, 8, 0)] [InlineData(5, 130, 72, 2)] [InlineData(70, 136, 256, 4)]
+    public void F16_gemm_on_the_tensor_cores_matches_the_cpu_row_by_row(int M, int N, int K, int splits)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        Assert.True(k.GemmHalfUsesTensorCores(K, bf16: false), "the tensor-core product should take K % 8 == 0 on a 32-lane device");
+        var a = Activations(M, K, M + N + K);
+        var h = new ushort[N * K];
+        CpuKernels.F32ToF16(TestData.Uniform(N * K, K + 1, -1, 1), h);
+        var e = new float[M * N];
+        for (int m = 0; m < M; m++) CpuKernels.GemvF16(h, a.AsSpan(m * K, K), e.AsSpan(m * N, N), N, K);
+        using var da = acc.Allocate1D(a); using var dh = acc.Allocate1D(h); using var dc = acc.Allocate1D<float>(M * N);
+        try
+        {
+            // K unsplit (GemmSplits 1), then split (a partial C per split, summed in order)
+            foreach (int S in splits > 1 ? new[] { 1, splits } : [1])
+            {
+                k.GemmSplits = S;
+                dc.MemSetToZero();
+                k.GemmNTHalf(da.View, dh.View, dc.View, M, N, K, bf16: false);
+                acc.Synchronize();
+                var c = dc.GetAsArray1D();
+                for (int m = 0; m < M; m++)
+                    NumericAssert.Nmse(e.AsSpan(m * N, N), c.AsSpan(m * N, N), Tolerances.GpuNmse, $"F16 tensor-core GEMM {M}x{N}x{K}, splits {S}, token {m}");
+            }
+        }
+        finally { k.GemmSplits = 0; }
+    }
+
+    [Fact]
+    public void F16_gemm_with_rows_not_whole_16_byte_chunks_or_bf16_takes_the_float32_gemm()
+    {
+        var k = fx.Backend.Kernels;
+        Assert.False(k.GemmHalfUsesTensorCores(12, bf16: false));
+        Assert.False(k.GemmHalfUsesTensorCores(64, bf16: true));
+        k.GemmTensorCores = false;
+        try { Assert.False(k.GemmHalfUsesTensorCores(64, bf16: false)); }
+        finally { k.GemmTensorCores = true; }
+    }
+}
