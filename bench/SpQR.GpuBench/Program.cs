@@ -7,6 +7,7 @@
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 //        dotnet SpQR.GpuBench.dll profile [layers]   (3 eager decode steps, F16 then SpQR w3, for a kernel profiler)
 //        dotnet SpQR.GpuBench.dll gemm   (the F16 batched product on the tensor cores against the float32 GEMM; torch_mm.py is its baseline)
+//        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
@@ -77,7 +78,7 @@ if (args.Length > 0 && args[0] == "gemm")
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     Console.WriteLine($"device: {gpu.Description}");
-    Console.WriteLine("gemm,shape,T,f16_tensor_cores_us,tflops,f16_float32_gemm_us,tflops,speedup,nmse_tensor_cores");
+    Console.WriteLine("gemm,shape,T,tensor_cores_us,tflops,float32_gemm_us,tflops,speedup,nmse_tensor_cores (gemm: F16 weight; gemm_spqr_w3: Ŵ dequantized to fp16)");
     double Graph(Action<int> call, int n)
     {
         using var g = GpuGraph.Capture(gpu, () => { for (int i = 0; i < n; i++) call(i); });
@@ -114,6 +115,73 @@ if (args.Length > 0 && args[0] == "gemm")
             Console.WriteLine($"gemm,{rows}x{cols},{T},{tc * 1e6:F1},{fl / tc / 1e12:F1},{f32 * 1e6:F1},{fl / f32 / 1e12:F1},{f32 / tc:F2}x,{nm:E2}");
         }
         foreach (var h in hs) h.Dispose();
+        // SpQR w3 (1% outliers): Ŵ dequantized to fp16, then the tensor-core product (default) against the float32 GEMM that
+        // decodes its tiles (SpqrGemmDequantTc off); NMSE against the CPU's SpQR matmul on 8 tokens
+        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 5);
+        int lc = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
+        var gs = Enumerable.Range(0, lc).Select(_ => new GpuSpqrLayer(a, l)).ToArray();
+        foreach (int T in new[] { 64, 128, 256 })
+        {
+            var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
+            using var dX = a.Allocate1D(X); using var dY = a.Allocate1D<float>((long)T * rows);
+            using var ds = a.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(gs[0], T));
+            gpu.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
+            a.Synchronize();
+            int check = Math.Min(T, 8);
+            var e = new float[check * rows];
+            SpqrMatVec.MatMul(l, X.AsSpan(0, check * cols).ToArray(), e, check);
+            double nm = Nmse(e, dY.GetAsArray1D().AsSpan(0, check * rows).ToArray());
+            int n = Math.Max(lc, 8);
+            double tc = Graph(i => gpu.Kernels.SpqrMatMul(gs[i % lc], dX.View, T, dY.View, ds.View), n);
+            gpu.Kernels.SpqrGemmDequantTc = false;
+            double f32 = Graph(i => gpu.Kernels.SpqrMatMul(gs[i % lc], dX.View, T, dY.View, ds.View), n);
+            gpu.Kernels.SpqrGemmDequantTc = true;
+            double fl = 2.0 * T * rows * cols;
+            Console.WriteLine($"gemm_spqr_w3,{rows}x{cols},{T},{tc * 1e6:F1},{fl / tc / 1e12:F1},{f32 * 1e6:F1},{fl / f32 / 1e12:F1},{f32 / tc:F2}x,{nm:E2}");
+        }
+        foreach (var g in gs) g.Dispose();
+    }
+    return;
+}
+if (args.Length > 0 && args[0] == "prefill")
+{
+    // 7B-shaped LLaMA (32 layers, random weights): a 512-token prompt in batched passes of 128 (median of 3) and decode
+    // (48 tokens after 4 warm-up steps, graph per step), F16 and SpQR w3, with the tensor-core products (default) and
+    // with the float32 GEMM (GemmTensorCores / SpqrGemmDequantTc off) in the same process
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    Console.WriteLine($"device: {gpu.Description}");
+    var cfg = Llama7B(32);
+    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+    double Prefill(GpuLlamaModel m)
+    {
+        int[] prompt = [.. Enumerable.Range(0, 512).Select(t => (t * 7919 + 1) % cfg.VocabSize)];
+        m.Prefill(prompt);
+        var ts = new List<double>();
+        for (int rep = 0; rep < 3; rep++) { var sw = Stopwatch.StartNew(); m.Prefill(prompt); ts.Add(sw.Elapsed.TotalSeconds); }
+        ts.Sort();
+        return prompt.Length / ts[1];
+    }
+    double Decode(GpuLlamaModel m)
+    {
+        for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        var sw = Stopwatch.StartNew();
+        for (int t = 4; t < 52; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        return 48 / sw.Elapsed.TotalSeconds;
+    }
+    foreach (var (name, pick) in new[] { ("f16", (Func<string, SpqrLayer?>?)null), ("spqr_w3", SpqrW3Projections()) })
+    {
+        using var m = new GpuLlamaModel(gpu, cfg, src, pick, maxContext: 1024, maxBatch: 128);
+        // the first 8 tokens' logits of one pass with the tensor-core products against the float32 GEMM's
+        int[] ids = [.. Enumerable.Range(0, 8).Select(t => (t * 37 + 3) % cfg.VocabSize)];
+        var tcLogits = m.Forward(ids, 0, true).ToArray();
+        gpu.Kernels.GemmTensorCores = false; gpu.Kernels.SpqrGemmDequantTc = false;
+        var f32Logits = m.Forward(ids, 0, true).ToArray();
+        double off = Prefill(m);
+        gpu.Kernels.GemmTensorCores = true; gpu.Kernels.SpqrGemmDequantTc = true;
+        double on = Prefill(m);
+        m.UseGraph = true;
+        double dec = Decode(m);
+        Console.WriteLine($"prefill,{name},{on:F0} tokens/s tensor cores,{off:F0} tokens/s float32 GEMM,{on / off:F2}x,logits NMSE between them {Nmse(f32Logits, tcLogits):E2},decode {dec:F1} tokens/s graph");
     }
     return;
 }

@@ -87,6 +87,71 @@ public sealed partial class GpuKernels
         ReduceSplits(S, C, M, N);
     }
 
+    /// <summary>Batched SpQR products (prefill) as Ŵ dequantized to fp16 into a device scratch, then the tensor-core
+    /// product over it (default where <see cref="SpqrMatMulUsesTensorCores"/>); false: the float32 GEMM decoding its tiles.</summary>
+    public bool SpqrGemmDequantTc { get; set; } = true;
+    // the largest Ŵ (rows × 16·groups halves) the dequantized path takes: 512 MB of scratch (LLaMA-65B's 8192x22016 fits)
+    private const long DequantMaxHalves = 1L << 28;
+    private MemoryBuffer1D<ushort, Stride1D.Dense>? _dequant;
+    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>? _spqrDequant;
+
+    /// <summary>Whether <see cref="SpqrMatMul"/> runs this layer as fp16 Ŵ on the tensor cores (with the current settings):
+    /// the format's codes on the device, a 32-lane device, Ŵ within 2^28 halves, and neither opt-in tensor-core product of
+    /// GpuKernels.SpqrTcGemm.cs asked for.</summary>
+    public bool SpqrMatMulUsesTensorCores(GpuSpqrLayer w)
+        => SpqrGemmDequantTc && w.HasFormatCodes && !TcGemmApplies(w) && GemmTcApplies(16 * w.Dims.Groups)
+           && (long)w.Dims.Rows * 16 * w.Dims.Groups <= DequantMaxHalves;
+
+    // Y (T, rows) = X' · Ŵᵀ: Ŵ (rows, 16·G) dequantized to fp16 — the stored form's arithmetic (s·(q − z), fp16 steps for
+    // fp16-step layers, whose values are then exact), rounded once to fp16 for float32 layers (relative 2^−12 a weight,
+    // 2^−25 absolute below fp16's normal range: the SpQR authors' kernels decode to fp16 too) — then the F16 product
+    private void SpqrMatMulDequantTc(GpuSpqrLayer w, ArrayView<float> xp, int T, ArrayView<float> Y)
+    {
+        var d = w.Dims;
+        int padded = 16 * d.Groups;
+        long n = (long)d.Rows * padded;
+        if (_dequant is null || _dequant.Length < n) { _dequant?.Dispose(); _dequant = _acc.Allocate1D<ushort>(n); }
+        _spqrDequant ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrDequantHalfKernel);
+        long pairs = (long)d.Rows * d.Groups;
+        _spqrDequant(new KernelConfig((int)((pairs + 255) / 256), 256), w.Codes.View, w.StatCodes.View, w.Planes.View, _dequant.View, d);
+        GemmNTHalfTc(xp, _dequant.View, Y, T, d.Rows, padded);
+    }
+
+    // thread per (row r, group g): its 16 weights s·(q − z) as fp16 bits into Wh[r, 16g ..] (zero past cols)
+    private static void SpqrDequantHalfKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<ushort> Wh, SpqrDims d)
+    {
+        long i = Grid.GlobalIndex.X;
+        if (i >= (long)d.Rows * d.Groups) return;
+        int r = (int)(i / d.Groups), g = (int)(i % d.Groups), b = d.WBits;
+        GroupStat(statCodes, planes, d, r, g, out float s, out float z);
+        long p = (long)r * d.RowBytes + (long)g * 2 * b;
+        ulong word = 0;
+        if (b <= 4) for (int j = 0; j < 2 * b; j++) word |= (ulong)codes[p + j] << (8 * j);
+        var w4 = Wh.Cast<U4>().AsAligned(16);
+        long at = (i * 16) >> 3; // r·16G + 16g halves, in 8-half chunks
+        uint h0 = 0, h1 = 0, h2 = 0, h3 = 0, h4 = 0, h5 = 0, h6 = 0, h7 = 0;
+        for (int k = 0; k < 16; k++)
+        {
+            int q = b <= 4 ? (int)((word >> (b * k)) & (ulong)((1 << b) - 1)) : HalfCode(codes, p, b, k);
+            float v = d.Fp16 != 0 ? H(s * H(q - z)) : s * (q - z);
+            uint bits = g * 16 + k < d.Cols ? F16Bits(H(v)) : 0u;
+            uint sh = (uint)(16 * (k & 1));
+            switch (k >> 1)
+            {
+                case 0: h0 |= bits << (int)sh; break;
+                case 1: h1 |= bits << (int)sh; break;
+                case 2: h2 |= bits << (int)sh; break;
+                case 3: h3 |= bits << (int)sh; break;
+                case 4: h4 |= bits << (int)sh; break;
+                case 5: h5 |= bits << (int)sh; break;
+                case 6: h6 |= bits << (int)sh; break;
+                default: h7 |= bits << (int)sh; break;
+            }
+        }
+        w4[at] = new U4 { X = h0, Y = h1, Z = h2, W = h3 };
+        w4[at + 1] = new U4 { X = h4, Y = h5, Z = h6, W = h7 };
+    }
+
     // One block per token row m of the padded Mp: 2^E from the row's max |a| (E = 14 − ⌊log2 max⌋, kept where 2^±E are
     // normal floats; 0 for a zero row), then hi = fp16(a·2^E) into row m of the hi plane and lo = fp16(a·2^E − hi) into the
     // lo plane (zeros past K and past M), 2^−E into inv[m].

@@ -65,6 +65,8 @@ public sealed partial class GpuKernels
         CheckFormatCodes(w, TcGemmLanes(w), "batched product");
         if (TcGemmApplies(w))
             SpqrMatMulTc(w, xp, T, Y, scratch.SubView((long)T * padded));
+        else if (SpqrMatMulUsesTensorCores(w))
+            SpqrMatMulDequantTc(w, xp, T, Y);
         else
         {
             var (cfg, ks, target) = GemmPlan(T, d.Rows, padded, Y);

@@ -55,6 +55,32 @@ public class GpuGemmTcTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixture>
         finally { k.GemmSplits = 0; }
     }
 
+    // the SpQR batched product as Ŵ dequantized to fp16, then the tensor-core product (GpuKernels.GemmTc.cs), plus the
+    // outlier pass: widths 2-5 (w5: codes across bytes), fp16-step statistics, ragged columns, 3% outliers
+    [Theory]
+    [InlineData(40, 200, 3, 5, false)] [InlineData(130, 256, 2, 1, false)] [InlineData(33, 128, 4, 70, false)] [InlineData(24, 96, 5, 3, false)]
+    [InlineData(48, 160, 3, 9, true)]
+    public void Spqr_batched_product_over_fp16_w_hat_matches_the_cpu_row_by_row(int rows, int cols, int wbits, int T, bool fp16)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layer = SpQR.Quant.Formats.SpqrLayer.Random(rows, cols, wbits, 0.03, rows + cols + wbits, fp16Arithmetic: fp16);
+        var X = Activations(T, cols, rows + T);
+        var e = new float[T * rows];
+        SpQR.Quant.Decode.SpqrMatVec.MatMul(layer, X, e, T);
+        using var g = new GpuSpqrLayer(acc, layer);
+        Assert.True(k.SpqrMatMulUsesTensorCores(g), "the dequantized tensor-core product should take this layer");
+        using var dx = acc.Allocate1D(X); using var ds = acc.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(g, T)); using var dy = acc.Allocate1D<float>(T * rows);
+        k.SpqrMatMul(g, dx.View, T, dy.View, ds.View);
+        acc.Synchronize();
+        var y = dy.GetAsArray1D();
+        for (int m = 0; m < T; m++)
+            NumericAssert.Nmse(e.AsSpan(m * rows, rows), y.AsSpan(m * rows, rows), Tolerances.GpuNmse, $"SpQR {rows}x{cols} w{wbits} fp16-step {fp16} over fp16 Ŵ, token {m} of {T}");
+        k.SpqrGemmDequantTc = false;
+        try { Assert.False(k.SpqrMatMulUsesTensorCores(g)); }
+        finally { k.SpqrGemmDequantTc = true; }
+    }
+
     [Fact]
     public void F16_gemm_with_rows_not_whole_16_byte_chunks_or_bf16_takes_the_float32_gemm()
     {
