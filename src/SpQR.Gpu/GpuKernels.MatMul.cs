@@ -14,8 +14,9 @@
 // scratch the kernels own and GemmReduceKernel sums the S partials in order (deterministic, no atomics); the scratch is
 // shared, so batched products must not run on concurrent streams. The block is 16×16 threads on CUDA (ty halves for a
 // few tokens) and 4×4 within the group limit of ILGPU's CPU accelerator, where CI runs the same kernels.
-// Measured on the H200 (bench/README.md): 10-17 TFLOP/s float32, a quarter of the FMA peak; fp16 tensor cores (what
-// cuBLAS uses for transformers' prefill) are not reachable from ILGPU 1.5 without inline PTX.
+// Measured on the H200 (bench/README.md): 10-17 TFLOP/s float32, a quarter of the FMA peak. Since the twelfth session F16
+// weights and SpQR layers (as fp16 Ŵ) take the tensor-core product of GpuKernels.GemmTc.cs where it applies; this GEMM
+// stays for F32 and BF16 weights, K % 8 ≠ 0, and accelerators without 32-lane warps (ILGPU's default CPU accelerator).
 using ILGPU;
 using ILGPU.Runtime;
 

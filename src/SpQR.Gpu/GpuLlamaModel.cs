@@ -129,7 +129,8 @@ public sealed class GpuLinear : IDisposable
         if (_bias is not null) k.Add(y, _bias.View, Rows);
     }
 
-    /// <summary>Y (T, Rows) = X (T, Cols) · Wᵀ (+ bias) for T tokens: the register-blocked GEMM, SpQR decoded in its tiles;
+    /// <summary>Y (T, Rows) = X (T, Cols) · Wᵀ (+ bias) for T tokens: F16 weights and SpQR layers (as fp16 Ŵ) on the
+    /// tensor cores where GpuKernels.GemmTc.cs applies, else the register-blocked float32 GEMM (SpQR decoded in its tiles);
     /// scratch holds ≥ <see cref="BatchScratch"/> floats.</summary>
     public void ForwardBatch(GpuKernels k, ArrayView<float> X, int T, ArrayView<float> Y, ArrayView<float> scratch)
     {
