@@ -79,15 +79,7 @@ if (args.Length > 0 && args[0] == "gemm")
     var a = gpu.Accelerator;
     Console.WriteLine($"device: {gpu.Description}");
     Console.WriteLine("gemm,shape,T,tensor_cores_us,tflops,float32_gemm_us,tflops,speedup,nmse_tensor_cores (gemm: F16 weight; gemm_spqr_w3: Ŵ dequantized to fp16)");
-    double Graph(Action<int> call, int n)
-    {
-        using var g = GpuGraph.Capture(gpu, () => { for (int i = 0; i < n; i++) call(i); });
-        g.Launch(); a.Synchronize();
-        var ts = new List<double>();
-        for (int rep = 0; rep < 5; rep++) { var sw = Stopwatch.StartNew(); g.Launch(); a.Synchronize(); ts.Add(sw.Elapsed.TotalSeconds / n); }
-        ts.Sort();
-        return ts[2];
-    }
+    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var w16 = new ushort[(long)rows * cols];
@@ -152,15 +144,7 @@ if (args.Length > 0 && args[0] == "prefill")
     Console.WriteLine($"device: {gpu.Description}");
     var cfg = Llama7B(32);
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-    double Prefill(GpuLlamaModel m)
-    {
-        int[] prompt = [.. Enumerable.Range(0, 512).Select(t => (t * 7919 + 1) % cfg.VocabSize)];
-        m.Prefill(prompt);
-        var ts = new List<double>();
-        for (int rep = 0; rep < 3; rep++) { var sw = Stopwatch.StartNew(); m.Prefill(prompt); ts.Add(sw.Elapsed.TotalSeconds); }
-        ts.Sort();
-        return prompt.Length / ts[1];
-    }
+    double Prefill(GpuLlamaModel m) => PrefillTokensPerSecond(m, cfg.VocabSize);
     double Decode(GpuLlamaModel m)
     {
         for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
@@ -192,15 +176,7 @@ if (args.Length > 0 && args[0] == "mvcost")
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     Console.WriteLine($"device: {gpu.Description}");
-    double Graph(Action<int> call, int n)
-    {
-        using var g = GpuGraph.Capture(gpu, () => { for (int i = 0; i < n; i++) call(i); });
-        g.Launch(); a.Synchronize();
-        var ts = new List<double>();
-        for (int rep = 0; rep < 5; rep++) { var sw = Stopwatch.StartNew(); g.Launch(); a.Synchronize(); ts.Add(sw.Elapsed.TotalSeconds / n); }
-        ts.Sort();
-        return ts[2];
-    }
+    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
         foreach (double share in new[] { 0.01, 0.0 })
         {
@@ -244,16 +220,18 @@ double TimeQueue(Action<int> call, int n)
     ts.Sort();
     return ts[2];
 }
-double TimeGraph(Action<int> call, int n)
+double TimeGraph(Action<int> call, int n) => GraphSeconds(backend, call, n);
+// n calls recorded into one CUDA graph, replayed 5 times after one warm-up: the median seconds per call
+static double GraphSeconds(GpuBackend b, Action<int> call, int n)
 {
-    using var g = GpuGraph.Capture(backend, () => { for (int i = 0; i < n; i++) call(i); });
-    g.Launch(); acc.Synchronize();
+    using var g = GpuGraph.Capture(b, () => { for (int i = 0; i < n; i++) call(i); });
+    g.Launch(); b.Accelerator.Synchronize();
     var ts = new List<double>();
     for (int rep = 0; rep < 5; rep++)
     {
         var sw = Stopwatch.StartNew();
         g.Launch();
-        acc.Synchronize();
+        b.Accelerator.Synchronize();
         ts.Add(sw.Elapsed.TotalSeconds / n);
     }
     ts.Sort();
@@ -616,15 +594,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         return $"{launched:F1} tokens/s launched,{graph:F1} tokens/s graph ({nodes} nodes),{serial:F1} tokens/s graph without concurrent branches,{m.WeightBytes / 1e9:F2} GB of weights per token";
     }
     // prefill: a 512-token prompt through ICausalLM.Prefill (batched passes of MaxBatch = 128 tokens), median of 3
-    double Prefill(GpuLlamaModel m)
-    {
-        int[] prompt = [.. Enumerable.Range(0, 512).Select(t => (t * 7919 + 1) % cfg.VocabSize)];
-        m.Prefill(prompt);
-        var ts = new List<double>();
-        for (int rep = 0; rep < 3; rep++) { var sw = Stopwatch.StartNew(); m.Prefill(prompt); ts.Add(sw.Elapsed.TotalSeconds); }
-        ts.Sort();
-        return prompt.Length / ts[1];
-    }
+    double Prefill(GpuLlamaModel m) => PrefillTokensPerSecond(m, cfg.VocabSize);
     using (var m = new GpuLlamaModel(backend, cfg, src, null, maxContext: 1024, maxBatch: 128))
     {
         Console.WriteLine($"decode,f16,{Both(m)}");
@@ -722,6 +692,18 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
         Console.WriteLine($"decode,spqr_w3_subnormal_records_again,{Decode(m):F1} tokens/s graph");
     }
     backend.Kernels.SpqrFormatCodesBesideLaneMajor = true;
+}
+
+// prefill tokens/s: a 512-token prompt through ICausalLM.Prefill (batched passes of the model's MaxBatch), median of 3 after
+// one untimed pass
+static double PrefillTokensPerSecond(GpuLlamaModel m, int vocab)
+{
+    int[] prompt = [.. Enumerable.Range(0, 512).Select(t => (t * 7919 + 1) % vocab)];
+    m.Prefill(prompt);
+    var ts = new List<double>();
+    for (int rep = 0; rep < 3; rep++) { var sw = Stopwatch.StartNew(); m.Prefill(prompt); ts.Add(sw.Elapsed.TotalSeconds); }
+    ts.Sort();
+    return prompt.Length / ts[1];
 }
 
 // a LLaMA-7B-shaped config (hidden 4096, 32 heads of 128, intermediate 11008, vocab 32000) of `layers` decoder layers
