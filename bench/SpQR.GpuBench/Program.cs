@@ -72,8 +72,8 @@ if (args.Length > 0 && args[0] == "mvprofile")
 }
 if (args.Length > 0 && args[0] == "gemm")
 {
-    // the dense F16 batched product (prefill's projections) on the tensor cores (GpuKernels.GemmTc.cs, default) against
-    // the float32 FMA GEMM (GemmTensorCores off) in the same process, T = 64 / 128 / 256 tokens, weights over ≥ 256 MB,
+    // the dense F16 batched product (prefill's projections) on the tensor cores (GpuKernels.GemmTc.cs, GemmTensorCores on, the
+    // default) against the float32 FMA GEMM (off) in the same process, T = 64 / 128 / 256 tokens, weights over ≥ 256 MB,
     // graph-timed (max(copies, 8) calls, median of 5); NMSE against the CPU's F16 GEMV on the first 8 token rows
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
@@ -91,6 +91,7 @@ if (args.Length > 0 && args[0] == "gemm")
         {
             var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
             using var dX = a.Allocate1D(X); using var dY = a.Allocate1D<float>((long)T * rows);
+            gpu.Kernels.GemmTensorCores = true;
             gpu.Kernels.GemmNTHalf(dX.View, hs[0].View, dY.View, T, rows, cols, false);
             a.Synchronize();
             var y = dY.GetAsArray1D();
@@ -102,13 +103,12 @@ if (args.Length > 0 && args[0] == "gemm")
             double tc = Graph(i => gpu.Kernels.GemmNTHalf(dX.View, hs[i % copies].View, dY.View, T, rows, cols, false), n);
             gpu.Kernels.GemmTensorCores = false;
             double f32 = Graph(i => gpu.Kernels.GemmNTHalf(dX.View, hs[i % copies].View, dY.View, T, rows, cols, false), n);
-            gpu.Kernels.GemmTensorCores = true;
             double fl = 2.0 * T * rows * cols;
             Console.WriteLine($"gemm,{rows}x{cols},{T},{tc * 1e6:F1},{fl / tc / 1e12:F1},{f32 * 1e6:F1},{fl / f32 / 1e12:F1},{f32 / tc:F2}x,{nm:E2}");
         }
         foreach (var h in hs) h.Dispose();
-        // SpQR w3 (1% outliers): Ŵ dequantized to fp16, then the tensor-core product (default) against the float32 GEMM that
-        // decodes its tiles (SpqrGemmDequantTc off); NMSE against the CPU's SpQR matmul on 8 tokens
+        // SpQR w3 (1% outliers): Ŵ dequantized to fp16, then the tensor-core product (SpqrGemmDequantTc on, the default)
+        // against the float32 GEMM that decodes its tiles (off); NMSE against the CPU's SpQR matmul on 8 tokens
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 5);
         int lc = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
         var gs = Enumerable.Range(0, lc).Select(_ => new GpuSpqrLayer(a, l)).ToArray();
@@ -117,6 +117,7 @@ if (args.Length > 0 && args[0] == "gemm")
             var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
             using var dX = a.Allocate1D(X); using var dY = a.Allocate1D<float>((long)T * rows);
             using var ds = a.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(gs[0], T));
+            gpu.Kernels.GemmTensorCores = true; gpu.Kernels.SpqrGemmDequantTc = true;
             gpu.Kernels.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View);
             a.Synchronize();
             int check = Math.Min(T, 8);
@@ -125,9 +126,8 @@ if (args.Length > 0 && args[0] == "gemm")
             double nm = Nmse(e, dY.GetAsArray1D().AsSpan(0, check * rows).ToArray());
             int n = Math.Max(lc, 8);
             double tc = Graph(i => gpu.Kernels.SpqrMatMul(gs[i % lc], dX.View, T, dY.View, ds.View), n);
-            gpu.Kernels.SpqrGemmDequantTc = false;
+            gpu.Kernels.SpqrGemmDequantTc = false; gpu.Kernels.GemmTensorCores = false;
             double f32 = Graph(i => gpu.Kernels.SpqrMatMul(gs[i % lc], dX.View, T, dY.View, ds.View), n);
-            gpu.Kernels.SpqrGemmDequantTc = true;
             double fl = 2.0 * T * rows * cols;
             Console.WriteLine($"gemm_spqr_w3,{rows}x{cols},{T},{tc * 1e6:F1},{fl / tc / 1e12:F1},{f32 * 1e6:F1},{fl / f32 / 1e12:F1},{f32 / tc:F2}x,{nm:E2}");
         }
@@ -138,8 +138,8 @@ if (args.Length > 0 && args[0] == "gemm")
 if (args.Length > 0 && args[0] == "prefill")
 {
     // 7B-shaped LLaMA (32 layers, random weights): a 512-token prompt in batched passes of 128 (median of 3) and decode
-    // (48 tokens after 4 warm-up steps, graph per step), F16 and SpQR w3, with the tensor-core products (default) and
-    // with the float32 GEMM (GemmTensorCores / SpqrGemmDequantTc off) in the same process
+    // (48 tokens after 4 warm-up steps, graph per step), F16 and SpQR w3, with the tensor-core products (GemmTensorCores,
+    // SpqrGemmDequantTc on: the default) and with the float32 GEMM (both off) in the same process
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     Console.WriteLine($"device: {gpu.Description}");
     var cfg = Llama7B(32);
@@ -157,6 +157,7 @@ if (args.Length > 0 && args[0] == "prefill")
         using var m = new GpuLlamaModel(gpu, cfg, src, pick, maxContext: 1024, maxBatch: 128);
         // the first 8 tokens' logits of one pass with the tensor-core products against the float32 GEMM's
         int[] ids = [.. Enumerable.Range(0, 8).Select(t => (t * 37 + 3) % cfg.VocabSize)];
+        gpu.Kernels.GemmTensorCores = true; gpu.Kernels.SpqrGemmDequantTc = true;
         var tcLogits = m.Forward(ids, 0, true).ToArray();
         gpu.Kernels.GemmTensorCores = false; gpu.Kernels.SpqrGemmDequantTc = false;
         var f32Logits = m.Forward(ids, 0, true).ToArray();

@@ -1,6 +1,12 @@
 // Dense batched products on the tensor cores: C (M, N) = A (M, K) · B (N, K)ᵀ with A float32 activations (M tokens) and
-// B an F16 weight (N rows of K) — the prefill form of the half-precision GEMV. GpuKernels.MatMul.cs keeps the float32
-// FMA GEMM for F32 and BF16 weights, K % 8 ≠ 0, and devices or accelerators without 32-lane warps and 256-thread groups.
+// B an F16 weight (N rows of K) — the prefill form of the half-precision GEMV — and SpQR layers through it, Ŵ dequantized
+// to fp16 into a scratch first (SpqrMatMulDequantTc). GpuKernels.MatMul.cs keeps the float32 FMA GEMM for F32 and BF16
+// weights, K % 8 ≠ 0, and devices or accelerators without 32-lane warps and 256-thread groups.
+// Measured on the H100 (bench/README.md, GPU twelfth session): F16 33-70 TFLOP/s at T = 64-256 on the LLaMA shapes,
+// 3.3-5.5x the float32 GEMM, 7B-shaped F16 prefill 944 → 2,856 tokens/s; cuBLAS (torch) reaches 114-575 TFLOP/s, so
+// this kernel is still 3.5-8x from it (no ldmatrix, no cp.async pipeline, single-buffered shared memory). SpQR w3: 1.06-
+// 1.28x the float32 tile-decoding GEMM, prefill 647 → 798 tokens/s — the dequantizing pass, a thread per (row, group)
+// with byte loads, takes most of the time (~180 µs for 4096x4096 against the product's ~65 µs at T = 64).
 //
 // Exactness: B's halves are exact fp16 operands; A is not, so each token row is scaled by a power of two 2^E (its max |a|
 // lands in [2^14, 2^15): no fp16 overflow) and split in two fp16 parts, hi = fp16(a·2^E) and lo = fp16(a·2^E − hi)
@@ -40,8 +46,9 @@ public sealed partial class GpuKernels
 {
     private const int TcBM = 64, TcBN = 128, TcBK = 64, TcRow = TcBK + 16; // TcRow: halves per shared row (160 bytes)
 
-    /// <summary>F16 batched products on the tensor cores where they apply (default); false: the float32 FMA GEMM for every
-    /// weight type (benchmarks, tests).</summary>
+    /// <summary>F16 batched products on the tensor cores where they apply (default: on the H100, twelfth session, 3.3-5.5x
+    /// the float32 GEMM at T = 64-256 on the LLaMA shapes, NMSE ≤ 1e-10 against the CPU; bench/README.md); false: the
+    /// float32 FMA GEMM for every weight type.</summary>
     public bool GemmTensorCores { get; set; } = true;
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, long>? _gemmTcSplit;
@@ -51,7 +58,8 @@ public sealed partial class GpuKernels
 
     // whether an F16 product of this shape runs on the tensor cores: mma needs 32-lane warps, the block 256 threads, B's
     // rows whole 16-byte chunks
-    private bool GemmTcApplies(int K) => GemmTensorCores && _acc.WarpSize == 32 && _acc.MaxNumThreadsPerGroup >= 256 && K % 8 == 0 && K > 0;
+    private bool GemmTcApplies(int K) => GemmTensorCores && GemmTcFits(K);
+    private bool GemmTcFits(int K) => _acc.WarpSize == 32 && _acc.MaxNumThreadsPerGroup >= 256 && K % 8 == 0 && K > 0;
 
     /// <summary>Whether <see cref="GemmNTHalf"/> runs a product with rows of K halves on the tensor cores (with the current
     /// settings; BF16 weights never do).</summary>
@@ -88,7 +96,9 @@ public sealed partial class GpuKernels
     }
 
     /// <summary>Batched SpQR products (prefill) as Ŵ dequantized to fp16 into a device scratch, then the tensor-core
-    /// product over it (default where <see cref="SpqrMatMulUsesTensorCores"/>); false: the float32 GEMM decoding its tiles.</summary>
+    /// product over it (default, where <see cref="SpqrMatMulUsesTensorCores"/>: on the H100, twelfth session, 1.06-1.28x
+    /// the float32 GEMM that decodes its tiles — the dequantizing pass takes most of it; NMSE ~9e-9 against the CPU);
+    /// false: that float32 GEMM.</summary>
     public bool SpqrGemmDequantTc { get; set; } = true;
     // the largest Ŵ (rows × 16·groups halves) the dequantized path takes: 512 MB of scratch (LLaMA-65B's 8192x22016 fits)
     private const long DequantMaxHalves = 1L << 28;
@@ -99,7 +109,7 @@ public sealed partial class GpuKernels
     /// the format's codes on the device, a 32-lane device, Ŵ within 2^28 halves, and neither opt-in tensor-core product of
     /// GpuKernels.SpqrTcGemm.cs asked for.</summary>
     public bool SpqrMatMulUsesTensorCores(GpuSpqrLayer w)
-        => SpqrGemmDequantTc && w.HasFormatCodes && !TcGemmApplies(w) && GemmTcApplies(16 * w.Dims.Groups)
+        => SpqrGemmDequantTc && w.HasFormatCodes && !TcGemmApplies(w) && GemmTcFits(16 * w.Dims.Groups)
            && (long)w.Dims.Rows * 16 * w.Dims.Groups <= DequantMaxHalves;
 
     // Y (T, rows) = X' · Ŵᵀ: Ŵ (rows, 16·G) dequantized to fp16 — the stored form's arithmetic (s·(q − z), fp16 steps for

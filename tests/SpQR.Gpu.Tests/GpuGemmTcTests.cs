@@ -85,6 +85,7 @@ public class GpuGemmTcTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixture>
     public void F16_gemm_with_rows_not_whole_16_byte_chunks_or_bf16_takes_the_float32_gemm()
     {
         var k = fx.Backend.Kernels;
+        Assert.True(k.GemmHalfUsesTensorCores(64, bf16: false));
         Assert.False(k.GemmHalfUsesTensorCores(12, bf16: false));
         Assert.False(k.GemmHalfUsesTensorCores(64, bf16: true));
         k.GemmTensorCores = false;
