@@ -70,11 +70,10 @@ public sealed partial class GpuKernels
     {
         int Mp = (M + TcBM - 1) / TcBM * TcBM, Kp = (K + TcBK - 1) / TcBK * TcBK;
         long plane = (long)Mp * Kp;
-        // growing a scratch frees the old buffer: cuMemFree waits for the device, so queued kernels that read it finish first
-        if (_tcHalves is null || _tcHalves.Length < 2 * plane) { _tcHalves?.Dispose(); _tcHalves = _acc.Allocate1D<ushort>(2 * plane); }
-        if (_tcInv is null || _tcInv.Length < Mp) { _tcInv?.Dispose(); _tcInv = _acc.Allocate1D<float>(Mp); }
+        ArrayView<ushort> halves = Scratch(ref _tcHalves, 2 * plane).View;
+        ArrayView<float> inv = Scratch(ref _tcInv, Mp).View;
         _gemmTcSplit ??= Load<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, long>(GemmTcSplitKernel);
-        _gemmTcSplit(new KernelConfig(Mp, 256), A, _tcHalves.View, _tcInv.View, M, K, Kp, plane);
+        _gemmTcSplit(new KernelConfig(Mp, 256), A, halves, inv, M, K, Kp, plane);
         int tilesN = (N + TcBN - 1) / TcBN, tilesM = Mp / TcBM, steps = Kp / TcBK;
         long tiles = (long)tilesN * tilesM;
         // K splits (each ≥ 4 steps of 64) until the grid holds two blocks per multiprocessor; GemmSplits caps them
@@ -82,15 +81,9 @@ public sealed partial class GpuKernels
         while (2 * S <= cap && steps / (2 * S) >= (GemmSplits > 0 ? 1 : 4) && (GemmSplits > 0 || tiles * S < want)) S *= 2;
         int ks = (steps + S - 1) / S * TcBK;
         S = (Kp + ks - 1) / ks;
-        var target = C;
-        if (S > 1)
-        {
-            long need = (long)S * M * N;
-            if (_partials is null || _partials.Length < need) { _partials?.Dispose(); _partials = _acc.Allocate1D<float>(need); }
-            target = _partials.View;
-        }
+        ArrayView<float> target = S > 1 ? Scratch(ref _partials, (long)S * M * N).View : C;
         _gemmTcHalf ??= Load<ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, GemmTcDims>(GemmTcHalfKernel);
-        _gemmTcHalf(new KernelConfig(new Index3D(tilesN, tilesM, S), new Index3D(256, 1, 1)), _tcHalves.View, B, _tcInv.View, target,
+        _gemmTcHalf(new KernelConfig(new Index3D(tilesN, tilesM, S), new Index3D(256, 1, 1)), halves, B, inv, target,
                     new GemmTcDims { M = M, N = N, K = K, Kp = Kp, Ks = ks, Plane = plane });
         ReduceSplits(S, C, M, N);
     }
@@ -119,12 +112,13 @@ public sealed partial class GpuKernels
     {
         var d = w.Dims;
         int padded = 16 * d.Groups;
-        long n = (long)d.Rows * padded;
-        if (_dequant is null || _dequant.Length < n) { _dequant?.Dispose(); _dequant = _acc.Allocate1D<ushort>(n); }
+        // Ŵ is decoded again on every call: the scratch is shared by all layers (a dense fp16 copy per layer would be the F16
+        // model's memory)
+        ArrayView<ushort> wh = Scratch(ref _dequant, (long)d.Rows * padded).View;
         _spqrDequant ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrDequantHalfKernel);
         long pairs = (long)d.Rows * d.Groups;
-        _spqrDequant(new KernelConfig((int)((pairs + 255) / 256), 256), w.Codes.View, w.StatCodes.View, w.Planes.View, _dequant.View, d);
-        GemmNTHalfTc(xp, _dequant.View, Y, T, d.Rows, padded);
+        _spqrDequant(new KernelConfig((int)((pairs + 255) / 256), 256), w.Codes.View, w.StatCodes.View, w.Planes.View, wh, d);
+        GemmNTHalfTc(xp, wh, Y, T, d.Rows, padded);
     }
 
     // thread per (row r, group g): its 16 weights s·(q − z) as fp16 bits into Wh[r, 16g ..] (zero past cols)
@@ -143,7 +137,7 @@ public sealed partial class GpuKernels
         for (int k = 0; k < 16; k++)
         {
             int q = b <= 4 ? (int)((word >> (b * k)) & (ulong)((1 << b) - 1)) : HalfCode(codes, p, b, k);
-            float v = d.Fp16 != 0 ? H(s * H(q - z)) : s * (q - z);
+            float v = WeightValue(q, s, z, d.Fp16);
             uint bits = g * 16 + k < d.Cols ? F16Bits(H(v)) : 0u;
             uint sh = (uint)(16 * (k & 1));
             switch (k >> 1)

@@ -129,16 +129,17 @@ public sealed partial class GpuKernels
         while (2 * S <= cap && steps / (2 * S) >= (GemmSplits > 0 ? 1 : 8) && (GemmSplits > 0 || tiles * S < want)) S *= 2;
         int ks = (steps + S - 1) / S * GemmBK;
         S = (K + ks - 1) / ks; // no empty split
-        var target = C;
-        if (S > 1)
-        {
-            long need = (long)S * M * N;
-            // growing it frees the old buffer: cuMemFree waits for the device, so queued kernels that read it finish first
-            if (_partials is null || _partials.Length < need) { _partials?.Dispose(); _partials = _acc.Allocate1D<float>(need); }
-            target = _partials.View;
-        }
+        ArrayView<float> target = S > 1 ? Scratch(ref _partials, (long)S * M * N).View : C;
         var grid = new Index3D((N + 8 * tx - 1) / (8 * tx), (M + 8 * ty - 1) / (8 * ty), S);
         return (new KernelConfig(grid, new Index3D(tx, ty, 1)), ks, target);
+    }
+
+    // a kernel-owned scratch of at least n elements: grown when too small — growing frees the old buffer, and cuMemFree
+    // waits for the device, so queued kernels that read it finish first
+    private MemoryBuffer1D<T, Stride1D.Dense> Scratch<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, long n) where T : unmanaged
+    {
+        if (buffer is null || buffer.Length < n) { buffer?.Dispose(); buffer = _acc.Allocate1D<T>(n); }
+        return buffer;
     }
 
     // C = Σ over the S partials, in order (nothing to do unsplit)
@@ -270,11 +271,15 @@ public sealed partial class GpuKernels
             for (int k = 0; k < 8; k++)
             {
                 int q = b <= 4 ? (int)((word >> (b * k)) & (uint)((1 << b) - 1)) : HalfCode(codes, p, b, k);
-                float v = d.Fp16 != 0 ? H(s * H(q - z)) : s * (q - z);
+                float v = WeightValue(q, s, z, d.Fp16);
                 Bs[(8 * h + k) * sbs + n] = c0 + k < d.Cols ? v : 0f;
             }
         }
     }
+
+    // a code's weight s·(q − z) in the stored form's arithmetic (fp16 steps for fp16-step layers)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float WeightValue(int q, float s, float z, int fp16) => fp16 != 0 ? H(s * H(q - z)) : s * (q - z);
 
     // C[t, r] += Σ over row r's outliers δ·x'[t, col] (a thread per output; columns in permuted order, as x')
     private static void SpqrOutlierKernel(ArrayView<float> xp, ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> C,
