@@ -118,6 +118,70 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcStepOrderReversed = true; }
     }
 
+    // the w3 matvec with its super-steps staged through shared memory (GpuKernels.SpqrTcStaged.cs) runs the register
+    // kernel's arithmetic in its order: the same bits, for splits whose warps get fewer steps than stages, ragged
+    // splits, 2-4 stages, y += Ŵ·x, and a grouped launch
+    [Theory]
+    [InlineData(16, 128)] [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(24, 1408, 0.1)]
+    public void The_staged_w3_matvec_gives_the_bits_of_the_register_kernel(int rows, int cols, double outliers = 0.03)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layer = Layer(rows, cols, 3, rows * 7 + cols, outliers);
+        var x = Input(cols, rows + cols);
+        using var g = new GpuSpqrLayer(acc, layer, laneMajor: true);
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        var y0 = TestData.Uniform(rows, 3, -1, 1);
+        bool wasStaged = k.SpqrTcStaged;
+        float[] Run(bool staged, bool accumulate)
+        {
+            k.SpqrTcStaged = staged;
+            dy.CopyFromCPU(y0);
+            k.SpqrMatVec(g, dx.View, ds.View, dy.View, accumulate: accumulate);
+            acc.Synchronize();
+            return dy.GetAsArray1D();
+        }
+        try
+        {
+            var e = new float[rows];
+            SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+            foreach (int K in new[] { 0, 1, 5, 12 })
+                foreach (int stages in new[] { 0, 2, 3 })
+                {
+                    k.SpqrTcSplits = K; k.SpqrTcStages = stages;
+                    k.SpqrTcStaged = true;
+                    Assert.True(k.SpqrStagesFor(g) >= 2, $"K {K}, stages {stages}: not staged");
+                    bool accumulate = (K + stages) % 2 == 1;
+                    var want = Run(false, accumulate);
+                    long before = k.SpqrStagedLaunches;
+                    var got = Run(true, accumulate);
+                    Assert.Equal(before + 1, k.SpqrStagedLaunches);
+                    int bad = Enumerable.Range(0, rows).Count(i => want[i] != got[i]);
+                    Assert.True(bad == 0, $"K {K}, stages {stages} (warps get {k.SpqrStagesFor(g)}), accumulate {accumulate}: {bad} of {rows} rows differ");
+                    if (!accumulate) NumericAssert.Nmse(e, got, Tolerances.GpuNmse, $"staged {rows}x{cols}, K {K}, stages {stages}");
+                }
+            // 16 splits: blocks of 16 warps have room for one stage each, so the register kernel runs
+            k.SpqrTcSplits = 16;
+            Assert.Equal(0, k.SpqrStagesFor(g));
+            // grouped: the staged group launch gives the bits of separate staged calls (at the same splits: a group's
+            // default is 4, a single layer's 8 or 12)
+            k.SpqrTcSplits = 4; k.SpqrTcStages = 0; k.SpqrTcStaged = true;
+            using var g2 = new GpuSpqrLayer(acc, Layer(rows, cols, 3, rows + 11, outliers), laneMajor: true);
+            using var ds2 = acc.Allocate1D<float>(k.SpqrScratch(g2)); using var dy2 = acc.Allocate1D<float>(rows);
+            var a = Run(true, false);
+            k.SpqrMatVec(g2, dx.View, ds2.View, dy2.View); acc.Synchronize();
+            var b = dy2.GetAsArray1D();
+            dy.MemSetToZero(); dy2.MemSetToZero();
+            long launches = k.SpqrStagedLaunches;
+            k.SpqrMatVecGroup([g, g2], dx.View, [ds.View, ds2.View], [dy.View, dy2.View]);
+            acc.Synchronize();
+            Assert.Equal(launches + 1, k.SpqrStagedLaunches);
+            Assert.Equal(a, dy.GetAsArray1D());
+            Assert.Equal(b, dy2.GetAsArray1D());
+        }
+        finally { k.SpqrTcSplits = 0; k.SpqrTcStages = 0; k.SpqrTcStaged = wasStaged; }
+    }
+
     // w3's lane-major records as the eighth session laid them out (codes OR'd onto 1024's fp16 bits, 1024 subtracted in
     // the kernel; GpuSpqrLayer magicW3Records, kept for benchmarks against the default subnormal records): the matvec, a
     // grouped launch and the batched product still match the CPU kernels, and the subnormal records are the default
