@@ -9,7 +9,6 @@
 //        dotnet SpQR.GpuBench.dll gemm   (the F16 batched product on the tensor cores against the float32 GEMM; torch_mm.py is its baseline)
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
-//        dotnet SpQR.GpuBench.dll staged [nodecode]   (the staged w3 matvec against the register kernel; decode both ways)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
@@ -31,9 +30,7 @@ if (args.Length > 1 && args[0] == "ptx")
     {
         var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k), KernelSpecialization.Empty);
         // as the device loads it with programmatic launch (GpuKernels.Pdl.cs: the wait placed, .target sm_90)
-        string text = GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: true);
-        if (text.Contains(GpuKernels.StagePlaceholder, StringComparison.Ordinal)) text = StagePtx.Bind(text, k.Name);
-        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), text);
+        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: true));
     }
     return;
 }
@@ -199,82 +196,6 @@ if (args.Length > 0 && args[0] == "mvcost")
             Console.WriteLine($"mvcost,{rows}x{cols},w3,outliers {share:P0},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes * 8.0 / ((long)rows * cols):F2} bits,nmse {nmse:E2}");
             foreach (var g in gl) g.Dispose();
         }
-    return;
-}
-if (args.Length > 0 && args[0] == "staged")
-{
-    // the lane-major w3 matvec with its super-steps staged through shared memory (GpuKernels.SpqrTcStaged.cs) against the
-    // register kernel, graph-timed as below (200 calls, weights over ≥ 256 MB, median of 5): NMSE against the CPU, whole
-    // call and main kernel, and the staged kernel's splits x stages; then 7B-shaped decode, F16 and SpQR w3 with the
-    // staged kernel on and off, in one process ("nodecode" skips it)
-    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
-    var a = gpu.Accelerator;
-    var k = gpu.Kernels;
-    Console.WriteLine($"device: {gpu.Description}");
-    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
-    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
-    {
-        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
-        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
-        var gl = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
-        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
-        using var dx = a.Allocate1D(x);
-        using var ds = a.Allocate1D<float>(k.SpqrScratch(gl[0])); using var dy = a.Allocate1D<float>(rows);
-        var e = new float[rows];
-        SpqrMatVec.MatVec(l, x, e);
-        string Time(string name)
-        {
-            k.SpqrMatVec(gl[0], dx.View, ds.View, dy.View); a.Synchronize();
-            double nmse = Nmse(e, dy.GetAsArray1D());
-            double whole = Graph(i => k.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View), 200);
-            double main = Graph(i => k.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
-            return $"staged,{rows}x{cols},w3 1%,{name},stages {k.SpqrStagesFor(gl[0])},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}";
-        }
-        k.SpqrTcStaged = false;
-        Console.WriteLine(Time("register kernel"));
-        k.SpqrTcStaged = true;
-        Console.WriteLine(Time("staged (default)"));
-        foreach (int K in new[] { 4, 8, 12 })
-            foreach (int st in new[] { 2, 3, 4 })
-            {
-                k.SpqrTcSplits = K; k.SpqrTcStages = st;
-                if (k.SpqrStagesFor(gl[0]) != st) continue;
-                Console.WriteLine(Time($"staged K {K}"));
-            }
-        k.SpqrTcSplits = 0; k.SpqrTcStages = 0;
-        k.SpqrTcStaged = false;
-        Console.WriteLine(Time("register kernel again"));
-        k.SpqrTcStaged = true;
-        foreach (var g in gl) g.Dispose();
-    }
-    if (!args.Contains("nodecode"))
-    {
-        var cfg = Llama7B(32);
-        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-        double Decode(GpuLlamaModel m)
-        {
-            for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-            var sw = Stopwatch.StartNew();
-            for (int t = 4; t < 52; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-            return 48 / sw.Elapsed.TotalSeconds;
-        }
-        double f16;
-        using (var m = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16)) { m.UseGraph = true; f16 = Decode(m); }
-        Console.WriteLine($"decode,f16,{f16:F1} tokens/s graph");
-        using (var m = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16))
-        {
-            m.UseGraph = true;
-            var runs = new List<string>();
-            foreach (bool staged in new[] { true, false, true, false })
-            {
-                k.SpqrTcStaged = staged;
-                long before = k.SpqrStagedLaunches;
-                double tps = Decode(m);
-                Console.WriteLine($"decode,spqr_w3,{(staged ? "staged" : "register kernel")},{tps:F1} tokens/s graph,{tps / f16:F2}x our F16,{(k.SpqrStagedLaunches - before) / 52.0:F1} staged launches a token");
-            }
-            k.SpqrTcStaged = true;
-        }
-    }
     return;
 }
 if (args.Length > 1 && args[0] == "tests") { Environment.Exit(DeviceTests.Run(args[1], args.Length > 2 ? args[2] : null)); }

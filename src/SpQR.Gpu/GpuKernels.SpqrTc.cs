@@ -191,7 +191,6 @@ public sealed partial class GpuKernels
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        if (lanes && StagesFor(d, wpb) is int stages and > 0 && LaunchStaged(w, codes, d, K, wpb, blocks, stages, scratch, y)) return;
         var k = lanes
             ? _spqrTcLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 LaneSlot(d) switch { 0 => SpqrMatVecTcLanesMagic3Kernel, 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
