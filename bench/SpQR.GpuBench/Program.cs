@@ -9,6 +9,7 @@
 //        dotnet SpQR.GpuBench.dll gemm   (the F16 batched product on the tensor cores against the float32 GEMM; torch_mm.py is its baseline)
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
+//        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
@@ -196,6 +197,31 @@ if (args.Length > 0 && args[0] == "mvcost")
             Console.WriteLine($"mvcost,{rows}x{cols},w3,outliers {share:P0},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes * 8.0 / ((long)rows * cols):F2} bits,nmse {nmse:E2}");
             foreach (var g in gl) g.Dispose();
         }
+    return;
+}
+if (args.Length > 0 && args[0] == "decode")
+{
+    // the decode target's ratio in one process: 7B-shaped (32 layers, random weights) decode with our F16 and SpQR w3
+    // linears, alternating for `rounds` rounds (default 2; graph per step, 48 tokens after 4 warm-up steps)
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    Console.WriteLine($"device: {gpu.Description}");
+    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
+    var cfg = Llama7B(32);
+    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+    double Decode(GpuLlamaModel m)
+    {
+        for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        var sw = Stopwatch.StartNew();
+        for (int t = 4; t < 52; t++) m.Step((t * 7919) % cfg.VocabSize, t);
+        return 48 / sw.Elapsed.TotalSeconds;
+    }
+    using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
+    using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
+    for (int r = 0; r < rounds; r++)
+    {
+        double fd = Decode(f16), sd = Decode(sq);
+        Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} tokens/s,{sd / fd:F2}x our F16,graph, 48 tokens after 4");
+    }
     return;
 }
 if (args.Length > 1 && args[0] == "tests") { Environment.Exit(DeviceTests.Run(args[1], args.Length > 2 ? args[2] : null)); }
