@@ -146,13 +146,7 @@ if (args.Length > 0 && args[0] == "prefill")
     var cfg = Llama7B(32);
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
     double Prefill(GpuLlamaModel m) => PrefillTokensPerSecond(m, cfg.VocabSize);
-    double Decode(GpuLlamaModel m)
-    {
-        for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-        var sw = Stopwatch.StartNew();
-        for (int t = 4; t < 52; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-        return 48 / sw.Elapsed.TotalSeconds;
-    }
+    double Decode(GpuLlamaModel m) => DecodeTokensPerSecond(m, cfg.VocabSize);
     foreach (var (name, pick) in new[] { ("f16", (Func<string, SpqrLayer?>?)null), ("spqr_w3", SpqrW3Projections()) })
     {
         using var m = new GpuLlamaModel(gpu, cfg, src, pick, maxContext: 1024, maxBatch: 128);
@@ -208,13 +202,7 @@ if (args.Length > 0 && args[0] == "decode")
     int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
     var cfg = Llama7B(32);
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-    double Decode(GpuLlamaModel m)
-    {
-        for (int t = 0; t < 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-        var sw = Stopwatch.StartNew();
-        for (int t = 4; t < 52; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-        return 48 / sw.Elapsed.TotalSeconds;
-    }
+    double Decode(GpuLlamaModel m) => DecodeTokensPerSecond(m, cfg.VocabSize);
     using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
     using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
     for (int r = 0; r < rounds; r++)
@@ -596,16 +584,7 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
     var sw0 = Stopwatch.StartNew();
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
     Console.WriteLine($"decode: random 7B-shaped weights built in {sw0.Elapsed.TotalSeconds:F0} s");
-    // 48 tokens at positions start + 4.. after 4 warm-up steps (start 960: a long context's attention; the cache rows
-    // before it are whatever the buffer holds, which changes no timing)
-    double Decode(GpuLlamaModel m, int start = 0)
-    {
-        for (int t = start; t < start + 4; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-        var sw = Stopwatch.StartNew();
-        int n = 48;
-        for (int t = start + 4; t < start + 4 + n; t++) m.Step((t * 7919) % cfg.VocabSize, t);
-        return n / sw.Elapsed.TotalSeconds;
-    }
+    double Decode(GpuLlamaModel m, int start = 0) => DecodeTokensPerSecond(m, cfg.VocabSize, start);
     // each model twice: kernels launched one by one from the host, then replayed from one CUDA graph per step
     // and with the graph but q/k/v and gate/up one after another (ConcurrentBranches off)
     string Both(GpuLlamaModel m)
@@ -723,6 +702,17 @@ if (choice != DeviceChoice.Cpu && !args.Contains("nodecode"))
 
 // prefill tokens/s: a 512-token prompt through ICausalLM.Prefill (batched passes of the model's MaxBatch), median of 3 after
 // one untimed pass
+// decode tokens/s: 48 steps at positions start + 4.. after 4 warm-up steps (start 960: a long context's attention; the
+// cache rows before it are whatever the buffer holds, which changes no timing)
+static double DecodeTokensPerSecond(GpuLlamaModel m, int vocab, int start = 0)
+{
+    for (int t = start; t < start + 4; t++) m.Step((t * 7919) % vocab, t);
+    var sw = Stopwatch.StartNew();
+    const int n = 48;
+    for (int t = start + 4; t < start + 4 + n; t++) m.Step((t * 7919) % vocab, t);
+    return n / sw.Elapsed.TotalSeconds;
+}
+
 static double PrefillTokensPerSecond(GpuLlamaModel m, int vocab)
 {
     int[] prompt = [.. Enumerable.Range(0, 512).Select(t => (t * 7919 + 1) % vocab)];
