@@ -7,6 +7,7 @@
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 //        dotnet SpQR.GpuBench.dll profile [layers]   (3 eager decode steps, F16 then SpQR w3, for a kernel profiler)
 //        dotnet SpQR.GpuBench.dll gemm   (the F16 batched product on the tensor cores against the float32 GEMM; torch_mm.py is its baseline)
+//        dotnet SpQR.GpuBench.dll dequant   (SpQR w3 batched products: the packed fp16 dequantizing pass against the byte-wise one; 7B prefill)
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio)
@@ -134,6 +135,66 @@ if (args.Length > 0 && args[0] == "gemm")
         }
         foreach (var g in gs) g.Dispose();
     }
+    return;
+}
+if (args.Length > 0 && args[0] == "dequant")
+{
+    // the SpQR w3 batched product's fp16 path (SpqrMatMul, Ŵ dequantized to fp16 then the tensor-core product): the packed
+    // dequantizing pass with the outliers folded into Ŵ (SpqrDequantPacked on, the default) against the twelfth session's
+    // byte-wise pass + outlier pass after the product (off), same process: whole product and the dequantizing pass alone at
+    // T = 64 / 128 / 256 (graph-timed, weights over ≥ 256 MB, median of 5), NMSE against the CPU on 8 tokens; then the
+    // 7B-shaped SpQR w3 prefill both ways and our F16 prefill
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    var k = gpu.Kernels;
+    Console.WriteLine($"device: {gpu.Description}");
+    Console.WriteLine("dequant,shape,T,packed_us,bytewise_us,speedup,pass_packed_us,pass_bytewise_us,pass_GB/s_written,nmse_packed,nmse_bytewise");
+    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 5);
+        int lc = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1), n = Math.Max(lc, 8);
+        var gs = Enumerable.Range(0, lc).Select(_ => new GpuSpqrLayer(a, l)).ToArray();
+        using var wh = a.Allocate1D<ushort>((long)rows * 16 * l.Groups);
+        foreach (int T in new[] { 64, 128, 256 })
+        {
+            var X = Enumerable.Range(0, T * cols).Select(i => (float)Math.Sin(0.001 * i)).ToArray();
+            using var dX = a.Allocate1D(X); using var dY = a.Allocate1D<float>((long)T * rows);
+            using var ds = a.Allocate1D<float>(GpuKernels.SpqrMatMulScratch(gs[0], T));
+            int check = Math.Min(T, 8);
+            var e = new float[check * rows];
+            SpqrMatVec.MatMul(l, X.AsSpan(0, check * cols).ToArray(), e, check);
+            var res = new double[2][];
+            foreach (bool packed in new[] { true, false })
+            {
+                k.SpqrDequantPacked = packed;
+                k.SpqrMatMul(gs[0], dX.View, T, dY.View, ds.View); a.Synchronize();
+                double nm = Nmse(e, dY.GetAsArray1D().AsSpan(0, check * rows).ToArray());
+                double whole = Graph(i => k.SpqrMatMul(gs[i % lc], dX.View, T, dY.View, ds.View), n);
+                double pass = Graph(i => k.SpqrDequantizeHalf(gs[i % lc], wh.View), n);
+                res[packed ? 0 : 1] = [whole, pass, nm];
+            }
+            k.SpqrDequantPacked = true;
+            double gb = 2.0 * wh.Length / res[0][1] / 1e9;
+            Console.WriteLine($"dequant,{rows}x{cols},{T},{res[0][0] * 1e6:F1},{res[1][0] * 1e6:F1},{res[1][0] / res[0][0]:F2}x,{res[0][1] * 1e6:F1},{res[1][1] * 1e6:F1},{gb:F0},{res[0][2]:E2},{res[1][2]:E2}");
+        }
+        foreach (var g in gs) g.Dispose();
+    }
+    var cfg = Llama7B(32);
+    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+    using (var m = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 128))
+    {
+        int[] ids = [.. Enumerable.Range(0, 8).Select(t => (t * 37 + 3) % cfg.VocabSize)];
+        var on = m.Forward(ids, 0, true).ToArray();
+        k.SpqrDequantPacked = false;
+        var off = m.Forward(ids, 0, true).ToArray();
+        double pOff = PrefillTokensPerSecond(m, cfg.VocabSize);
+        k.SpqrDequantPacked = true;
+        double pOn = PrefillTokensPerSecond(m, cfg.VocabSize);
+        Console.WriteLine($"prefill,spqr_w3,packed {pOn:F0} tokens/s,bytewise {pOff:F0} tokens/s,{pOn / pOff:F2}x,logits NMSE between them {Nmse(off, on):E2},512-token prompt in passes of 128");
+    }
+    using (var m = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 128))
+        Console.WriteLine($"prefill,f16,{PrefillTokensPerSecond(m, cfg.VocabSize):F0} tokens/s,512-token prompt in passes of 128");
     return;
 }
 if (args.Length > 0 && args[0] == "prefill")

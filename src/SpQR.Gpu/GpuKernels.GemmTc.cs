@@ -30,6 +30,7 @@
 // partials scratch of the float32 GEMM and GemmReduceKernel sums them in order (deterministic, no atomics).
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace SpQR.Gpu;
 
@@ -105,20 +106,61 @@ public sealed partial class GpuKernels
         => SpqrGemmDequantTc && w.HasFormatCodes && !TcGemmApplies(w) && GemmTcFits(16 * w.Dims.Groups)
            && (long)w.Dims.Rows * 16 * w.Dims.Groups <= DequantMaxHalves;
 
+    /// <summary>The dequantizing pass of <see cref="SpqrMatMul"/>'s fp16 path as a thread per (row, group) over the group's
+    /// codes as 16-bit words, the weights rounded in pairs (cvt.rn.f16x2.f32), and the outliers folded into Ŵ by a second
+    /// small pass (base + delta rounded once to fp16; no outlier pass after the product) — default where it applies (wbits
+    /// ≤ 4, rows of whole 16-bit words); false: the twelfth session's pass (byte loads, software rounding) and the outlier
+    /// pass after the product, for benchmarks comparing the two.</summary>
+    public bool SpqrDequantPacked { get; set; } = true;
+    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>? _spqrDequantPacked;
+    private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, SpqrDims>? _spqrFoldOutliers;
+
+    private bool DequantPackedApplies(SpqrDims d) => SpqrDequantPacked && d.WBits <= 4 && (d.RowBytes & 1) == 0;
+
+    /// <summary>Ŵ (rows, 16·groups) as fp16 bits into <paramref name="wh"/>, columns in the layer's permuted order (zeros past
+    /// cols): s·(q − z) in the stored form's arithmetic rounded once to fp16 and, with <paramref name="outliers"/>, each
+    /// outlier's position holding fp16(s·(q − z) + delta). Returns whether the outliers are in it (the packed pass folds
+    /// them; the byte-wise pass leaves them to the caller). The fp16 path of <see cref="SpqrMatMul"/>; public for benchmarks
+    /// and tests.</summary>
+    public bool SpqrDequantizeHalf(GpuSpqrLayer w, ArrayView<ushort> wh, bool outliers = true)
+    {
+        var d = w.Dims;
+        long pairs = (long)d.Rows * d.Groups;
+        if (wh.Length < pairs * 16) throw new ArgumentException($"SpqrDequantizeHalf: the fp16 scratch holds {wh.Length} halves, need {pairs * 16}");
+        if (!w.HasFormatCodes) throw new InvalidOperationException("SpqrDequantizeHalf: the layer was uploaded without the format's codes");
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        var cfg = new KernelConfig((int)((pairs + blk - 1) / blk), blk);
+        if (!DequantPackedApplies(d))
+        {
+            _spqrDequant ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrDequantHalfKernel);
+            _spqrDequant(cfg, w.Codes.View, w.StatCodes.View, w.Planes.View, wh, d);
+            return false;
+        }
+        _spqrDequantPacked ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrDequantHalfPackedKernel);
+        _spqrDequantPacked(cfg, w.Codes.View, w.StatCodes.View, w.Planes.View, wh, d);
+        if (!outliers) return false;
+        // a warp per row over its CSR range (rows with none leave at once)
+        _spqrFoldOutliers ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrFoldOutliersHalfKernel);
+        long threads = (long)d.Rows * 32;
+        _spqrFoldOutliers(new KernelConfig((int)((threads + blk - 1) / blk), blk), w.Codes.View, w.StatCodes.View, w.Planes.View,
+                          w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, wh, d);
+        return true;
+    }
+
     // Y (T, rows) = X' · Ŵᵀ: Ŵ (rows, 16·G) dequantized to fp16 — the stored form's arithmetic (s·(q − z), fp16 steps for
     // fp16-step layers, whose values are then exact), rounded once to fp16 for float32 layers (relative 2^−12 a weight,
-    // 2^−25 absolute below fp16's normal range: the SpQR authors' kernels decode to fp16 too) — then the F16 product
-    private void SpqrMatMulDequantTc(GpuSpqrLayer w, ArrayView<float> xp, int T, ArrayView<float> Y)
+    // 2^−25 absolute below fp16's normal range: the SpQR authors' kernels decode to fp16 too) — then the F16 product.
+    // Returns whether Ŵ held the outliers (else the caller's outlier pass adds them).
+    private bool SpqrMatMulDequantTc(GpuSpqrLayer w, ArrayView<float> xp, int T, ArrayView<float> Y)
     {
         var d = w.Dims;
         int padded = 16 * d.Groups;
         // Ŵ is decoded again on every call: the scratch is shared by all layers (a dense fp16 copy per layer would be the F16
         // model's memory)
         ArrayView<ushort> wh = Scratch(ref _dequant, (long)d.Rows * padded).View;
-        _spqrDequant ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrDequantHalfKernel);
-        long pairs = (long)d.Rows * d.Groups;
-        _spqrDequant(new KernelConfig((int)((pairs + 255) / 256), 256), w.Codes.View, w.StatCodes.View, w.Planes.View, wh, d);
+        bool folded = SpqrDequantizeHalf(w, wh);
         GemmNTHalfTc(xp, wh, Y, T, d.Rows, padded);
+        return folded;
     }
 
     // thread per (row r, group g): its 16 weights s·(q − z) as fp16 bits into Wh[r, 16g ..] (zero past cols)
@@ -154,6 +196,82 @@ public sealed partial class GpuKernels
         }
         w4[at] = new U4 { X = h0, Y = h1, Z = h2, W = h3 };
         w4[at + 1] = new U4 { X = h4, Y = h5, Z = h6, W = h7 };
+    }
+
+    // thread per (row r, group g), wbits ≤ 4 and even RowBytes: the group's 2·b bytes as b 16-bit words (one 64-bit code
+    // stream), its 16 weights s·(q − z) rounded in pairs into Wh[r, 16g ..] as two 16-byte stores (zero past cols)
+    private static void SpqrDequantHalfPackedKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<ushort> Wh, SpqrDims d)
+    {
+        int i = Grid.GlobalIndex.X, G = d.Groups;
+        if (i >= d.Rows * G) return;
+        int r = i / G, g = i - r * G, b = d.WBits;
+        GroupStat(statCodes, planes, d, r, g, out float s, out float z);
+        var c2 = codes.Cast<ushort>();
+        long p = (long)r * (d.RowBytes >> 1) + (long)g * b;
+        ulong word = c2[p] | (ulong)c2[p + 1] << 16;
+        if (b > 2) word |= (ulong)c2[p + 2] << 32;
+        if (b > 3) word |= (ulong)c2[p + 3] << 48;
+        int valid = d.Cols - 16 * g; // ≥ 16 but for the last group of a ragged row
+        uint m = (1u << b) - 1;
+        var w4 = Wh.Cast<U4>().AsAligned(16);
+        long at = 2L * i;
+        w4[at] = new U4
+        {
+            X = DequantPair(word, b, 0, m, s, z, valid, d.Fp16), Y = DequantPair(word, b, 2, m, s, z, valid, d.Fp16),
+            Z = DequantPair(word, b, 4, m, s, z, valid, d.Fp16), W = DequantPair(word, b, 6, m, s, z, valid, d.Fp16),
+        };
+        w4[at + 1] = new U4
+        {
+            X = DequantPair(word, b, 8, m, s, z, valid, d.Fp16), Y = DequantPair(word, b, 10, m, s, z, valid, d.Fp16),
+            Z = DequantPair(word, b, 12, m, s, z, valid, d.Fp16), W = DequantPair(word, b, 14, m, s, z, valid, d.Fp16),
+        };
+    }
+
+    // codes k and k + 1 (k even, a constant) of a group's code stream as one fp16 pair (k in the low half), zero from
+    // column `valid` on
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint DequantPair(ulong word, int b, int k, uint m, float s, float z, int valid, int fp16)
+    {
+        uint q0 = (uint)(word >> (b * k)) & m, q1 = (uint)(word >> (b * k + b)) & m;
+        float v0 = k < valid ? WeightValue((int)q0, s, z, fp16) : 0f;
+        float v1 = k + 1 < valid ? WeightValue((int)q1, s, z, fp16) : 0f;
+        return PackHalf2(v0, v1);
+    }
+
+    // fp16(lo) | fp16(hi) << 16, round to nearest even: one cvt.rn.f16x2.f32 on CUDA (sm_80+, as the mma paths)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static uint PackHalf2(float lo, float hi)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            uint r;
+            CudaAsm.Emit("cvt.rn.f16x2.f32 %0, %1, %2;", out r, hi, lo);
+            return r;
+        }
+        return F16Bits(H(lo)) | ((uint)F16Bits(H(hi)) << 16);
+    }
+
+    // a warp per row r: each of its outliers' positions in Wh set to fp16(s·(q − z) + delta), the base weight recomputed in
+    // float from its code (ascending unique columns per row: the format's rule, so no two lanes write one place)
+    private static void SpqrFoldOutliersHalfKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                   ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<ushort> Wh, SpqrDims d)
+    {
+        long i = Grid.GlobalIndex.X;
+        int r = (int)(i >> 5), lane = (int)(i & 31), b = d.WBits;
+        if (r >= d.Rows) return;
+        int lo = offsets[r], hi = offsets[r + 1];
+        long row = (long)r * 16 * d.Groups;
+        for (int e = lo + lane; e < hi; e += 32)
+        {
+            int c = ocols[e];
+            long bit = (long)c * b, o = (long)r * d.RowBytes + (bit >> 3);
+            int sh = (int)(bit & 7);
+            int v2 = codes[o] | (sh + b > 8 ? codes[o + 1] << 8 : 0);
+            int q = (v2 >> sh) & ((1 << b) - 1);
+            GroupStat(statCodes, planes, d, r, c >> 4, out float s, out float z);
+            float v = WeightValue(q, s, z, d.Fp16) + deltas[e];
+            Wh[row + c] = F16Bits(H(v));
+        }
     }
 
     // One block per token row m of the padded Mp: 2^E from the row's max |a| (E = 14 − ⌊log2 max⌋, kept where 2^±E are

@@ -64,17 +64,19 @@ public sealed partial class GpuKernels
         long gathers = (long)T * padded, outputs = (long)T * d.Rows;
         _gatherRows(new KernelConfig((int)((gathers + blk - 1) / blk), blk), X, w.Perm.View, xp, T, d.Cols, padded);
         CheckFormatCodes(w, TcGemmLanes(w), "batched product");
+        bool folded = false; // the outliers already in the product (the packed fp16 Ŵ)
         if (TcGemmApplies(w))
             SpqrMatMulTc(w, xp, T, Y, scratch.SubView((long)T * padded));
         else if (SpqrMatMulUsesTensorCores(w))
-            SpqrMatMulDequantTc(w, xp, T, Y);
+            folded = SpqrMatMulDequantTc(w, xp, T, Y);
         else
         {
             var (cfg, ks, target) = GemmPlan(T, d.Rows, padded, Y);
             _gemmSpqr(cfg, xp, w.Codes.View, w.StatCodes.View, w.Planes.View, target, d, T, ks);
             Reduce(cfg, Y, T, d.Rows);
         }
-        _spqrOutliers(new KernelConfig((int)((outputs + blk - 1) / blk), blk), xp, w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, Y, T, d.Rows, padded);
+        if (!folded)
+            _spqrOutliers(new KernelConfig((int)((outputs + blk - 1) / blk), blk), xp, w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, Y, T, d.Rows, padded);
     }
 
     /// <summary>C (M, N) = A (M, K) · B (N, K)ᵀ, all row-major float32.</summary>

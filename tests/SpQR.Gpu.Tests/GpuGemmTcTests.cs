@@ -81,6 +81,60 @@ public class GpuGemmTcTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixture>
         finally { k.SpqrGemmDequantTc = true; }
     }
 
+    // Ŵ as fp16 (GpuKernels.SpqrDequantizeHalf), the packed pass with the outliers folded in and the byte-wise pass without
+    // them, against the CPU's decode of every code rounded to fp16 (outlier positions: the stored fp16 value). Both round
+    // the same float32 value to nearest even, so the bits agree; on a card ptxas may contract s·(q − z) + delta into one
+    // FMA, so there an outlier position may differ by one fp16 step.
+    [Theory]
+    [InlineData(40, 200, 3, false)] [InlineData(33, 128, 2, false)] [InlineData(48, 256, 4, false)] [InlineData(24, 96, 5, false)]
+    [InlineData(48, 160, 3, true)] [InlineData(17, 48, 4, true)]
+    public void Spqr_w_hat_in_fp16_matches_the_cpu_decode_bit_for_bit(int rows, int cols, int wbits, bool fp16)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var l = SpQR.Quant.Formats.SpqrLayer.Random(rows, cols, wbits, 0.05, rows * cols + wbits, fp16Arithmetic: fp16);
+        int G = l.Groups, padded = 16 * G;
+        var baseBits = new ushort[rows * padded];
+        var fullBits = new ushort[rows * padded];
+        var outlier = new bool[rows * padded];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < cols; c++)
+            {
+                var (s, z) = l.Stat(r, c / 16);
+                baseBits[r * padded + c] = fullBits[r * padded + c] = BitConverter.HalfToUInt16Bits((System.Half)l.Decode(l.Code(r, c), s, z));
+            }
+            for (int i = l.OutlierRowOffsets[r]; i < l.OutlierRowOffsets[r + 1]; i++)
+            {
+                fullBits[r * padded + l.OutlierCols[i]] = BitConverter.HalfToUInt16Bits(l.OutlierValues[i]);
+                outlier[r * padded + l.OutlierCols[i]] = true;
+            }
+        }
+        Assert.Contains(true, outlier);
+        using var g = new GpuSpqrLayer(acc, l);
+        using var wh = acc.Allocate1D<ushort>(rows * padded);
+        bool cuda = acc.AcceleratorType == AcceleratorType.Cuda;
+        try
+        {
+            foreach (bool packed in new[] { true, false })
+            {
+                k.SpqrDequantPacked = packed;
+                wh.MemSet(0xFF);
+                bool folded = k.SpqrDequantizeHalf(g, wh.View);
+                Assert.Equal(packed && wbits <= 4, folded);
+                var got = wh.GetAsArray1D();
+                var want = folded ? fullBits : baseBits;
+                for (int i = 0; i < got.Length; i++)
+                {
+                    if (got[i] == want[i]) continue;
+                    bool oneStep = cuda && outlier[i] && Math.Abs(got[i] - want[i]) == 1;
+                    Assert.True(oneStep, $"w{wbits} {rows}x{cols} fp16-step {fp16}, packed {packed}: Ŵ[{i / padded}, {i % padded}] = 0x{got[i]:X4}, expected 0x{want[i]:X4}");
+                }
+            }
+        }
+        finally { k.SpqrDequantPacked = true; }
+    }
+
     [Fact]
     public void F16_gemm_with_rows_not_whole_16_byte_chunks_or_bf16_takes_the_float32_gemm()
     {
