@@ -11,6 +11,7 @@
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio)
+//        dotnet SpQR.GpuBench.dll owned [rounds]   (group-owned w3 records against the subnormal ones: matvec per shape, 7B decode)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
@@ -252,6 +253,52 @@ if (args.Length > 0 && args[0] == "mvcost")
             Console.WriteLine($"mvcost,{rows}x{cols},w3,outliers {share:P0},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes * 8.0 / ((long)rows * cols):F2} bits,nmse {nmse:E2}");
             foreach (var g in gl) g.Dispose();
         }
+    return;
+}
+if (args.Length > 0 && args[0] == "owned")
+{
+    // group-owned w3 records (SpqrDims.LaneLayout 2: x̃ operands loaded, no selects) against the subnormal records (layout
+    // 1, the default) in one process: the matvec per LLaMA shape (whole call and main kernel, graph-timed as mvcost, each
+    // layout twice in turn), then 7B-shaped decode — our F16, SpQR w3 on layout 1, on layout 2 — for `rounds` rounds
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    Console.WriteLine($"device: {gpu.Description}");
+    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
+        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
+        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
+        var e = new float[rows];
+        SpqrMatVec.MatVec(l, x, e);
+        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
+        var sets = new[] { false, true }.Select(owned => Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true, groupOwnedW3Records: owned)).ToArray()).ToArray();
+        using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(sets[1][0]));
+        for (int rep = 0; rep < 2; rep++)
+            foreach (var set in sets)
+            {
+                gpu.Kernels.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize();
+                double nmse = Nmse(e, dy.GetAsArray1D());
+                double whole = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View), 200);
+                double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
+                Console.WriteLine($"owned,{rows}x{cols},w3,layout {set[0].Dims.LaneLayout},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
+            }
+        foreach (var set in sets) foreach (var g in set) g.Dispose();
+    }
+    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
+    var cfg = Llama7B(32);
+    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+    double Decode(GpuLlamaModel m) => DecodeTokensPerSecond(m, cfg.VocabSize);
+    using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
+    using var l1 = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
+    gpu.Kernels.SpqrW3GroupOwnedRecords = true;
+    using var l2 = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
+    gpu.Kernels.SpqrW3GroupOwnedRecords = false;
+    for (int r = 0; r < rounds; r++)
+    {
+        double fd = Decode(f16), d1 = Decode(l1), d2 = Decode(l2);
+        Console.WriteLine($"owned,decode round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 layout 1 {d1:F1} ({d1 / fd:F2}x),layout 2 {d2:F1} ({d2 / fd:F2}x),graph, 48 tokens after 4");
+    }
     return;
 }
 if (args.Length > 0 && args[0] == "decode")

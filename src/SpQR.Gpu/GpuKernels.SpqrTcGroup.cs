@@ -69,7 +69,7 @@ public sealed partial class GpuKernels
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         var k = _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
-            LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
+            LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 1 => SpqrMatVecTcLanesGroupOwned3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
@@ -99,6 +99,8 @@ public sealed partial class GpuKernels
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 2);
     private static void SpqrMatVecTcLanesGroup3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1);
+    private static void SpqrMatVecTcLanesGroupOwned3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
+        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 2);
     private static void SpqrMatVecTcLanesGroupMagic3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3);
     private static void SpqrMatVecTcLanesGroup4Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)

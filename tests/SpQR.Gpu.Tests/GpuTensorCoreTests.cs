@@ -174,6 +174,60 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
     }
 
+    // w3's group-owned records (GpuSpqrLayer groupOwnedW3Records, SpqrDims.LaneLayout 2: each lane's pairs are its own groups'
+    // columns, x̃ operands loaded with zeros for the lanes owning none): the matvec at several splits (x with groups at very
+    // different scales: a wrong x̃ slot or scale shows), a grouped launch with the bits of separate calls, and the batched
+    // product kept on the format's codes beside them
+    [Theory]
+    [InlineData(16, 128)] [InlineData(33, 1024)] [InlineData(160, 128)] [InlineData(24, 2048, 0.1)]
+    public void Spqr_tensor_core_matvec_over_group_owned_w3_records_matches_the_cpu_kernel(int rows, int cols, double outliers = 0.03)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layers = Enumerable.Range(0, 3).Select(i => Layer(rows, cols, 3, rows + 5 * cols + 17 * i, outliers)).ToArray();
+        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true, groupOwnedW3Records: true)).ToArray();
+        Assert.Equal(2, gs[0].Dims.LaneLayout);
+        Assert.Throws<ArgumentException>(() => new GpuSpqrLayer(acc, layers[0], laneMajor: true, formatCodes: false, groupOwnedW3Records: true));
+        using var sub = new GpuSpqrLayer(acc, layers[0], laneMajor: true);
+        Assert.False(k.SpqrGroupApplies([gs[0], sub])); // one launch runs one record layout
+        var x = Input(cols, rows + 1);
+        var es = layers.Select(l => { var e = new float[rows]; SpQR.Quant.Decode.SpqrMatVec.MatVec(l, x, e); return e; }).ToArray();
+        Assert.True(k.SpqrUsesTensorCores(gs[0]));
+        MatchesCpu(gs[0], x, es[0], [0, 1, 12], $"tensor-core SpQR matvec over group-owned w3 records {rows}x{cols}");
+        using var dx = acc.Allocate1D(x);
+        var scratch = gs.Select(g => acc.Allocate1D<float>(k.SpqrScratch(g))).ToArray();
+        var ys = gs.Select(_ => acc.Allocate1D<float>(rows)).ToArray();
+        k.SpqrTcSplits = 8; // one split count for the separate and the grouped launches (TcGrid may choose others): the same sums
+        try
+        {
+            var separate = new float[3][];
+            for (int i = 0; i < 3; i++)
+            {
+                k.SpqrMatVec(gs[i], dx.View, scratch[i].View, ys[i].View);
+                acc.Synchronize();
+                separate[i] = ys[i].GetAsArray1D();
+                NumericAssert.Nmse(es[i], separate[i], Tolerances.GpuNmse, $"group-owned w3 records {rows}x{cols}, layer {i}");
+                ys[i].MemSetToZero();
+            }
+            Assert.True(k.SpqrGroupApplies(gs));
+            k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
+            acc.Synchronize();
+            for (int i = 0; i < 3; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
+            // the batched product never reads these records (its lane-major kernel knows the other layouts only): asked to run
+            // over lane-major codes, it still takes the format's codes (fp16 Ŵ) for them, and the records of layout 1
+            k.SpqrTcMatMulLanes = true;
+            Assert.True(k.SpqrMatMulUsesTensorCores(gs[0]));
+            Assert.False(k.SpqrMatMulUsesTensorCores(sub));
+        }
+        finally
+        {
+            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false;
+            foreach (var g in gs) g.Dispose();
+            foreach (var b in scratch) b.Dispose();
+            foreach (var b in ys) b.Dispose();
+        }
+    }
+
     // matvecs that read what the kernel before them wrote, replayed from a graph in every mode of programmatic edges (the
     // tensor-core matvec reads its weights before its wait, x̃ after it): the same bits as launching them one by one
     [Fact]
