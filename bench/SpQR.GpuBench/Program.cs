@@ -276,13 +276,16 @@ if (args.Length > 0 && args[0] == "owned")
         using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(sets[1][0]));
         for (int rep = 0; rep < 2; rep++)
             foreach (var set in sets)
-            {
-                gpu.Kernels.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize();
-                double nmse = Nmse(e, dy.GetAsArray1D());
-                double whole = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View), 200);
-                double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
-                Console.WriteLine($"owned,{rows}x{cols},w3,layout {set[0].Dims.LaneLayout},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
-            }
+                foreach (bool late in new[] { false, true })
+                {
+                    gpu.Kernels.SpqrTcLateGather = late;
+                    gpu.Kernels.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize();
+                    double nmse = Nmse(e, dy.GetAsArray1D());
+                    double whole = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View), 200);
+                    double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
+                    Console.WriteLine($"owned,{rows}x{cols},w3,layout {set[0].Dims.LaneLayout},late gather {(late ? "on" : "off")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
+                }
+        gpu.Kernels.SpqrTcLateGather = false;
         foreach (var set in sets) foreach (var g in set) g.Dispose();
     }
     int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
@@ -294,10 +297,12 @@ if (args.Length > 0 && args[0] == "owned")
     gpu.Kernels.SpqrW3GroupOwnedRecords = true;
     using var l2 = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
     gpu.Kernels.SpqrW3GroupOwnedRecords = false;
+    // a kernel flag changes what a step's graph holds: UseGraph = true drops the captured one
+    double Late(GpuLlamaModel m, bool late) { gpu.Kernels.SpqrTcLateGather = late; m.UseGraph = true; double v = Decode(m); gpu.Kernels.SpqrTcLateGather = false; m.UseGraph = true; return v; }
     for (int r = 0; r < rounds; r++)
     {
-        double fd = Decode(f16), d1 = Decode(l1), d2 = Decode(l2);
-        Console.WriteLine($"owned,decode round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 layout 1 {d1:F1} ({d1 / fd:F2}x),layout 2 {d2:F1} ({d2 / fd:F2}x),graph, 48 tokens after 4");
+        double fd = Decode(f16), d1 = Late(l1, false), d1l = Late(l1, true), d2 = Late(l2, false), d2l = Late(l2, true);
+        Console.WriteLine($"owned,decode round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 layout 1 {d1:F1} ({d1 / fd:F2}x),layout 1 late gather {d1l:F1} ({d1l / fd:F2}x),layout 2 {d2:F1} ({d2 / fd:F2}x),layout 2 late gather {d2l:F1} ({d2l / fd:F2}x),graph, 48 tokens after 4");
     }
     return;
 }

@@ -40,6 +40,9 @@ public struct SpqrDims
     /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcStepOrderReversed): 1 gives the tensor-core kernel's split j the
     /// super-steps K − 1 − j, 2K − 1 − j, ...; 0 the super-steps j, j + K, ....</summary>
     public int StepOrder;
+    /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcLateGather): 1 issues the tensor-core kernel's prefetched
+    /// outlier gathers after the second super-step's loads.</summary>
+    public int LateGather;
 }
 
 /// <summary>An RMSNorm of a matvec's input folded into its prepare launch (the tensor-core kernels): x̂ = w·x/√(mean(x²)

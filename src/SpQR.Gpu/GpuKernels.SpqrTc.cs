@@ -99,6 +99,9 @@ public sealed partial class GpuKernels
     public bool LaneMajorUploadFor(int wbits) => SpqrLaneMajorUpload && (wbits is 3 or 4 || SpqrLaneMajorW2 && wbits == 2);
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
+    /// <summary>The tensor-core matvec issues its prefetched outliers' x' gathers after the second super-step's loads
+    /// (SpqrDims.LateGather) instead of before them: measured variant.</summary>
+    public bool SpqrTcLateGather { get; set; }
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;
@@ -196,6 +199,7 @@ public sealed partial class GpuKernels
         }
         var (K, wpb, blocks) = TcGrid(d, lanes);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
+        d.LateGather = SpqrTcLateGather ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
         var k = lanes
@@ -746,9 +750,24 @@ public sealed partial class GpuKernels
             TcLoadX(ref l0, x4, g2, q, first, stats, layout);
             if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
         }
-        if (oFirst) oSum = OutlierGather(oPre, scratch);
-        if (pSecond) pSum = OutlierGather(pPre, scratch);
-        for (int s = first + K; live && s < steps; s += K)
+        // the x' gathers of the prefetched outliers wait for their CSR columns (a round trip after the offsets'): by default
+        // issued here, before the next super-step's loads; with d.LateGather after those loads (the second super-step
+        // peeled), so the step's own round trip hides the columns' (SpqrTcLateGather)
+        int next = first + K;
+        if (d.LateGather != 0 && live && next < steps)
+        {
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, next, b, F, stats, c8, packed, layout: layout);
+            if (oFirst) oSum = OutlierGather(oPre, scratch);
+            if (pSecond) pSum = OutlierGather(pPre, scratch);
+            if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            next += K;
+        }
+        else
+        {
+            if (oFirst) oSum = OutlierGather(oPre, scratch);
+            if (pSecond) pSum = OutlierGather(pPre, scratch);
+        }
+        for (int s = next; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed, layout: layout);
             if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);

@@ -68,6 +68,7 @@ public sealed partial class GpuKernels
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
+        d.LateGather = SpqrTcLateGather ? 1 : 0;
         var k = _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
             LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 1 => SpqrMatVecTcLanesGroupOwned3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;

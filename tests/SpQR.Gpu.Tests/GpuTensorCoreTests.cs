@@ -167,7 +167,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
         finally
         {
-            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false;
+            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false; k.SpqrTcLateGather = false;
             foreach (var g in gs) g.Dispose();
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
@@ -176,8 +176,8 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
 
     // w3's group-owned records (GpuSpqrLayer groupOwnedW3Records, SpqrDims.LaneLayout 2: each lane's pairs are its own groups'
     // columns, x̃ operands loaded with zeros for the lanes owning none): the matvec at several splits (x with groups at very
-    // different scales: a wrong x̃ slot or scale shows), a grouped launch with the bits of separate calls, and the batched
-    // product kept on the format's codes beside them
+    // different scales: a wrong x̃ slot or scale shows), a grouped launch with the bits of separate calls, the late outlier
+    // gathers (both layouts), and the batched product kept on the format's codes beside them
     [Theory]
     [InlineData(16, 128)] [InlineData(33, 1024)] [InlineData(160, 128)] [InlineData(24, 2048, 0.1)]
     public void Spqr_tensor_core_matvec_over_group_owned_w3_records_matches_the_cpu_kernel(int rows, int cols, double outliers = 0.03)
@@ -213,6 +213,16 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
             k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
             acc.Synchronize();
             for (int i = 0; i < 3; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
+            // the outliers' x' gathered after the second super-step's loads (SpqrTcLateGather): the same sums, the same bits,
+            // over these records and the subnormal ones
+            var before = new float[rows];
+            k.SpqrMatVec(sub, dx.View, scratch[1].View, ys[1].View); acc.Synchronize(); ys[1].CopyToCPU(before);
+            k.SpqrTcLateGather = true;
+            k.SpqrMatVec(gs[0], dx.View, scratch[0].View, ys[0].View); acc.Synchronize();
+            Assert.Equal(separate[0], ys[0].GetAsArray1D());
+            k.SpqrMatVec(sub, dx.View, scratch[1].View, ys[1].View); acc.Synchronize();
+            Assert.Equal(before, ys[1].GetAsArray1D());
+            k.SpqrTcLateGather = false;
             // the batched product never reads these records (its lane-major kernel knows the other layouts only): asked to run
             // over lane-major codes, it still takes the format's codes (fp16 Ŵ) for them, and the records of layout 1
             k.SpqrTcMatMulLanes = true;
@@ -221,7 +231,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
         finally
         {
-            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false;
+            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false; k.SpqrTcLateGather = false;
             foreach (var g in gs) g.Dispose();
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
