@@ -11,7 +11,7 @@
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio)
-//        dotnet SpQR.GpuBench.dll owned [rounds]   (group-owned w3 records against the subnormal ones: matvec per shape, 7B decode)
+//        dotnet SpQR.GpuBench.dll gather [rounds]   (the w3 matvec's outlier gathers after the second step's loads against before: matvec, 7B decode)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
@@ -255,11 +255,12 @@ if (args.Length > 0 && args[0] == "mvcost")
         }
     return;
 }
-if (args.Length > 0 && args[0] == "owned")
+if (args.Length > 0 && args[0] == "gather")
 {
-    // group-owned w3 records (SpqrDims.LaneLayout 2: x̃ operands loaded, no selects) against the subnormal records (layout
-    // 1, the default) in one process: the matvec per LLaMA shape (whole call and main kernel, graph-timed as mvcost, each
-    // layout twice in turn), then 7B-shaped decode — our F16, SpQR w3 on layout 1, on layout 2 — for `rounds` rounds
+    // the w3 matvec with its prefetched outliers' x' gathered after the second super-step's loads (SpqrTcLateGather on,
+    // the default) against before them (off: the eleventh session's kernel), one process: the matvec per LLaMA shape
+    // (whole call and main kernel, graph-timed as mvcost, both ways twice in turn), then 7B-shaped decode — our F16 and
+    // SpQR w3 both ways — for `rounds` rounds
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     Console.WriteLine($"device: {gpu.Description}");
@@ -272,37 +273,33 @@ if (args.Length > 0 && args[0] == "owned")
         var e = new float[rows];
         SpqrMatVec.MatVec(l, x, e);
         using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
-        var sets = new[] { false, true }.Select(owned => Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true, groupOwnedW3Records: owned)).ToArray()).ToArray();
-        using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(sets[1][0]));
+        var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
+        using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(set[0]));
         for (int rep = 0; rep < 2; rep++)
-            foreach (var set in sets)
-                foreach (bool late in new[] { false, true })
-                {
-                    gpu.Kernels.SpqrTcLateGather = late;
-                    gpu.Kernels.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize();
-                    double nmse = Nmse(e, dy.GetAsArray1D());
-                    double whole = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View), 200);
-                    double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
-                    Console.WriteLine($"owned,{rows}x{cols},w3,layout {set[0].Dims.LaneLayout},late gather {(late ? "on" : "off")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
-                }
-        gpu.Kernels.SpqrTcLateGather = false;
-        foreach (var set in sets) foreach (var g in set) g.Dispose();
+            foreach (bool late in new[] { false, true })
+            {
+                gpu.Kernels.SpqrTcLateGather = late;
+                gpu.Kernels.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize();
+                double nmse = Nmse(e, dy.GetAsArray1D());
+                double whole = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View), 200);
+                double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
+                Console.WriteLine($"gather,{rows}x{cols},w3,late gather {(late ? "on" : "off")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
+            }
+        gpu.Kernels.SpqrTcLateGather = true;
+        foreach (var g in set) g.Dispose();
     }
     int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
     var cfg = Llama7B(32);
     using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
     double Decode(GpuLlamaModel m) => DecodeTokensPerSecond(m, cfg.VocabSize);
     using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    using var l1 = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    gpu.Kernels.SpqrW3GroupOwnedRecords = true;
-    using var l2 = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    gpu.Kernels.SpqrW3GroupOwnedRecords = false;
+    using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
     // a kernel flag changes what a step's graph holds: UseGraph = true drops the captured one
-    double Late(GpuLlamaModel m, bool late) { gpu.Kernels.SpqrTcLateGather = late; m.UseGraph = true; double v = Decode(m); gpu.Kernels.SpqrTcLateGather = false; m.UseGraph = true; return v; }
+    double Late(bool late) { gpu.Kernels.SpqrTcLateGather = late; sq.UseGraph = true; double v = Decode(sq); gpu.Kernels.SpqrTcLateGather = true; sq.UseGraph = true; return v; }
     for (int r = 0; r < rounds; r++)
     {
-        double fd = Decode(f16), d1 = Late(l1, false), d1l = Late(l1, true), d2 = Late(l2, false), d2l = Late(l2, true);
-        Console.WriteLine($"owned,decode round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 layout 1 {d1:F1} ({d1 / fd:F2}x),layout 1 late gather {d1l:F1} ({d1l / fd:F2}x),layout 2 {d2:F1} ({d2 / fd:F2}x),layout 2 late gather {d2l:F1} ({d2l / fd:F2}x),graph, 48 tokens after 4");
+        double fd = Decode(f16), early = Late(false), late = Late(true);
+        Console.WriteLine($"gather,decode round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 gathers before the second step {early:F1} ({early / fd:F2}x),after its loads {late:F1} ({late / fd:F2}x),graph, 48 tokens after 4");
     }
     return;
 }

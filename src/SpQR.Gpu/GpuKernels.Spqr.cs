@@ -40,9 +40,6 @@ public struct SpqrDims
     /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcStepOrderReversed): 1 gives the tensor-core kernel's split j the
     /// super-steps K − 1 − j, 2K − 1 − j, ...; 0 the super-steps j, j + K, ....</summary>
     public int StepOrder;
-    /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcLateGather): 1 issues the tensor-core kernel's prefetched
-    /// outlier gathers after the second super-step's loads.</summary>
-    public int LateGather;
 }
 
 /// <summary>An RMSNorm of a matvec's input folded into its prepare launch (the tensor-core kernels): x̂ = w·x/√(mean(x²)
@@ -186,10 +183,7 @@ public sealed class GpuSpqrLayer : IDisposable
     /// layer than both).</summary>
     /// <param name="magicW3Records">w3 lane-major records in the eighth session's layout (pairs OR'd onto 1024's fp16 bits,
     /// 1024 subtracted in the kernel) instead of the subnormal one: for benchmarks comparing the two.</param>
-    /// <param name="groupOwnedW3Records">w3 subnormal records in which each lane owns whole groups (SpqrDims.LaneLayout 2, see
-    /// <see cref="LaneMajor"/>): the matvec then takes its x̃ operands from memory with no selects; needs the format's codes
-    /// beside them (the lane-major batched product does not read this layout).</param>
-    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false, bool groupOwnedW3Records = false)
+    public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false)
     {
         if (!l.QuantizedStats) throw new NotSupportedException("the GPU SpQR kernel needs quantized (qq) statistics");
         Dims = new SpqrDims
@@ -202,11 +196,9 @@ public sealed class GpuSpqrLayer : IDisposable
         for (long i = 0; i < planes.Length; i++) planes[i] = (float)l.Stats2[i];
         if (laneMajor && GpuKernels.TcShape(Dims))
         {
-            bool subnormal = SubnormalRecordsFit(l) && !magicW3Records, owned = subnormal && groupOwnedW3Records;
-            if (owned && !formatCodes)
-                throw new ArgumentException("group-owned w3 records need the format's codes beside them (the lane-major batched product does not read them)");
-            LaneCodes = acc.Allocate1D(LaneMajor(l, subnormal, owned));
-            Dims.LaneLayout = owned ? 2 : subnormal ? 1 : 0;
+            bool subnormal = SubnormalRecordsFit(l) && !magicW3Records;
+            LaneCodes = acc.Allocate1D(LaneMajor(l, subnormal));
+            Dims.LaneLayout = subnormal ? 1 : 0;
         }
         HasFormatCodes = formatCodes || LaneCodes is null;
         if (HasFormatCodes)
@@ -255,15 +247,9 @@ public sealed class GpuSpqrLayer : IDisposable
     /// j » 1 — j even: a0 (a1) at bits 0 and 16, a2 (a3) at 3 and 19; j odd: a0 at 6 and 22, a2 at 9 and 25 — so that one AND
     /// leaves a pair as two subnormal fp16 values c·2^(p−24) (p = 0, 3, 6; the pair at 9 shifted down first), with no
     /// 1024 to add and subtract; x̃ carries 2^−p and its group scale 2^24 (TcSplit). Field f in unit f: its scale code at
-    /// bits 12-15, its zero code at 28-31 (each read with one shift, no mask: <see cref="SubnormalRecordsFit"/>).</para>
-    /// <para>groupOwned (subnormal w3, SpqrDims.LaneLayout 2): the same units, bits and fields, but the lane's pairs are
-    /// its own groups' — mma J (0-7 for the super-step's two chains of four) puts the lane's group 8s + 4·(J » 2) + t in
-    /// k 2t, 2t + 1 (a0 / a1: codes J mod 4 and J mod 4 + 4) and k 2t + 8, 2t + 9 (a2 / a3: codes J mod 4 + 8, + 12), in
-    /// unit J » 1 at the bits above for J's parity: over a chain of four mma the lane holds all 16 codes of groups t and
-    /// t + 4 for its two rows, the groups its statistics fields belong to.</para></summary>
-    public static ulong[] LaneMajor(SpqrLayer l, bool subnormal = false, bool groupOwned = false)
+    /// bits 12-15, its zero code at 28-31 (each read with one shift, no mask: <see cref="SubnormalRecordsFit"/>).</para></summary>
+    public static ulong[] LaneMajor(SpqrLayer l, bool subnormal = false)
     {
-        if (groupOwned && !subnormal) throw new ArgumentException("group-owned records are subnormal w3 records");
         if (subnormal && !SubnormalRecordsFit(l))
             throw new ArgumentException($"the subnormal lane-major records take w3 layers with scale and zero codes of ≤ 4 bits, not w{l.WBits} with {l.ScaleBits} + {l.StatBits - l.ScaleBits}");
         int b = l.WBits, W = LaneWords(b), rows = l.Rows, groups = l.Groups, steps = groups / 8, tiles = (rows + 15) / 16, F = l.StatBits;
@@ -300,8 +286,7 @@ public sealed class GpuSpqrLayer : IDisposable
                             for (int k = 0; k < 4; k++)
                             {
                                 // pair k: a0 (row gid, codes t, t + 4), a1 (row gid + 8), a2 (row gid, t + 8, t + 12), a3
-                                int r = (k & 1) == 0 ? ra : rc, reg = k >> 1;
-                                int c = groupOwned ? 16 * (8 * s + 4 * (j >> 2) + t) + (j & 3) + 8 * reg : 16 * (8 * s + j) + t + 8 * reg;
+                                int r = (k & 1) == 0 ? ra : rc, reg = k >> 1, c = 16 * (8 * s + j) + t + 8 * reg;
                                 int at = (j & 1) == 0 ? 3 * reg : 6 + 3 * reg, ui = 4 * (k & 1) + (j >> 1);
                                 u[ui] |= (uint)Code(codes, rowBytes, b, r, c) << at;
                                 u[ui] |= (uint)Code(codes, rowBytes, b, r, c + 4) << (at + 16);

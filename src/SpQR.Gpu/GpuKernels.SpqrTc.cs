@@ -89,19 +89,16 @@ public sealed partial class GpuKernels
     /// the two.</summary>
     public bool SpqrW3MagicRecords { get; set; }
 
-    /// <summary>Models built on this backend upload w3's lane-major records group-owned (GpuSpqrLayer groupOwnedW3Records,
-    /// SpqrDims.LaneLayout 2: each lane's mma pairs are its own groups' columns, so its x̃ operands come from memory with zeros
-    /// for the lanes that own none — the 16 selects a super-step gone for three more 16-byte loads). Where the format's
-    /// codes are not kept beside the records, the subnormal records are uploaded instead.</summary>
-    public bool SpqrW3GroupOwnedRecords { get; set; }
-
     /// <summary>Whether a model built on this backend uploads the lane-major copy of a layer of this width.</summary>
     public bool LaneMajorUploadFor(int wbits) => SpqrLaneMajorUpload && (wbits is 3 or 4 || SpqrLaneMajorW2 && wbits == 2);
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
-    /// <summary>The tensor-core matvec issues its prefetched outliers' x' gathers after the second super-step's loads
-    /// (SpqrDims.LateGather) instead of before them: measured variant.</summary>
-    public bool SpqrTcLateGather { get; set; }
+    /// <summary>The w3 lane-major matvec (subnormal records) issues its prefetched outliers' x' gathers after the second
+    /// super-step's loads (default), or false: before them, the eleventh session's kernel (SpqrMatVecTcLanes3EarlyKernel,
+    /// for benchmarks). On the H100 the main kernel measured 6.25-6.34 / 15.36-15.48 / 12.71-12.83 µs against 6.48-6.51 /
+    /// 16.03-16.23 / 13.24-13.34 (bench/README.md, GPU fourteenth session).</summary>
+    public bool SpqrTcLateGather { get; set; } = true;
+    private SpqrLaunchTc? _spqrTcLanes3Early;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;
@@ -117,9 +114,9 @@ public sealed partial class GpuKernels
     // the lane-major kernels by LaneSlot
     private readonly SpqrLaunchTc?[] _spqrTcLanes = new SpqrLaunchTc?[5];
 
-    // the slot of a layer's lane-major kernels (matvec, grouped matvec, batched product): its width 2-4, 0 for w3 records
-    // in the eighth session's layout (SpqrDims.LaneLayout 0), 1 for group-owned w3 records (LaneLayout 2)
-    private static int LaneSlot(SpqrDims d) => d.WBits == 3 && d.LaneLayout == 0 ? 0 : d.WBits == 3 && d.LaneLayout == 2 ? 1 : d.WBits;
+    // the slot of a layer's lane-major kernels (matvec, grouped matvec, batched product): its width 2-4, or 0 for w3
+    // records in the eighth session's layout (SpqrDims.LaneLayout 0)
+    private static int LaneSlot(SpqrDims d) => d.WBits == 3 && d.LaneLayout == 0 ? 0 : d.WBits;
     private readonly SpqrLaunchTc?[] _spqrTc = new SpqrLaunchTc?[5];
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTc;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int>? _prepareTcSwiGlu;
@@ -164,8 +161,7 @@ public sealed partial class GpuKernels
 
     private bool UsesLaneCodes(GpuSpqrLayer w) => w.LaneCodes is not null && SpqrTcLaneMajor;
 
-    // x' (16·G), (xsum, 2^−E) (2·G), x̃ (16·G), 16 zero floats (group-owned records' idle lanes)
-    private static long TcScratch(SpqrDims d) => 34L * d.Groups + 16;
+    private static long TcScratch(SpqrDims d) => 34L * d.Groups;
 
     /// <summary>Whether <see cref="SpqrMatVec"/> runs this layer on the tensor-core kernel (with the current settings).</summary>
     public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w);
@@ -199,12 +195,13 @@ public sealed partial class GpuKernels
         }
         var (K, wpb, blocks) = TcGrid(d, lanes);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-        d.LateGather = SpqrTcLateGather ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        var k = lanes
+        var k = lanes && LaneSlot(d) == 3 && !SpqrTcLateGather
+            ? _spqrTcLanes3Early ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3EarlyKernel)
+            : lanes
             ? _spqrTcLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
-                LaneSlot(d) switch { 0 => SpqrMatVecTcLanesMagic3Kernel, 1 => SpqrMatVecTcLanesOwned3Kernel, 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
+                LaneSlot(d) switch { 0 => SpqrMatVecTcLanesMagic3Kernel, 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
             : SpqrTcLoadsOnly == 1
             ? _spqrTcLoads ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoads3Kernel)
             : SpqrTcLoadsOnly == 2
@@ -318,22 +315,10 @@ public sealed partial class GpuKernels
         if (c >= padded) return;
         scratch[c] = v;
         int g = c >> 4, k = c & 15;
-        // group-owned records (layout 2): code k of the group sits in mma k mod 4 of its chain (GpuSpqrLayer.LaneMajor)
-        TcSplit(v, m, b, k, layout == 2 ? k & 3 : g & 7, layout, out ushort hi, out ushort lo, out float inv, out int half4);
+        TcSplit(v, m, b, k, g & 7, layout, out ushort hi, out ushort lo, out float inv, out int half4);
         if (k == 0) { scratch[padded + 2 * g] = sum; scratch[padded + 2 * g + 1] = inv; }
         int S = g >> 3, j = g & 7, u = j & 3, i = j >> 2;
         var h16 = scratch.SubView(padded + 2 * groups).Cast<ushort>();
-        if (layout == 2)
-        {
-            // lane (gid, t) with t = gid » 1 (eight lanes: group 8S + t, hi for even gid, lo for odd) reads 16 uints a
-            // super-step, (b0, b1) of mma J at 2J: at uint S·128 + (2t + hl)·16 + 2J + register; every other lane reads the
-            // 16 zero floats past x̃ (written here by the first 16 threads)
-            int J = 4 * i + (k & 3), at2 = 2 * (S * 128 + 2 * u * 16 + 2 * J) + half4;
-            h16[at2] = hi;
-            h16[at2 + 32] = lo; // hl = 1: 16 uints further
-            if (c < 16) scratch[padded + 2 * groups + 16 * groups + c] = 0f;
-            return;
-        }
         int at = (((S * 2 + 0) * 4 + (k & 3)) * 4 + u) * 8 + i * 4 + half4;
         h16[at] = hi;
         h16[at + 128] = lo; // hl = 1: one (S·2 + hl) step further (64 uints)
@@ -402,11 +387,11 @@ public sealed partial class GpuKernels
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false, true, true, GpuSpqrLayer.LaneWords(2), true);
     private static void SpqrMatVecTcLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                  ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1);
-    // over group-owned w3 records (GpuSpqrLayer groupOwnedW3Records, SpqrDims.LaneLayout 2)
-    private static void SpqrMatVecTcLanesOwned3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, late: true);
+    // the same with the outlier gathers before the second super-step's loads (SpqrTcLateGather off; benchmarks)
+    private static void SpqrMatVecTcLanes3EarlyKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 2);
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1);
     // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
     private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -430,7 +415,7 @@ public sealed partial class GpuKernels
     internal struct TcLoads
     {
         public U16 A, C;
-        public U4 X, X1, X2, X3; // X1-X3: group-owned records only (the lane's B operands of mma 2-7)
+        public U4 X;
         public F4 P0, P1;
         public F2 G0, G1;
         public int Fa0, Fa0b, Fb0, Fb0b, Fa1, Fa1b, Fb1, Fb1b;
@@ -440,12 +425,12 @@ public sealed partial class GpuKernels
     /// views, advanced per super-step s by constant strides.</summary>
     internal struct TcBase
     {
-        public int CodeA, CodeC, X, XStride, Plane, GStat, StatA0, StatC0, StatA1, StatC1, Shift0, Shift1, Packed;
+        public int CodeA, CodeC, X, Plane, GStat, StatA0, StatC0, StatA1, StatC1, Shift0, Shift1, Packed;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static TcLoads TcLoad(ArrayView<U4> c4, ArrayView<U4> x4, ArrayView<F4> p4, ArrayView<F2> g2, ArrayView<byte> statCodes, in TcBase q, int s, int b, int F, bool stats,
-                                  ArrayView<ulong> c8 = default, int packed = 0, bool activations = true, int layout = 0)
+                                  ArrayView<ulong> c8 = default, int packed = 0, bool activations = true)
     {
         var l = new TcLoads();
         if (packed > 0)
@@ -461,7 +446,7 @@ public sealed partial class GpuKernels
             l.A.A0 = (uint)w0; l.A.A1 = (uint)(w0 >> 32); l.A.A2 = (uint)w1; l.A.A3 = (uint)(w1 >> 32); l.A.A4 = (uint)w2; l.A.A5 = (uint)(w2 >> 32);
             l.A.A6 = (uint)w3; l.A.A7 = (uint)(w3 >> 32); l.C.A0 = (uint)w4; l.C.A1 = (uint)(w4 >> 32);
             l.P0 = p4[q.Plane + 8 * s]; l.P1 = p4[q.Plane + 8 * s + 4];
-            if (activations) TcLoadX(ref l, x4, g2, q, s, true, layout);
+            if (activations) TcLoadX(ref l, x4, g2, q, s, true);
             return l;
         }
         TcCodeWords(c4, q.CodeA + s * b, q.CodeC + s * b, b, ref l.A, ref l.C);
@@ -526,15 +511,9 @@ public sealed partial class GpuKernels
 
     // the activation part of a super-step's loads (x̃, and with stats (xsum, 2^−E)): what the prepare launch writes
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void TcLoadX(ref TcLoads l, ArrayView<U4> x4, ArrayView<F2> g2, in TcBase q, int s, bool stats, int layout = 0)
+    private static void TcLoadX(ref TcLoads l, ArrayView<U4> x4, ArrayView<F2> g2, in TcBase q, int s, bool stats)
     {
-        if (layout == 2)
-        {
-            // group-owned records: the lane's 16 B-operand words (or the zero floats: stride 0)
-            int xi = q.X + q.XStride * s;
-            l.X = x4[xi]; l.X1 = x4[xi + 1]; l.X2 = x4[xi + 2]; l.X3 = x4[xi + 3];
-        }
-        else l.X = x4[q.X + 32 * s];
+        l.X = x4[q.X + 32 * s];
         if (!stats) return;
         l.G0 = g2[q.GStat + 8 * s]; l.G1 = g2[q.GStat + 8 * s + 4];
     }
@@ -585,23 +564,6 @@ public sealed partial class GpuKernels
         ulong w4 = l.C.A0 | (ulong)l.C.A1 << 32;
         uint x0 = l.X.X, x1 = l.X.Y, x2 = l.X.Z, x3 = l.X.W;
         float c0 = 0, c1 = 0, c2 = 0, c3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
-        if (layout == 2)
-        {
-            // group-owned records: mma J's B operands as loaded (zeros on the lanes that own no column), the c chain mma 0-3
-            // (the lane's group t), the e chain 4-7 (group t + 4)
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 0, mask, magic, l.X.X, l.X.Y, ref c0, ref c1, ref c2, ref c3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 4, mask, magic, l.X2.X, l.X2.Y, ref e0, ref e1, ref e2, ref e3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 1, mask, magic, l.X.Z, l.X.W, ref c0, ref c1, ref c2, ref c3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 5, mask, magic, l.X2.Z, l.X2.W, ref e0, ref e1, ref e2, ref e3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 2, mask, magic, l.X1.X, l.X1.Y, ref c0, ref c1, ref c2, ref c3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 6, mask, magic, l.X3.X, l.X3.Y, ref e0, ref e1, ref e2, ref e3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 3, mask, magic, l.X1.Z, l.X1.W, ref c0, ref c1, ref c2, ref c3);
-            TcLaneGroup(w0, w1, w2, w3, b, layout, 7, mask, magic, l.X3.Z, l.X3.W, ref e0, ref e1, ref e2, ref e3);
-            uint v0 = (uint)w0, v1 = (uint)(w0 >> 32), v2 = (uint)w1, v3 = (uint)(w1 >> 32);
-            TcApplyCodes(l.P0, l.G0, (v0 >> 12) & 0xFu, v0 >> 28, (v1 >> 12) & 0xFu, v1 >> 28, c0 + c1, c2 + c3, ref acc0, ref acc1);
-            TcApplyCodes(l.P1, l.G1, (v2 >> 12) & 0xFu, v2 >> 28, (v3 >> 12) & 0xFu, v3 >> 28, e0 + e1, e2 + e3, ref acc0, ref acc1);
-            return;
-        }
         TcLaneGroup(w0, w1, w2, w3, b, layout, 0, mask, magic, mine == 0 ? x0 : 0u, mine == 0 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
         TcLaneGroup(w0, w1, w2, w3, b, layout, 4, mask, magic, mine == 0 ? x2 : 0u, mine == 0 ? x3 : 0u, ref e0, ref e1, ref e2, ref e3);
         TcLaneGroup(w0, w1, w2, w3, b, layout, 1, mask, magic, mine == 1 ? x0 : 0u, mine == 1 ? x1 : 0u, ref c0, ref c1, ref c2, ref c3);
@@ -690,7 +652,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0, int layout = 0)
+                                         int blockBase = 0, int layout = 0, bool late = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -712,10 +674,7 @@ public sealed partial class GpuKernels
         var q = new TcBase
         {
             CodeA = ra * (d.RowBytes >> 4), CodeC = rb * (d.RowBytes >> 4),
-            // group-owned records (layout 2): lane (gid, t = gid » 1) reads its 4 U4 at super-step S·32 + (2t + gid mod 2)·4,
-            // every other lane the zeros past x̃ (U4 4·G), stride 0
-            X = layout == 2 ? (t == gid >> 1 ? (2 * t + (gid & 1)) * 4 : 4 * groups) : ((gid & 1) * 4 + t) * 4 + (gid >> 1),
-            XStride = layout == 2 && t == gid >> 1 ? 32 : 0,
+            X = ((gid & 1) * 4 + t) * 4 + (gid >> 1),
             Plane = pg + t, GStat = t,
             StatA0 = ra * d.StatRowBytes + ((t * F) >> 3), StatC0 = rb * d.StatRowBytes + ((t * F) >> 3),
             StatA1 = ra * d.StatRowBytes + (((t + 4) * F) >> 3), StatC1 = rb * d.StatRowBytes + (((t + 4) * F) >> 3),
@@ -747,16 +706,16 @@ public sealed partial class GpuKernels
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && first < steps)
         {
-            TcLoadX(ref l0, x4, g2, q, first, stats, layout);
+            TcLoadX(ref l0, x4, g2, q, first, stats);
             if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the x' gathers of the prefetched outliers wait for their CSR columns (a round trip after the offsets'): by default
-        // issued here, before the next super-step's loads; with d.LateGather after those loads (the second super-step
-        // peeled), so the step's own round trip hides the columns' (SpqrTcLateGather)
+        // issued here, before the next super-step's loads; late (a constant of the kernel) after those loads, the second
+        // super-step peeled, so that step's own round trip hides the columns' (SpqrTcLateGather)
         int next = first + K;
-        if (d.LateGather != 0 && live && next < steps)
+        if (late && live && next < steps)
         {
-            var l = TcLoad(c4, x4, p4, g2, statCodes, q, next, b, F, stats, c8, packed, layout: layout);
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, next, b, F, stats, c8, packed);
             if (oFirst) oSum = OutlierGather(oPre, scratch);
             if (pSecond) pSum = OutlierGather(pPre, scratch);
             if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
@@ -769,7 +728,7 @@ public sealed partial class GpuKernels
         }
         for (int s = next; live && s < steps; s += K)
         {
-            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed, layout: layout);
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
             if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows

@@ -41,8 +41,7 @@ public sealed partial class GpuKernels
     private bool TcGemmApplies(GpuSpqrLayer w) => (SpqrTcMatMul || TcGemmLanes(w)) && _acc.WarpSize == 32 && TcShape(w.Dims);
 
     // the lane-major batched product: asked for, or the only one a layer without its format codes allows
-    // (not over group-owned w3 records, SpqrDims.LaneLayout 2: such layers keep the format's codes for the batched product)
-    private bool TcGemmLanes(GpuSpqrLayer w) => w.LaneCodes is not null && w.Dims.LaneLayout != 2 && (SpqrTcMatMulLanes || !w.HasFormatCodes) && _acc.WarpSize == 32;
+    private bool TcGemmLanes(GpuSpqrLayer w) => w.LaneCodes is not null && (SpqrTcMatMulLanes || !w.HasFormatCodes) && _acc.WarpSize == 32;
 
     /// <summary>Device floats the tensor-core batched product needs beyond X': (xsum, 2^−E) (T, G, 2) and the fragments
     /// (T·16·G halves·2 parts = T·16·G floats).</summary>

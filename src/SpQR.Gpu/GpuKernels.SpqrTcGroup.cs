@@ -32,6 +32,7 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTcGroup;
     private readonly Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[] _spqrTcGroup =
         new Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[5];
+    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>? _spqrTcGroup3Early;
 
     /// <summary>Whether <see cref="SpqrMatVecGroup"/> takes these layers (2-3 of identical dims, each on the lane-major
     /// tensor-core kernel).</summary>
@@ -68,9 +69,10 @@ public sealed partial class GpuKernels
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-        d.LateGather = SpqrTcLateGather ? 1 : 0;
-        var k = _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
-            LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 1 => SpqrMatVecTcLanesGroupOwned3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
+        var k = LaneSlot(d) == 3 && !SpqrTcLateGather
+            ? _spqrTcGroup3Early ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3EarlyKernel)
+            : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
+            LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
@@ -99,9 +101,9 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanesGroup2Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 2);
     private static void SpqrMatVecTcLanesGroup3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
+        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1, late: true);
+    private static void SpqrMatVecTcLanesGroup3EarlyKernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1);
-    private static void SpqrMatVecTcLanesGroupOwned3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
-        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 2);
     private static void SpqrMatVecTcLanesGroupMagic3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3);
     private static void SpqrMatVecTcLanesGroup4Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
@@ -109,11 +111,11 @@ public sealed partial class GpuKernels
 
     // block i·B + j runs block j of layer i's own launch
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0)
+    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0, bool late = false)
     {
         int li = Grid.IdxX / blocksPerLayer;
         var v = li == 0 ? a : li == 1 ? b : c;
         SpqrMatVecTcBody(v.Codes, v.StatCodes, v.Planes, v.Offsets, v.OCols, v.Deltas, v.Scratch, v.Y, d, K, bits, false, true, true,
-                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout);
+                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout, late);
     }
 }

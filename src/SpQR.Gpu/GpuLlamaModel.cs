@@ -60,10 +60,9 @@ public sealed class GpuLinear : IDisposable
 
     /// <summary>A SpQR layer; laneMajor: also the lane-major copy of its codes (GpuSpqrLayer.LaneCodes; magicW3Records: w3's
     /// in the eighth session's layout, for benchmarks).</summary>
-    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false,
-                     bool groupOwnedW3Records = false)
+    public GpuLinear(Accelerator acc, SpqrLayer layer, float[]? bias = null, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false)
     {
-        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer, laneMajor, formatCodes, magicW3Records, groupOwnedW3Records && formatCodes);
+        Rows = layer.Rows; Cols = layer.Cols; Spqr = new GpuSpqrLayer(acc, layer, laneMajor, formatCodes, magicW3Records);
         if (bias is not null) _bias = acc.Allocate1D(bias);
     }
 
@@ -236,7 +235,7 @@ public abstract class GpuDecoder : ICausalLM, IGreedyStep
             bv = f.AsReadOnlySpan<float>().ToArray();
         }
         var layer = _spqr?.Invoke(name);
-        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.LaneMajorUploadFor(layer.WBits), K.SpqrFormatCodesBesideLaneMajor, K.SpqrW3MagicRecords, K.SpqrW3GroupOwnedRecords) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
+        var lin = layer is not null ? new GpuLinear(Gpu.Accelerator, layer, bv, K.LaneMajorUploadFor(layer.WBits), K.SpqrFormatCodesBesideLaneMajor, K.SpqrW3MagicRecords) : new GpuLinear(Gpu.Accelerator, _source.Get(name + ".weight", new Shape(rows, cols)), bv);
         if (lin.Spqr is not null && K.SpqrScratch(lin.Spqr) > Scratch.Length) throw new NotSupportedException($"{name}: {cols} input features is too wide for the device scratch");
         _buffers.Add(lin);
         return lin;

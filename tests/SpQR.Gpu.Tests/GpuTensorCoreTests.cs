@@ -174,64 +174,44 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
     }
 
-    // w3's group-owned records (GpuSpqrLayer groupOwnedW3Records, SpqrDims.LaneLayout 2: each lane's pairs are its own groups'
-    // columns, x̃ operands loaded with zeros for the lanes owning none): the matvec at several splits (x with groups at very
-    // different scales: a wrong x̃ slot or scale shows), a grouped launch with the bits of separate calls, the late outlier
-    // gathers (both layouts), and the batched product kept on the format's codes beside them
+    // the w3 lane-major matvec with its prefetched outliers' x' gathered after the second super-step's loads (the default)
+    // and before them (SpqrTcLateGather off): the same sums in the same order, so the same bits, single and grouped launches
     [Theory]
-    [InlineData(16, 128)] [InlineData(33, 1024)] [InlineData(160, 128)] [InlineData(24, 2048, 0.1)]
-    public void Spqr_tensor_core_matvec_over_group_owned_w3_records_matches_the_cpu_kernel(int rows, int cols, double outliers = 0.03)
+    [InlineData(40, 256)] [InlineData(24, 2048, 0.1)]
+    public void Spqr_w3_matvec_gathers_its_outliers_late_or_early_with_the_same_bits(int rows, int cols, double outliers = 0.03)
     {
         var acc = fx.Backend.Accelerator;
         var k = fx.Backend.Kernels;
-        var layers = Enumerable.Range(0, 3).Select(i => Layer(rows, cols, 3, rows + 5 * cols + 17 * i, outliers)).ToArray();
-        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true, groupOwnedW3Records: true)).ToArray();
-        Assert.Equal(2, gs[0].Dims.LaneLayout);
-        Assert.Throws<ArgumentException>(() => new GpuSpqrLayer(acc, layers[0], laneMajor: true, formatCodes: false, groupOwnedW3Records: true));
-        using var sub = new GpuSpqrLayer(acc, layers[0], laneMajor: true);
-        Assert.False(k.SpqrGroupApplies([gs[0], sub])); // one launch runs one record layout
+        var layers = Enumerable.Range(0, 2).Select(i => Layer(rows, cols, 3, rows + 5 * cols + 17 * i, outliers)).ToArray();
+        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
         var x = Input(cols, rows + 1);
-        var es = layers.Select(l => { var e = new float[rows]; SpQR.Quant.Decode.SpqrMatVec.MatVec(l, x, e); return e; }).ToArray();
-        Assert.True(k.SpqrUsesTensorCores(gs[0]));
-        MatchesCpu(gs[0], x, es[0], [0, 1, 12], $"tensor-core SpQR matvec over group-owned w3 records {rows}x{cols}");
         using var dx = acc.Allocate1D(x);
         var scratch = gs.Select(g => acc.Allocate1D<float>(k.SpqrScratch(g))).ToArray();
         var ys = gs.Select(_ => acc.Allocate1D<float>(rows)).ToArray();
-        k.SpqrTcSplits = 8; // one split count for the separate and the grouped launches (TcGrid may choose others): the same sums
+        k.SpqrTcSplits = 4; // a split count with a second super-step on every split
         try
         {
-            var separate = new float[3][];
-            for (int i = 0; i < 3; i++)
+            var got = new float[2][][];
+            foreach (bool late in new[] { true, false })
             {
-                k.SpqrMatVec(gs[i], dx.View, scratch[i].View, ys[i].View);
+                k.SpqrTcLateGather = late;
+                var r = new float[3][];
+                k.SpqrMatVec(gs[0], dx.View, scratch[0].View, ys[0].View); acc.Synchronize();
+                r[0] = ys[0].GetAsArray1D();
+                k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
                 acc.Synchronize();
-                separate[i] = ys[i].GetAsArray1D();
-                NumericAssert.Nmse(es[i], separate[i], Tolerances.GpuNmse, $"group-owned w3 records {rows}x{cols}, layer {i}");
-                ys[i].MemSetToZero();
+                r[1] = ys[0].GetAsArray1D(); r[2] = ys[1].GetAsArray1D();
+                got[late ? 0 : 1] = r;
             }
-            Assert.True(k.SpqrGroupApplies(gs));
-            k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
-            acc.Synchronize();
-            for (int i = 0; i < 3; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
-            // the outliers' x' gathered after the second super-step's loads (SpqrTcLateGather): the same sums, the same bits,
-            // over these records and the subnormal ones
-            var before = new float[rows];
-            k.SpqrMatVec(sub, dx.View, scratch[1].View, ys[1].View); acc.Synchronize(); ys[1].CopyToCPU(before);
-            k.SpqrTcLateGather = true;
-            k.SpqrMatVec(gs[0], dx.View, scratch[0].View, ys[0].View); acc.Synchronize();
-            Assert.Equal(separate[0], ys[0].GetAsArray1D());
-            k.SpqrMatVec(sub, dx.View, scratch[1].View, ys[1].View); acc.Synchronize();
-            Assert.Equal(before, ys[1].GetAsArray1D());
-            k.SpqrTcLateGather = false;
-            // the batched product never reads these records (its lane-major kernel knows the other layouts only): asked to run
-            // over lane-major codes, it still takes the format's codes (fp16 Ŵ) for them, and the records of layout 1
-            k.SpqrTcMatMulLanes = true;
-            Assert.True(k.SpqrMatMulUsesTensorCores(gs[0]));
-            Assert.False(k.SpqrMatMulUsesTensorCores(sub));
+            var e = new float[rows];
+            SpQR.Quant.Decode.SpqrMatVec.MatVec(layers[0], x, e);
+            NumericAssert.Nmse(e, got[0][0], Tolerances.GpuNmse, $"w3 matvec, late gathers, {rows}x{cols}");
+            for (int i = 0; i < 3; i++) Assert.Equal(got[1][i], got[0][i]);
+            Assert.Equal(got[0][0], got[0][1]);
         }
         finally
         {
-            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false; k.SpqrTcLateGather = false;
+            k.SpqrTcSplits = 0; k.SpqrTcLateGather = true;
             foreach (var g in gs) g.Dispose();
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
