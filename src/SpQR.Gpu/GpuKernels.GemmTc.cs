@@ -4,9 +4,11 @@
 // weights, K % 8 ≠ 0, and devices or accelerators without 32-lane warps and 256-thread groups.
 // Measured on the H100 (bench/README.md, GPU twelfth session): F16 33-70 TFLOP/s at T = 64-256 on the LLaMA shapes,
 // 3.3-5.5x the float32 GEMM, 7B-shaped F16 prefill 944 → 2,856 tokens/s; cuBLAS (torch) reaches 114-575 TFLOP/s, so
-// this kernel is still 3.5-8x from it (no ldmatrix, no cp.async pipeline, single-buffered shared memory). SpQR w3: 1.06-
-// 1.28x the float32 tile-decoding GEMM, prefill 647 → 798 tokens/s — the dequantizing pass, a thread per (row, group)
-// with byte loads, takes most of the time (~180 µs for 4096x4096 against the product's ~65 µs at T = 64).
+// this kernel is still 3.5-8x from it (no ldmatrix, no cp.async pipeline, single-buffered shared memory). SpQR w3: Ŵ
+// dequantized by the packed pass (a thread per (row, group) over 16-bit code words, pairs rounded by cvt.rn.f16x2, 32.6 µs
+// for 4096x4096 = 1.0 TB/s written) with the outliers folded in (no outlier pass after the product): 2.7-5.6x the
+// twelfth session's byte-wise pass + outlier pass, 7B-shaped SpQR w3 prefill 804 → 2,080 tokens/s (our F16: 2,822) on
+// the H100, fourteenth session.
 //
 // Exactness: B's halves are exact fp16 operands; A is not, so each token row is scaled by a power of two 2^E (its max |a|
 // lands in [2^14, 2^15): no fp16 overflow) and split in two fp16 parts, hi = fp16(a·2^E) and lo = fp16(a·2^E − hi)
