@@ -257,8 +257,8 @@ if (args.Length > 0 && args[0] == "mvcost")
 }
 if (args.Length > 0 && args[0] == "gather")
 {
-    // the w3 matvec with its prefetched outliers' x' gathered after the second super-step's loads (SpqrTcLateGather on,
-    // the default) against before them (off: the eleventh session's kernel), one process: the matvec per LLaMA shape
+    // the w3 matvec with its prefetched outliers' x' gathered after the second super-step's loads (SpqrTcLateGather on)
+    // against before them (off, the default: the eleventh session's kernel), one process: the matvec per LLaMA shape
     // (whole call and main kernel, graph-timed as mvcost, both ways twice in turn), then 7B-shaped decode — our F16 and
     // SpQR w3 both ways — for `rounds` rounds
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
@@ -285,7 +285,7 @@ if (args.Length > 0 && args[0] == "gather")
                 double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
                 Console.WriteLine($"gather,{rows}x{cols},w3,late gather {(late ? "on" : "off")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
             }
-        gpu.Kernels.SpqrTcLateGather = true;
+        gpu.Kernels.SpqrTcLateGather = false;
         foreach (var g in set) g.Dispose();
     }
     int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
@@ -295,7 +295,7 @@ if (args.Length > 0 && args[0] == "gather")
     using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
     using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
     // a kernel flag changes what a step's graph holds: UseGraph = true drops the captured one
-    double Late(bool late) { gpu.Kernels.SpqrTcLateGather = late; sq.UseGraph = true; double v = Decode(sq); gpu.Kernels.SpqrTcLateGather = true; sq.UseGraph = true; return v; }
+    double Late(bool late) { gpu.Kernels.SpqrTcLateGather = late; sq.UseGraph = true; double v = Decode(sq); gpu.Kernels.SpqrTcLateGather = false; sq.UseGraph = true; return v; }
     for (int r = 0; r < rounds; r++)
     {
         double fd = Decode(f16), early = Late(false), late = Late(true);

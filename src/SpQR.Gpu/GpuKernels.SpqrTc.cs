@@ -94,10 +94,12 @@ public sealed partial class GpuKernels
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
     /// <summary>The w3 lane-major matvec (subnormal records) issues its prefetched outliers' x' gathers after the second
-    /// super-step's loads (default), or false: before them, the eleventh session's kernel (SpqrMatVecTcLanes3EarlyKernel,
-    /// for benchmarks). On the H100 the main kernel measured 6.25-6.34 / 15.36-15.48 / 12.71-12.83 µs against 6.48-6.51 /
-    /// 16.03-16.23 / 13.24-13.34 (bench/README.md, GPU fourteenth session).</summary>
-    public bool SpqrTcLateGather { get; set; } = true;
+    /// super-step's loads (SpqrMatVecTcLanes3Kernel / Group3), or (false, default) before them: the eleventh session's
+    /// kernels (SpqrMatVecTcLanes3EarlyKernel / Group3Early). Opt-in until measured in this form: a build with the choice
+    /// as a runtime flag measured the main kernel 3-5% faster late on the H100 (6.25-6.34 / 15.36-15.48 / 12.71-12.83 µs
+    /// against 6.48-6.51 / 16.03-16.23 / 13.24-13.34) but ran at 76 / 104 registers (bench/README.md, GPU fourteenth
+    /// session).</summary>
+    public bool SpqrTcLateGather { get; set; }
     private SpqrLaunchTc? _spqrTcLanes3Early;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>

@@ -167,15 +167,16 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
         finally
         {
-            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false; k.SpqrTcLateGather = false;
+            k.SpqrTcSplits = 0; k.SpqrTcMatMulLanes = false;
             foreach (var g in gs) g.Dispose();
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
         }
     }
 
-    // the w3 lane-major matvec with its prefetched outliers' x' gathered after the second super-step's loads (the default)
-    // and before them (SpqrTcLateGather off): the same sums in the same order, so the same bits, single and grouped launches
+    // the w3 lane-major matvec with its prefetched outliers' x' gathered after the second super-step's loads
+    // (SpqrTcLateGather) and before them (the default): the same sums in the same order, so the same bits, single and
+    // grouped launches
     [Theory]
     [InlineData(40, 256)] [InlineData(24, 2048, 0.1)]
     public void Spqr_w3_matvec_gathers_its_outliers_late_or_early_with_the_same_bits(int rows, int cols, double outliers = 0.03)
@@ -211,7 +212,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         }
         finally
         {
-            k.SpqrTcSplits = 0; k.SpqrTcLateGather = true;
+            k.SpqrTcSplits = 0; k.SpqrTcLateGather = false;
             foreach (var g in gs) g.Dispose();
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
