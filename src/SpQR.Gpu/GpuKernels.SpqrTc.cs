@@ -95,10 +95,10 @@ public sealed partial class GpuKernels
     public int SpqrTcSplits { get; set; }
     /// <summary>The w3 lane-major matvec (subnormal records) issues its prefetched outliers' x' gathers after the second
     /// super-step's loads (SpqrMatVecTcLanes3Kernel / Group3), or (false, default) before them: the eleventh session's
-    /// kernels (SpqrMatVecTcLanes3EarlyKernel / Group3Early). Opt-in until measured in this form: a build with the choice
-    /// as a runtime flag measured the main kernel 3-5% faster late on the H100 (6.25-6.34 / 15.36-15.48 / 12.71-12.83 µs
-    /// against 6.48-6.51 / 16.03-16.23 / 13.24-13.34) but ran at 76 / 104 registers (bench/README.md, GPU fourteenth
-    /// session).</summary>
+    /// kernels (SpqrMatVecTcLanes3EarlyKernel / Group3Early). Measured on the H100 (bench/README.md, GPU fourteenth
+    /// session): the lone-layer main kernel 4-6% faster late (6.26 / 15.14-15.41 / 12.58 µs against 6.51-6.52 /
+    /// 16.10-16.21 / 13.02-13.10), but ptxas gives the late kernels 76 / 104 registers against 65 / 73, and the grouped
+    /// launches' occupancy loss makes 7B-shaped decode slower: 307-310 against 351-355 tokens/s. Off by default.</summary>
     public bool SpqrTcLateGather { get; set; }
     private SpqrLaunchTc? _spqrTcLanes3Early;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
