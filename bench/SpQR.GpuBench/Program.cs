@@ -10,8 +10,8 @@
 //        dotnet SpQR.GpuBench.dll dequant   (SpQR w3 batched products: the packed fp16 dequantizing pass against the byte-wise one; 7B prefill)
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
-//        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio)
-//        dotnet SpQR.GpuBench.dll gather [rounds]   (the w3 matvec's outlier gathers after the second step's loads against before: matvec, 7B decode)
+//        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio; also SpQR w3 with late gathers)
+//        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
@@ -234,7 +234,6 @@ if (args.Length > 0 && args[0] == "mvcost")
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     Console.WriteLine($"device: {gpu.Description}");
-    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
         foreach (double share in new[] { 0.01, 0.0 })
         {
@@ -246,10 +245,7 @@ if (args.Length > 0 && args[0] == "mvcost")
             using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(gl[0])); using var dy = a.Allocate1D<float>(rows);
             var e = new float[rows];
             SpqrMatVec.MatVec(l, x, e);
-            gpu.Kernels.SpqrMatVec(gl[0], dx.View, ds.View, dy.View); a.Synchronize();
-            double nmse = Nmse(e, dy.GetAsArray1D());
-            double whole = Graph(i => gpu.Kernels.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View), 200);
-            double main = Graph(i => gpu.Kernels.SpqrMatVec(gl[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
+            var (nmse, whole, main) = MatVecTimes(gpu, gl, dx.View, ds.View, dy, e);
             Console.WriteLine($"mvcost,{rows}x{cols},w3,outliers {share:P0},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes * 8.0 / ((long)rows * cols):F2} bits,nmse {nmse:E2}");
             foreach (var g in gl) g.Dispose();
         }
@@ -259,12 +255,10 @@ if (args.Length > 0 && args[0] == "gather")
 {
     // the w3 matvec with its prefetched outliers' x' gathered after the second super-step's loads (SpqrTcLateGather on)
     // against before them (off, the default: the eleventh session's kernel), one process: the matvec per LLaMA shape
-    // (whole call and main kernel, graph-timed as mvcost, both ways twice in turn), then 7B-shaped decode — our F16 and
-    // SpQR w3 both ways — for `rounds` rounds
+    // (whole call and main kernel, graph-timed as mvcost, both ways twice in turn); `decode` times both in the model
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     Console.WriteLine($"device: {gpu.Description}");
-    double Graph(Action<int> call, int n) => GraphSeconds(gpu, call, n);
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
@@ -279,27 +273,11 @@ if (args.Length > 0 && args[0] == "gather")
             foreach (bool late in new[] { false, true })
             {
                 gpu.Kernels.SpqrTcLateGather = late;
-                gpu.Kernels.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize();
-                double nmse = Nmse(e, dy.GetAsArray1D());
-                double whole = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View), 200);
-                double main = Graph(i => gpu.Kernels.SpqrMatVec(set[i % copies], dx.View, ds.View, dy.View, prepare: false), 200);
+                var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
                 Console.WriteLine($"gather,{rows}x{cols},w3,late gather {(late ? "on" : "off")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
             }
         gpu.Kernels.SpqrTcLateGather = false;
         foreach (var g in set) g.Dispose();
-    }
-    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
-    var cfg = Llama7B(32);
-    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-    double Decode(GpuLlamaModel m) => DecodeTokensPerSecond(m, cfg.VocabSize);
-    using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    // a kernel flag changes what a step's graph holds: UseGraph = true drops the captured one
-    double Late(bool late) { gpu.Kernels.SpqrTcLateGather = late; sq.UseGraph = true; double v = Decode(sq); gpu.Kernels.SpqrTcLateGather = false; sq.UseGraph = true; return v; }
-    for (int r = 0; r < rounds; r++)
-    {
-        double fd = Decode(f16), early = Late(false), late = Late(true);
-        Console.WriteLine($"gather,decode round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 gathers before the second step {early:F1} ({early / fd:F2}x),after its loads {late:F1} ({late / fd:F2}x),graph, 48 tokens after 4");
     }
     return;
 }
@@ -315,10 +293,13 @@ if (args.Length > 0 && args[0] == "decode")
     double Decode(GpuLlamaModel m) => DecodeTokensPerSecond(m, cfg.VocabSize);
     using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
     using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
+    // and SpQR w3 with the opt-in late outlier gathers (SpqrTcLateGather): a kernel flag changes what a step's graph holds,
+    // so UseGraph = true drops the captured one
+    double Late() { gpu.Kernels.SpqrTcLateGather = true; sq.UseGraph = true; double v = Decode(sq); gpu.Kernels.SpqrTcLateGather = false; sq.UseGraph = true; return v; }
     for (int r = 0; r < rounds; r++)
     {
-        double fd = Decode(f16), sd = Decode(sq);
-        Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} tokens/s,{sd / fd:F2}x our F16,graph, 48 tokens after 4");
+        double fd = Decode(f16), sd = Decode(sq), sl = Late();
+        Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} tokens/s,{sd / fd:F2}x our F16,spqr_w3 late gathers {sl:F1} tokens/s,graph, 48 tokens after 4");
     }
     return;
 }
@@ -361,6 +342,17 @@ static double GraphSeconds(GpuBackend b, Action<int> call, int n)
     }
     ts.Sort();
     return ts[2];
+}
+// the SpQR matvec over weight copies (call i uses set[i % copies]): NMSE of the first call against the CPU's e, then the
+// whole call (prepare + main kernel) and the main kernel alone, graph-timed (200 calls, median of 5; mvcost, gather)
+static (double Nmse, double Whole, double Main) MatVecTimes(GpuBackend gpu, GpuSpqrLayer[] set, ArrayView<float> x, ArrayView<float> scratch,
+                                                          MemoryBuffer1D<float, Stride1D.Dense> y, float[] e)
+{
+    gpu.Kernels.SpqrMatVec(set[0], x, scratch, y.View); gpu.Accelerator.Synchronize();
+    double nmse = Nmse(e, y.GetAsArray1D());
+    double whole = GraphSeconds(gpu, i => gpu.Kernels.SpqrMatVec(set[i % set.Length], x, scratch, y.View), 200);
+    double main = GraphSeconds(gpu, i => gpu.Kernels.SpqrMatVec(set[i % set.Length], x, scratch, y.View, prepare: false), 200);
+    return (nmse, whole, main);
 }
 static double Nmse(float[] e, float[] a)
 {
