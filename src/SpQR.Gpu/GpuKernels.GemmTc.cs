@@ -111,20 +111,20 @@ public sealed partial class GpuKernels
     /// <summary>The dequantizing pass of <see cref="SpqrMatMul"/>'s fp16 path as a thread per (row, group) over the group's
     /// codes as 16-bit words, the weights rounded in pairs (cvt.rn.f16x2.f32), and the outliers folded into Ŵ by a second
     /// small pass (base + delta rounded once to fp16; no outlier pass after the product) — default where it applies (wbits
-    /// ≤ 4, rows of whole 16-bit words); false: the twelfth session's pass (byte loads, software rounding) and the outlier
+    /// ≤ 4: a group's 2·b bytes are b whole 16-bit words); false: the twelfth session's pass (byte loads, software rounding) and the outlier
     /// pass after the product, for benchmarks comparing the two.</summary>
     public bool SpqrDequantPacked { get; set; } = true;
     private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>? _spqrDequantPacked;
     private Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, SpqrDims>? _spqrFoldOutliers;
 
-    private bool DequantPackedApplies(SpqrDims d) => SpqrDequantPacked && d.WBits <= 4 && (d.RowBytes & 1) == 0;
+    private bool DequantPackedApplies(SpqrDims d) => SpqrDequantPacked && d.WBits <= 4;
 
     /// <summary>Ŵ (rows, 16·groups) as fp16 bits into <paramref name="wh"/>, columns in the layer's permuted order (zeros past
-    /// cols): s·(q − z) in the stored form's arithmetic rounded once to fp16 and, with <paramref name="outliers"/>, each
-    /// outlier's position holding fp16(s·(q − z) + delta). Returns whether the outliers are in it (the packed pass folds
-    /// them; the byte-wise pass leaves them to the caller). The fp16 path of <see cref="SpqrMatMul"/>; public for benchmarks
-    /// and tests.</summary>
-    public bool SpqrDequantizeHalf(GpuSpqrLayer w, ArrayView<ushort> wh, bool outliers = true)
+    /// cols): s·(q − z) in the stored form's arithmetic rounded once to fp16 and, from the packed pass, each outlier's
+    /// position holding fp16(s·(q − z) + delta). Returns whether the outliers are in it (the packed pass folds them; the
+    /// byte-wise pass leaves them to the caller). The fp16 path of <see cref="SpqrMatMul"/>; public for benchmarks and
+    /// tests.</summary>
+    public bool SpqrDequantizeHalf(GpuSpqrLayer w, ArrayView<ushort> wh)
     {
         var d = w.Dims;
         long pairs = (long)d.Rows * d.Groups;
@@ -140,7 +140,6 @@ public sealed partial class GpuKernels
         }
         _spqrDequantPacked ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrDequantHalfPackedKernel);
         _spqrDequantPacked(cfg, w.Codes.View, w.StatCodes.View, w.Planes.View, wh, d);
-        if (!outliers) return false;
         // a warp per row over its CSR range (rows with none leave at once)
         _spqrFoldOutliers ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, SpqrDims>(SpqrFoldOutliersHalfKernel);
         long threads = (long)d.Rows * 32;
@@ -200,7 +199,7 @@ public sealed partial class GpuKernels
         w4[at + 1] = new U4 { X = h4, Y = h5, Z = h6, W = h7 };
     }
 
-    // thread per (row r, group g), wbits ≤ 4 and even RowBytes: the group's 2·b bytes as b 16-bit words (one 64-bit code
+    // thread per (row r, group g), wbits ≤ 4: the group's 2·b bytes as b 16-bit words (one 64-bit code
     // stream), its 16 weights s·(q − z) rounded in pairs into Wh[r, 16g ..] as two 16-byte stores (zero past cols)
     private static void SpqrDequantHalfPackedKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<ushort> Wh, SpqrDims d)
     {
@@ -266,10 +265,7 @@ public sealed partial class GpuKernels
         for (int e = lo + lane; e < hi; e += 32)
         {
             int c = ocols[e];
-            long bit = (long)c * b, o = (long)r * d.RowBytes + (bit >> 3);
-            int sh = (int)(bit & 7);
-            int v2 = codes[o] | (sh + b > 8 ? codes[o + 1] << 8 : 0);
-            int q = (v2 >> sh) & ((1 << b) - 1);
+            int q = HalfCode(codes, (long)r * d.RowBytes + (long)(c >> 3) * b, b, c & 7); // its half-group's b bytes
             GroupStat(statCodes, planes, d, r, c >> 4, out float s, out float z);
             float v = WeightValue(q, s, z, d.Fp16) + deltas[e];
             Wh[row + c] = F16Bits(H(v));

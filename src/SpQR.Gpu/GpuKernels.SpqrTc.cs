@@ -94,13 +94,13 @@ public sealed partial class GpuKernels
     /// <summary>Column splits K of the tensor-core kernel (0 = chosen by shape; else 1, 2, 4, 8 or 16).</summary>
     public int SpqrTcSplits { get; set; }
     /// <summary>The w3 lane-major matvec (subnormal records) issues its prefetched outliers' x' gathers after the second
-    /// super-step's loads (SpqrMatVecTcLanes3Kernel / Group3), or (false, default) before them: the eleventh session's
-    /// kernels (SpqrMatVecTcLanes3EarlyKernel / Group3Early). Measured on the H100 (bench/README.md, GPU fourteenth
+    /// super-step's loads (SpqrMatVecTcLanes3LateKernel / Group3Late), or (false, default) before them: the eleventh
+    /// session's kernels (SpqrMatVecTcLanes3Kernel / Group3). Measured on the H100 (bench/README.md, GPU fourteenth
     /// session): the lone-layer main kernel 4-6% faster late (6.26 / 15.14-15.41 / 12.58 µs against 6.51-6.52 /
     /// 16.10-16.21 / 13.02-13.10), but ptxas gives the late kernels 76 / 104 registers against 65 / 73, and the grouped
     /// launches' occupancy loss makes 7B-shaped decode slower: 307-310 against 351-355 tokens/s. Off by default.</summary>
     public bool SpqrTcLateGather { get; set; }
-    private SpqrLaunchTc? _spqrTcLanes3Early;
+    private SpqrLaunchTc? _spqrTcLanes3Late;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;
@@ -199,8 +199,8 @@ public sealed partial class GpuKernels
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        var k = lanes && LaneSlot(d) == 3 && !SpqrTcLateGather
-            ? _spqrTcLanes3Early ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3EarlyKernel)
+        var k = lanes && LaneSlot(d) == 3 && SpqrTcLateGather
+            ? _spqrTcLanes3Late ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LateKernel)
             : lanes
             ? _spqrTcLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 LaneSlot(d) switch { 0 => SpqrMatVecTcLanesMagic3Kernel, 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })
@@ -389,11 +389,11 @@ public sealed partial class GpuKernels
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 2, false, true, true, GpuSpqrLayer.LaneWords(2), true);
     private static void SpqrMatVecTcLanes3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                  ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, late: true);
-    // the same with the outlier gathers before the second super-step's loads (SpqrTcLateGather off; benchmarks)
-    private static void SpqrMatVecTcLanes3EarlyKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
-                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1);
+    // the same with the outlier gathers after the second super-step's loads (SpqrTcLateGather; opt-in)
+    private static void SpqrMatVecTcLanes3LateKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
+                                                     ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, late: true);
     // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
     private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -528,6 +528,16 @@ public sealed partial class GpuKernels
                ^ l.C.A0 ^ l.C.A1 ^ l.C.A2 ^ l.C.A3 ^ l.C.A4 ^ l.C.A5 ^ l.C.A6 ^ l.C.A7 ^ l.C.A8 ^ l.C.A9 ^ l.C.A10 ^ l.C.A11
                ^ l.X.X ^ l.X.Y ^ l.X.Z ^ l.X.W ^ (uint)(l.Fa0 ^ l.Fa0b ^ l.Fb0 ^ l.Fb0b ^ l.Fa1 ^ l.Fa1b ^ l.Fb1 ^ l.Fb1b);
         acc += Small(v & 0xFFFF) + l.P0.X + l.P0.Y + l.P0.Z + l.P0.W + l.P1.X + l.P1.Y + l.P1.Z + l.P1.W + l.G0.X + l.G0.Y + l.G1.X + l.G1.Y;
+    }
+
+    // one super-step from its loads, as the kernel was compiled: the loads-only diagnostic, a lane-major record, or the
+    // format's codes
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcStep(in TcLoads l, in TcBase q, SpqrDims d, int b, int layout, int gid, int t, bool loadsOnly, bool lanes, ref float acc0, ref float acc1)
+    {
+        if (loadsOnly) TcTouch(l, ref acc0);
+        else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1);
+        else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
     }
 
     // one super-step from its loads: 8 mma (two chains of four), then the statistics of the lane's two groups for both rows
@@ -709,7 +719,7 @@ public sealed partial class GpuKernels
         if (live && first < steps)
         {
             TcLoadX(ref l0, x4, g2, q, first, stats);
-            if (loadsOnly) TcTouch(l0, ref acc0); else if (lanes) TcComputeLanes(l0, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l0, q, d, b, gid, t, ref acc0, ref acc1);
+            TcStep(l0, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the x' gathers of the prefetched outliers wait for their CSR columns (a round trip after the offsets'): by default
         // issued here, before the next super-step's loads; late (a constant of the kernel) after those loads, the second
@@ -720,7 +730,7 @@ public sealed partial class GpuKernels
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, next, b, F, stats, c8, packed);
             if (oFirst) oSum = OutlierGather(oPre, scratch);
             if (pSecond) pSum = OutlierGather(pPre, scratch);
-            if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
             next += K;
         }
         else
@@ -731,7 +741,7 @@ public sealed partial class GpuKernels
         for (int s = next; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
-            if (loadsOnly) TcTouch(l, ref acc0); else if (lanes) TcComputeLanes(l, d, b, layout, gid, t, ref acc0, ref acc1); else TcCompute(l, q, d, b, gid, t, ref acc0, ref acc1);
+            TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
         acc0 += Warp.ShuffleXor(acc0, 1); acc0 += Warp.ShuffleXor(acc0, 2);

@@ -32,7 +32,7 @@ public sealed partial class GpuKernels
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>? _prepareTcGroup;
     private readonly Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[] _spqrTcGroup =
         new Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>?[5];
-    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>? _spqrTcGroup3Early;
+    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>? _spqrTcGroup3Late;
 
     /// <summary>Whether <see cref="SpqrMatVecGroup"/> takes these layers (2-3 of identical dims, each on the lane-major
     /// tensor-core kernel).</summary>
@@ -69,8 +69,8 @@ public sealed partial class GpuKernels
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-        var k = LaneSlot(d) == 3 && !SpqrTcLateGather
-            ? _spqrTcGroup3Early ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3EarlyKernel)
+        var k = LaneSlot(d) == 3 && SpqrTcLateGather
+            ? _spqrTcGroup3Late ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3LateKernel)
             : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
             LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
@@ -101,9 +101,9 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanesGroup2Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 2);
     private static void SpqrMatVecTcLanesGroup3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
-        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1, late: true);
-    private static void SpqrMatVecTcLanesGroup3EarlyKernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1);
+    private static void SpqrMatVecTcLanesGroup3LateKernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
+        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1, late: true);
     private static void SpqrMatVecTcLanesGroupMagic3Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3);
     private static void SpqrMatVecTcLanesGroup4Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
