@@ -18,6 +18,8 @@ public struct TcLayerViews
     public ArrayView<int> Offsets;
     public ArrayView<ushort> OCols;
     public ArrayView<float> Deltas, Scratch, Y;
+    /// <summary>Device byte addresses of Codes, Planes and Scratch for the bulk-staged kernel (set per launch).</summary>
+    public long CodesAddr, PlanesAddr, ScratchAddr;
 }
 
 public sealed partial class GpuKernels
@@ -69,11 +71,13 @@ public sealed partial class GpuKernels
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
+        var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
+        int stages = BulkStagesFor(d, wpb);
+        if (stages > 0 && LaunchBulkGroup(ref va, ref vb, ref vc, d, K, wpb, blocks, L, stages)) { SpqrGroupLaunches++; return; }
         var k = LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcGroup3Late ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3LateKernel)
             : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
             LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
-        var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
     }

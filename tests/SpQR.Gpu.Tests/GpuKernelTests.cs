@@ -496,4 +496,59 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
             Assert.False(ptx.Contains(".extern .func", StringComparison.Ordinal), $"{k.Name} calls an unresolved extern function");
         }
     }
+
+    // the bulk-staged kernels' inline PTX binds to their stage buffer (aligned to 16), and their depots become registers
+    // (GpuKernels.Load does both); a PTX without a buffer of a bulk size is refused by name
+    [Fact]
+    public void The_bulk_kernels_bind_their_stage_buffer_and_lose_their_local_depots()
+    {
+        int bulk = 0;
+        foreach (var (k, ptx) in EveryKernelsPtx())
+        {
+            if (!ptx.Contains(GpuKernels.BulkPlaceholder, StringComparison.Ordinal)) continue;
+            bulk++;
+            string bound = BulkPtx.Bind(ptx, k.Name);
+            Assert.DoesNotContain(GpuKernels.BulkPlaceholder, bound);
+            var m = System.Text.RegularExpressions.Regex.Match(bound, @"\.shared \.align 16 \.b8 (__shared_alloca\d+)\[(\d+)\];");
+            Assert.True(m.Success, $"{k.Name}: no 16-byte aligned stage buffer");
+            Assert.Contains($"mov.u64 a, {m.Groups[1].Value};", bound);
+            Assert.Contains("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes", bound);
+            Assert.Contains("mbarrier.try_wait.parity.shared::cta.b64", bound);
+            Assert.Matches(@"\.target sm_9\d", bound);
+            Assert.Contains("__local_depot", bound);
+            string promoted = PtxDepots.Promote(bound, k.Name, out int n);
+            Assert.True(n > 0, $"{k.Name}: no depot promoted");
+            Assert.DoesNotContain("__local_depot", promoted);
+            Assert.DoesNotContain("ld.local", promoted);
+            Assert.DoesNotContain("st.local", promoted);
+            Assert.Contains($".reg .b32 %dpt<{n}>;", promoted);
+        }
+        Assert.Equal(4, bulk);
+        var ex = Assert.Throws<InvalidOperationException>(() => BulkPtx.Bind(".shared .align 4 .b8 __shared_alloca0[1024];\n mov.u64 a, " + GpuKernels.BulkPlaceholder + ";", "K"));
+        Assert.Contains("kernel K", ex.Message);
+    }
+
+    // the depot rewrite: accesses become movs of one register per depot (a float literal stored as its bits); an address
+    // register used any other way, or a depot of another size, leaves the PTX unchanged
+    [Fact]
+    public void Local_depots_become_registers_only_where_that_is_exact()
+    {
+        const string head = ".visible .entry K(\n)\n{\n\t.reg .b64 %rd<9>;\n\t.local .align 4 .b8 __local_depot0[4];\n\t.local .align 4 .b8 __local_depot1[4];\n";
+        string ptx = head + "\tmov.b64\t%rd1, __local_depot0;\n\tmov.b64\t%rd2, __local_depot1;\n\tst.local.f32\t[%rd1], 0f3F800000;\n"
+                   + "\tst.local.b32\t[%rd2], %r4;\n\tld.local.f32\t%f7, [%rd1];\n\tld.local.b32\t%r5, [%rd2];\n\tret;\n}";
+        string p = PtxDepots.Promote(ptx, "K", out int n);
+        Assert.Equal(2, n);
+        Assert.Contains(".reg .b32 %dpt<2>;", p);
+        Assert.Contains("mov.b32 %dpt0, 0x3F800000;", p);
+        Assert.Contains("mov.b32 %dpt1, %r4;", p);
+        Assert.Contains("mov.b32 %f7, %dpt0;", p);
+        Assert.Contains("mov.b32 %r5, %dpt1;", p);
+        Assert.DoesNotContain("local", p);
+        // an address register taken further (an offset into the depot) is not a plain cell
+        string other = ptx.Replace("\tret;", "\tadd.s64\t%rd3, %rd1, 4;\n\tret;");
+        Assert.Equal(other, PtxDepots.Promote(other, "K", out n));
+        Assert.Equal(0, n);
+        string wide = ptx.Replace("__local_depot1[4]", "__local_depot1[8]");
+        Assert.Equal(wide, PtxDepots.Promote(wide, "K"));
+    }
 }

@@ -118,6 +118,71 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcStepOrderReversed = true; }
     }
 
+    // the w3 matvec with its super-steps bulk-copied into shared memory (GpuKernels.SpqrTcBulk.cs) runs the register
+    // kernel's arithmetic in its order: the same bits, for warps with fewer steps than stages, ragged splits, 2-4 stages
+    // (slots reused), y += Ŵ·x, and a grouped launch
+    [Theory]
+    [InlineData(16, 128)] [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(24, 1408, 0.1)]
+    public void The_bulk_staged_w3_matvec_gives_the_bits_of_the_register_kernel(int rows, int cols, double outliers = 0.03)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layer = Layer(rows, cols, 3, rows * 7 + cols, outliers);
+        var x = Input(cols, rows + cols);
+        using var g = new GpuSpqrLayer(acc, layer, laneMajor: true);
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        var y0 = TestData.Uniform(rows, 3, -1, 1);
+        bool was = k.SpqrTcBulk;
+        float[] Run(bool bulk, bool accumulate)
+        {
+            k.SpqrTcBulk = bulk;
+            dy.CopyFromCPU(y0);
+            k.SpqrMatVec(g, dx.View, ds.View, dy.View, accumulate: accumulate);
+            acc.Synchronize();
+            return dy.GetAsArray1D();
+        }
+        try
+        {
+            var e = new float[rows];
+            SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+            foreach (int K in new[] { 0, 1, 5, 12 })
+                foreach (int stages in new[] { 0, 2, 3 })
+                {
+                    k.SpqrTcSplits = K; k.SpqrTcBulkStages = stages;
+                    k.SpqrTcBulk = true;
+                    Assert.True(k.SpqrBulkStagesFor(g) >= 2, $"K {K}, stages {stages}: not bulk-staged");
+                    bool accumulate = (K + stages) % 2 == 1;
+                    var want = Run(false, accumulate);
+                    long before = k.SpqrBulkLaunches;
+                    var got = Run(true, accumulate);
+                    Assert.Equal(before + 1, k.SpqrBulkLaunches);
+                    int bad = Enumerable.Range(0, rows).Count(i => want[i] != got[i]);
+                    Assert.True(bad == 0, $"K {K}, stages {stages} (warps get {k.SpqrBulkStagesFor(g)}), accumulate {accumulate}: {bad} of {rows} rows differ");
+                    if (!accumulate) NumericAssert.Nmse(e, got, Tolerances.GpuNmse, $"bulk {rows}x{cols}, K {K}, stages {stages}");
+                }
+            // 16 splits: blocks of 16 warps have room for one stage each, so the register kernel runs
+            k.SpqrTcSplits = 16;
+            Assert.Equal(0, k.SpqrBulkStagesFor(g));
+            // grouped: the bulk group launch gives the bits of separate bulk calls (at the same splits: a group's default
+            // is 4, a single layer's 8 or 12); four-warp blocks get up to 4 stages
+            k.SpqrTcSplits = 4; k.SpqrTcBulkStages = 0; k.SpqrTcBulk = true;
+            Assert.Equal(4, k.SpqrBulkStagesFor(g));
+            using var g2 = new GpuSpqrLayer(acc, Layer(rows, cols, 3, rows + 11, outliers), laneMajor: true);
+            using var ds2 = acc.Allocate1D<float>(k.SpqrScratch(g2)); using var dy2 = acc.Allocate1D<float>(rows);
+            var a = Run(true, false);
+            k.SpqrMatVec(g2, dx.View, ds2.View, dy2.View); acc.Synchronize();
+            var b = dy2.GetAsArray1D();
+            dy.MemSetToZero(); dy2.MemSetToZero();
+            long launches = k.SpqrBulkLaunches;
+            k.SpqrMatVecGroup([g, g2], dx.View, [ds.View, ds2.View], [dy.View, dy2.View]);
+            acc.Synchronize();
+            Assert.Equal(launches + 1, k.SpqrBulkLaunches);
+            Assert.Equal(a, dy.GetAsArray1D());
+            Assert.Equal(b, dy2.GetAsArray1D());
+        }
+        finally { k.SpqrTcSplits = 0; k.SpqrTcBulkStages = 0; k.SpqrTcBulk = was; }
+    }
+
     // w3's lane-major records as the eighth session laid them out (codes OR'd onto 1024's fp16 bits, 1024 subtracted in
     // the kernel; GpuSpqrLayer magicW3Records, kept for benchmarks against the default subnormal records): the matvec, a
     // grouped launch and the batched product still match the CPU kernels, and the subnormal records are the default
