@@ -156,8 +156,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
                     long before = k.SpqrBulkLaunches;
                     var got = Run(true, accumulate);
                     Assert.Equal(before + 1, k.SpqrBulkLaunches);
-                    int bad = Enumerable.Range(0, rows).Count(i => want[i] != got[i]);
-                    Assert.True(bad == 0, $"K {K}, stages {stages} (warps get {k.SpqrBulkStagesFor(g)}), accumulate {accumulate}: {bad} of {rows} rows differ");
+                    SameSums(want, got, $"K {K}, stages {stages} (warps get {k.SpqrBulkStagesFor(g)}), accumulate {accumulate}");
                     if (!accumulate) NumericAssert.Nmse(e, got, Tolerances.GpuNmse, $"bulk {rows}x{cols}, K {K}, stages {stages}");
                 }
             // 16 splits: blocks of 16 warps have room for one stage each, so the register kernel runs
@@ -177,10 +176,23 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
             k.SpqrMatVecGroup([g, g2], dx.View, [ds.View, ds2.View], [dy.View, dy2.View]);
             acc.Synchronize();
             Assert.Equal(launches + 1, k.SpqrBulkLaunches);
-            Assert.Equal(a, dy.GetAsArray1D());
-            Assert.Equal(b, dy2.GetAsArray1D());
+            SameSums(a, dy.GetAsArray1D(), "grouped, layer 0");
+            SameSums(b, dy2.GetAsArray1D(), "grouped, layer 1");
         }
         finally { k.SpqrTcSplits = 0; k.SpqrTcBulkStages = 0; k.SpqrTcBulk = was; }
+
+        // the same sums in the same order: the same bits on ILGPU's CPU accelerator; on a card ptxas contracts each kernel's
+        // multiply-adds its own way, so a few rows differ in their last bits (measured: NMSE against the CPU equal to the
+        // register kernel's, H100, fifteenth session)
+        void SameSums(float[] want, float[] got, string what)
+        {
+            if (acc.AcceleratorType != AcceleratorType.Cuda)
+            {
+                int bad = Enumerable.Range(0, want.Length).Count(i => want[i] != got[i]);
+                Assert.True(bad == 0, $"{what}: {bad} of {want.Length} rows differ");
+            }
+            else NumericAssert.Nmse(want, got, 1e-12, what);
+        }
     }
 
     // w3's lane-major records as the eighth session laid them out (codes OR'd onto 1024's fp16 bits, 1024 subtracted in
