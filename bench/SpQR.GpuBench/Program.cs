@@ -12,6 +12,8 @@
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio; also SpQR w3 with late gathers)
 //        dotnet SpQR.GpuBench.dll bulk [rounds]   (the w3 matvec bulk-copied into shared memory against the register kernel; 7B decode both ways)
+//        dotnet SpQR.GpuBench.dll fold [rounds]   (the w3 matvec building its own x̃, no prepare launch, against prepare + kernel; 7B decode both ways)
+//        dotnet SpQR.GpuBench.dll mvsteps   (the w3 matvec's fixed cost against its cost per super-step: 4096-row layers of 1,536-16,384 columns)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
@@ -284,6 +286,63 @@ if (args.Length > 0 && args[0] == "gather")
             }
         gpu.Kernels.SpqrTcLateGather = false;
         foreach (var g in set) g.Dispose();
+    }
+    return;
+}
+if (args.Length > 0 && args[0] == "fold")
+{
+    // the w3 matvec building its own x̃ from x (SpqrTcFold: no prepare launch) against the prepare launch + register kernel,
+    // one process: per LLaMA shape the whole call graph-timed as mvcost, both ways three times in turn; then `rounds` rounds
+    // (default 2) of 7B-shaped decode: our F16, SpQR w3, SpQR w3 with the fold (o_proj: the one plain-input projection)
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    var k = gpu.Kernels;
+    Console.WriteLine($"device: {gpu.Description}");
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
+        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
+        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
+        var e = new float[rows];
+        SpqrMatVec.MatVec(l, x, e);
+        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
+        var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
+        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
+        try
+        {
+            k.SpqrTcFold = false; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var reg = dy.GetAsArray1D();
+            k.SpqrTcFold = true; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var fol = dy.GetAsArray1D();
+            Console.WriteLine($"fold,{rows}x{cols},w3,rows differing from the prepared kernel {Enumerable.Range(0, rows).Count(i => reg[i] != fol[i])} of {rows},nmse between {Nmse(reg, fol):E2}");
+            for (int rep = 0; rep < 3; rep++)
+                foreach (bool fold in new[] { false, true })
+                {
+                    k.SpqrTcFold = fold;
+                    var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
+                    Console.WriteLine($"fold,{rows}x{cols},w3,{(fold ? "fold (no prepare)" : "prepare + kernel")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
+                }
+        }
+        catch (Exception ex) { Console.WriteLine($"fold,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
+        finally { k.SpqrTcFold = false; }
+        foreach (var g in set) g.Dispose();
+    }
+    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
+    if (rounds > 0)
+    {
+        var cfg = Llama7B(32);
+        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
+        using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
+        using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
+        double Sq(bool fold) { k.SpqrTcFold = fold; sq.UseGraph = true; return DecodeTokensPerSecond(sq, cfg.VocabSize); }
+        for (int r = 0; r < rounds; r++)
+        {
+            try
+            {
+                double fd = DecodeTokensPerSecond(f16, cfg.VocabSize), sd = Sq(false), sf = Sq(true);
+                Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} tokens/s ({sd / fd:F2}x),spqr_w3 fold {sf:F1} tokens/s ({sf / fd:F2}x our F16),graph, 48 tokens after 4");
+            }
+            catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
+        }
+        k.SpqrTcFold = false;
     }
     return;
 }

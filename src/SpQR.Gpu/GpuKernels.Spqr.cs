@@ -171,7 +171,13 @@ public sealed class GpuSpqrLayer : IDisposable
     /// <summary>Device bytes of the format's parts (codes and stat codes when on the device, planes, CSR, permutation).</summary>
     public long Bytes { get; }
     /// <summary>All device bytes of the layer: <see cref="Bytes"/> and the lane-major copy.</summary>
-    public long DeviceBytes => Bytes + (LaneCodes?.LengthInBytes ?? 0);
+    public long DeviceBytes => Bytes + (LaneCodes?.LengthInBytes ?? 0) + (FoldIndex?.LengthInBytes ?? 0);
+    /// <summary>For the w3 matvec that builds its own x̃ (GpuKernels.SpqrTcFold; subnormal lane-major records, cols ≤ 65,536):
+    /// the permutation again (cols ints), then each super-step's 128 permuted column indices as 16-bit values in the order
+    /// its lanes read them — lane (u, t) of step S its 8 at [S·128 + (u·4 + t)·8 + i·4 + q] = perm[16(8S + u + 4i) + t + 4q]
+    /// (<see cref="FoldLanes"/>); 6 bytes a column. Null where not built.</summary>
+    public MemoryBuffer1D<int, Stride1D.Dense>? FoldIndex { get; }
+    internal ArrayView<byte> FoldIndexBytes => ((ArrayView<int>)FoldIndex!.View).Cast<byte>();
     /// <summary>False when the layer was uploaded with its lane-major copy only (<c>formatCodes: false</c>): Codes and
     /// StatCodes are then 4-byte placeholders, and only the lane-major tensor-core kernels (matvec, batched product)
     /// can run it.</summary>
@@ -204,6 +210,7 @@ public sealed class GpuSpqrLayer : IDisposable
             bool subnormal = SubnormalRecordsFit(l) && !magicW3Records;
             LaneCodes = acc.Allocate1D(LaneMajor(l, subnormal));
             Dims.LaneLayout = subnormal ? 1 : 0;
+            if (subnormal && l.Cols <= 65536) FoldIndex = acc.Allocate1D(FoldLanes(l.Perm));
         }
         HasFormatCodes = formatCodes || LaneCodes is null;
         if (HasFormatCodes)
@@ -228,6 +235,23 @@ public sealed class GpuSpqrLayer : IDisposable
         OutlierDeltas = acc.Allocate1D(l.OutlierDeltas.Length == 0 ? new float[1] : l.OutlierDeltas);
         Bytes = Codes.LengthInBytes + StatCodes.LengthInBytes + Planes.LengthInBytes + Perm.LengthInBytes + OutlierRowOffsets.LengthInBytes
                 + OutlierCols.LengthInBytes + OutlierDeltas.LengthInBytes;
+    }
+
+    /// <summary><see cref="FoldIndex"/>'s contents for a permutation of cols (a multiple of 128, ≤ 65,536) columns.</summary>
+    public static int[] FoldLanes(ReadOnlySpan<int> perm)
+    {
+        int cols = perm.Length;
+        if (cols % 128 != 0 || cols > 65536) throw new ArgumentException($"FoldLanes: {cols} columns, need a multiple of 128 up to 65,536");
+        var r = new int[cols + cols / 2];
+        perm.CopyTo(r);
+        var lanes = System.Runtime.InteropServices.MemoryMarshal.Cast<int, ushort>(r.AsSpan(cols));
+        for (int S = 0; S < cols / 128; S++)
+            for (int u = 0; u < 4; u++)
+                for (int t = 0; t < 4; t++)
+                    for (int i = 0; i < 2; i++)
+                        for (int q = 0; q < 4; q++)
+                            lanes[S * 128 + (u * 4 + t) * 8 + i * 4 + q] = (ushort)perm[16 * (8 * S + u + 4 * i) + t + 4 * q];
+        return r;
     }
 
     /// <summary>Whether a layer's w3 records can be subnormal (<see cref="LaneMajor"/>): w3, scale and zero codes of ≤ 4 bits
@@ -335,7 +359,7 @@ public sealed class GpuSpqrLayer : IDisposable
     public void Dispose()
     {
         Codes.Dispose(); StatCodes.Dispose(); Planes.Dispose(); Perm.Dispose();
-        OutlierRowOffsets.Dispose(); OutlierCols.Dispose(); OutlierDeltas.Dispose(); LaneCodes?.Dispose();
+        OutlierRowOffsets.Dispose(); OutlierCols.Dispose(); OutlierDeltas.Dispose(); LaneCodes?.Dispose(); FoldIndex?.Dispose();
     }
 }
 

@@ -101,6 +101,16 @@ public sealed partial class GpuKernels
     /// launches' occupancy loss makes 7B-shaped decode slower: 307-310 against 351-355 tokens/s. Off by default.</summary>
     public bool SpqrTcLateGather { get; set; }
     private SpqrLaunchTc? _spqrTcLanes3Late;
+    /// <summary>The w3 lane-major matvec (subnormal records) builds its x̃ from x itself where the input is plain (no SwiGLU,
+    /// no input norm): no prepare launch (SpqrMatVecTcLanes3FoldKernel, GpuSpqrLayer.FoldIndex); false (default until
+    /// measured on a card): the prepare launch, then the kernel.</summary>
+    public bool SpqrTcFold { get; set; }
+    /// <summary>Fold launches queued so far (a diagnostic for tests).</summary>
+    public long SpqrFoldLaunches { get; private set; }
+    private SpqrLaunchTc? _spqrTcFold;
+    private bool FoldApplies(GpuSpqrLayer w, ArrayView<float> up, InputRmsNorm norm)
+        => SpqrTcFold && w.FoldIndex is not null && LaneSlot(w.Dims) == 3 && w.Dims.LaneLayout == 1 && up.Length == 0 && !norm.IsSet
+           && !SpqrTcLateGather && SpqrTcLoadsOnly == 0;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;
@@ -180,6 +190,17 @@ public sealed partial class GpuKernels
         // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
         bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
         CheckFormatCodes(w, lanes, "tensor-core matvec");
+        if (lanes && FoldApplies(w, up, norm))
+        {
+            // the kernel builds its own x̃ from x: no prepare launch, no scratch
+            var (fK, fwpb, fblocks) = TcGrid(d, lanes);
+            d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
+            _spqrTcFold ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3FoldKernel);
+            _spqrTcFold(new KernelConfig(fblocks, fwpb * 32), w.LaneCodeBytes, w.FoldIndexBytes, w.Planes.View,
+                        w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, x, y, d, fK);
+            SpqrFoldLaunches++;
+            return;
+        }
         if (prepare)
         {
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
@@ -395,6 +416,10 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanes3LateKernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, statCodes, planes, offsets, ocols, deltas, scratch, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, late: true);
+    // the same building its own x̃ from x (SpqrTcFold: statCodes is the layer's FoldIndex, scratch is x itself)
+    private static void SpqrMatVecTcLanes3FoldKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
+                                                     ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> x, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, x, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true);
     // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
     private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -665,7 +690,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0, int layout = 0, bool late = false)
+                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -680,9 +705,10 @@ public sealed partial class GpuKernels
         int groups = d.Groups, padded = groups * 16, steps = groups / 8, F = d.StatBits;
         var c4 = codes.Cast<U4>().AsAligned(16);
         var c8 = codes.Cast<ulong>().AsAligned(8);
-        var x4 = scratch.SubView(padded + 2 * groups).Cast<U4>().AsAligned(16);
+        // (fold: scratch is x, and these are not read)
+        var x4 = fold ? default : scratch.SubView(padded + 2 * groups).Cast<U4>().AsAligned(16);
         var p4 = planes.Cast<F4>().AsAligned(16);
-        var g2 = scratch.SubView(padded).Cast<F2>().AsAligned(8);
+        var g2 = fold ? default : scratch.SubView(padded).Cast<F2>().AsAligned(8);
         int pg = live ? r0 / d.QqGroupSize * groups : 0;
         var q = new TcBase
         {
@@ -702,6 +728,11 @@ public sealed partial class GpuKernels
         float acc0 = 0, acc1 = 0, oSum = 0, pSum = 0;
         bool oFirst = live && outliers && split < 16, pSecond = live && outliers && split + K < 16;
         int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
+        // fold: statCodes holds the permutation and the lanes' permuted column indices (GpuSpqrLayer.FoldIndex), scratch is
+        // x; lane (u, t) of step S reads its 8 indices as one 16-byte word
+        var fperm = fold ? statCodes.Cast<int>() : default;
+        var flanes = fold ? statCodes.Cast<int>().SubView(d.Cols).Cast<U4>() : default;
+        int fl = (gid >> 1) * 4 + t;
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
         // codes are in flight), its compute, then the x' gathers of the outliers
         // Before GridWait (programmatic dependent launch, GpuKernels.Pdl.cs: this part may overlap the prepare launch) only
@@ -713,13 +744,22 @@ public sealed partial class GpuKernels
         if (pSecond) { p0 = offsets[prow]; p1 = offsets[prow + 1]; }
         var oPre = oFirst ? OutlierPrefetch(ocols, deltas, o0, o1, lane, 32, OutlierLanes) : default;
         var pPre = pSecond ? OutlierPrefetch(ocols, deltas, p0, p1, lane, 32, OutlierLanes) : default;
+        U4 pl0 = default;
+        if (fold)
+        {
+            // the input columns of the prefetched outliers and the first step's x indices: layer constants, before the wait
+            if (oFirst) OutlierInputColumns(ref oPre, fperm);
+            if (pSecond) OutlierInputColumns(ref pPre, fperm);
+            if (live && first < steps) pl0 = flanes[first * 16 + fl];
+        }
         GridWait();
         // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
         bool writer = live && split == 0 && lane < 16 && r0 + lane <= last;
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && first < steps)
         {
-            TcLoadX(ref l0, x4, g2, q, first, stats);
+            if (fold) FoldX(ref l0, scratch, pl0, gid, t);
+            else TcLoadX(ref l0, x4, g2, q, first, stats);
             TcStep(l0, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the x' gathers of the prefetched outliers wait for their CSR columns (a round trip after the offsets'): by default
@@ -741,7 +781,8 @@ public sealed partial class GpuKernels
         }
         for (int s = next; live && s < steps; s += K)
         {
-            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed);
+            var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed, activations: !fold);
+            if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t);
             TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
@@ -753,7 +794,9 @@ public sealed partial class GpuKernels
         {
             int r = Math.Min(r0 + i, last);
             bool pre = i == split || i == split + K;
-            float o = (i == split ? oSum : i == split + K ? pSum : 0f) + OutlierPart(offsets, ocols, deltas, scratch, r, pre ? OutlierLanes * Warp.WarpSize : 0);
+            int skip = pre ? OutlierLanes * Warp.WarpSize : 0;
+            float o = (i == split ? oSum : i == split + K ? pSum : 0f)
+                    + (fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
             o = WarpSum(o);
             o = Warp.Shuffle(o, 0);
             if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }
@@ -766,6 +809,88 @@ public sealed partial class GpuKernels
             for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + lane];
             y[r0 + lane] = d.Accumulate != 0 ? y0 + sum : sum;
         }
+    }
+
+    // the prefetched entries' columns as input columns (perm[c]: x' = x[perm[c]]), for the kernel that reads x itself
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void OutlierInputColumns(ref OutlierEntries e, ArrayView<int> perm)
+    {
+        int a = e.C0 >= 0 ? perm[e.C0] : -1, b = e.C1 >= 0 ? perm[e.C1] : -1, c = e.C2 >= 0 ? perm[e.C2] : -1, f = e.C3 >= 0 ? perm[e.C3] : -1;
+        e.C0 = a; e.C1 = b; e.C2 = c; e.C3 = f;
+    }
+
+    // OutlierPart over x itself: Σ delta·x[perm[col]] over the row's entries past skip
+    private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<int> perm, ArrayView<float> x, int r, int skip)
+    {
+        float acc = 0;
+        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * x[perm[(int)ocols[i]]];
+        return acc;
+    }
+
+    // The w3 (subnormal records) kernel's x̃ fragments and statistics inputs built from x itself instead of loaded from the
+    // prepare launch's scratch, with the prepare's arithmetic (SpqrPrepareTcBody, TcSplit), so the same bits. Lane (gid, t),
+    // u = gid >> 1: its 8 x' are x[pl's indices] — columns t + 4q (q = 0..3) of groups g_i = 8S + u + 4i; the four lanes of
+    // its quad hold all 16 columns of both groups, so a group's max |x'| and Σ x' are two in-lane steps and two xor-shuffles
+    // (GroupMaxSum16's butterfly: xor 8 and 4 are q ^ 2 and q ^ 1, xor 2 and 1 are t ^ 2 and t ^ 1); half q of register i
+    // of its x̃ word is column t + 4q (TcSplit's half4 = q for w3), hi for even gid, lo for odd; (xsum, 2^−E) of groups
+    // 8S + t and 8S + t + 4, which lane t's statistics need, come from lane 8t (u = t).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void FoldX(ref TcLoads l, ArrayView<float> x, U4 pl, int gid, int t)
+    {
+        float a0 = x[(int)(pl.X & 0xFFFFu)], a1 = x[(int)(pl.X >> 16)], a2 = x[(int)(pl.Y & 0xFFFFu)], a3 = x[(int)(pl.Y >> 16)];
+        float b0 = x[(int)(pl.Z & 0xFFFFu)], b1 = x[(int)(pl.Z >> 16)], b2 = x[(int)(pl.W & 0xFFFFu)], b3 = x[(int)(pl.W >> 16)];
+        int odd = (gid >> 1) & 1; // group j = u + 4i: its parity is u's
+        bool lo = (gid & 1) != 0;
+        FoldGroup(a0, a1, a2, a3, odd, lo, out l.X.X, out l.X.Y, out float s0, out float i0);
+        FoldGroup(b0, b1, b2, b3, odd, lo, out l.X.Z, out l.X.W, out float s1, out float i1);
+        int src = 8 * t;
+        l.G0.X = Warp.Shuffle(s0, src); l.G0.Y = Warp.Shuffle(i0, src);
+        l.G1.X = Warp.Shuffle(s1, src); l.G1.Y = Warp.Shuffle(i1, src);
+    }
+
+    // one group's four x' of this lane (q = 0..3) → its two x̃ registers (hi or lo halves) and the group's Σ x' and 2^−E·2^24
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void FoldGroup(float v0, float v1, float v2, float v3, int odd, bool lo, out uint w01, out uint w23, out float sum, out float inv)
+    {
+        float m = Math.Max(Math.Max(Math.Abs(v0), Math.Abs(v2)), Math.Max(Math.Abs(v1), Math.Abs(v3)));
+        m = Math.Max(m, Warp.ShuffleXor(m, 2));
+        m = Math.Max(m, Warp.ShuffleXor(m, 1));
+        sum = (v0 + v2) + (v1 + v3);
+        sum += Warp.ShuffleXor(sum, 2);
+        sum += Warp.ShuffleXor(sum, 1);
+        int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
+        inv = Interop.IntAsFloat((uint)(127 - e + 24) << 23);
+        // p (TcSplit, layout 1): register 0 (q = 0, 1) 0 for an even group, 6 for an odd; register 1 (q = 2, 3) 3 / 0
+        float s0 = Interop.IntAsFloat((uint)(127 + e - (odd != 0 ? 6 : 0)) << 23), s1 = Interop.IntAsFloat((uint)(127 + e - (odd != 0 ? 0 : 3)) << 23);
+        float x0 = v0 * s0, x1 = v1 * s0, x2 = v2 * s1, x3 = v3 * s1;
+        uint h01 = PackHalf2(x0, x1), h23 = PackHalf2(x2, x3);
+        if (!lo) { w01 = h01; w23 = h23; return; }
+        w01 = PackHalf2(x0 - HalfLo(h01), x1 - HalfHi(h01));
+        w23 = PackHalf2(x2 - HalfLo(h23), x3 - HalfHi(h23));
+    }
+
+    // the float value of the low / high fp16 half of a word
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float HalfLo(uint w)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            float r;
+            CudaAsm.Emit("{ .reg .b16 l, h; mov.b32 {l, h}, %1; cvt.f32.f16 %0, l; }", out r, w);
+            return r;
+        }
+        return F16BitsToF32(w & 0xFFFFu);
+    }
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float HalfHi(uint w)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            float r;
+            CudaAsm.Emit("{ .reg .b16 l, h; mov.b32 {l, h}, %1; cvt.f32.f16 %0, h; }", out r, w);
+            return r;
+        }
+        return F16BitsToF32(w >> 16);
     }
 
     // the row's code words shifted down by sh = b·t bits (the stream continues with zeros past the chunk)

@@ -118,6 +118,61 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcStepOrderReversed = true; }
     }
 
+    // the w3 matvec building its own x̃ from x (SpqrTcFold: no prepare launch) runs the prepare's arithmetic and the
+    // register kernel's: the same bits, for ragged splits, y += Ŵ·x, outlier rows past the prefetched entries (0.1), and
+    // 1-12 splits; inputs it does not take (SwiGLU, an input norm) keep the prepare launch
+    [Theory]
+    [InlineData(16, 128)] [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(24, 1408, 0.1)]
+    public void The_w3_matvec_that_builds_its_own_x_tilde_gives_the_bits_of_the_prepared_one(int rows, int cols, double outliers = 0.03)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layer = Layer(rows, cols, 3, rows * 5 + cols, outliers);
+        var x = Input(cols, rows + 2 * cols);
+        using var g = new GpuSpqrLayer(acc, layer, laneMajor: true);
+        Assert.NotNull(g.FoldIndex);
+        using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
+        var y0 = TestData.Uniform(rows, 5, -1, 1);
+        bool was = k.SpqrTcFold;
+        float[] Run(bool fold, bool accumulate)
+        {
+            k.SpqrTcFold = fold;
+            dy.CopyFromCPU(y0);
+            k.SpqrMatVec(g, dx.View, ds.View, dy.View, accumulate: accumulate);
+            acc.Synchronize();
+            return dy.GetAsArray1D();
+        }
+        try
+        {
+            var e = new float[rows];
+            SpQR.Quant.Decode.SpqrMatVec.MatVec(layer, x, e);
+            foreach (int K in new[] { 0, 1, 4, 5, 12 })
+            {
+                k.SpqrTcSplits = K;
+                bool accumulate = K % 2 == 1;
+                var want = Run(false, accumulate);
+                long before = k.SpqrFoldLaunches;
+                var got = Run(true, accumulate);
+                Assert.Equal(before + 1, k.SpqrFoldLaunches);
+                if (acc.AcceleratorType != AcceleratorType.Cuda)
+                {
+                    int bad = Enumerable.Range(0, rows).Count(i => want[i] != got[i]);
+                    Assert.True(bad == 0, $"K {K}, accumulate {accumulate}: {bad} of {rows} rows differ");
+                }
+                else NumericAssert.Nmse(want, got, 1e-12, $"fold K {K}");
+                if (!accumulate) NumericAssert.Nmse(e, got, Tolerances.GpuNmse, $"fold {rows}x{cols}, K {K}");
+            }
+            // a SwiGLU input keeps the prepare launch
+            k.SpqrTcSplits = 0; k.SpqrTcFold = true;
+            using var up = acc.Allocate1D(Input(cols, 7));
+            long launches = k.SpqrFoldLaunches;
+            k.SpqrMatVecSwiGlu(g, dx.View, up.View, ds.View, dy.View);
+            acc.Synchronize();
+            Assert.Equal(launches, k.SpqrFoldLaunches);
+        }
+        finally { k.SpqrTcSplits = 0; k.SpqrTcFold = was; }
+    }
+
     // the w3 matvec with its super-steps bulk-copied into shared memory (GpuKernels.SpqrTcBulk.cs) runs the register
     // kernel's arithmetic in its order: the same bits, for warps with fewer steps than stages, ragged splits, 2-4 stages
     // (slots reused), y += Ŵ·x, and a grouped launch
