@@ -11,7 +11,6 @@
 //        dotnet SpQR.GpuBench.dll prefill   (7B-shaped prefill, F16 and SpQR w3: tensor-core products against the float32 GEMM)
 //        dotnet SpQR.GpuBench.dll mvcost   (the SpQR w3 matvec: whole call and main kernel, with 1% outliers and none)
 //        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio; also SpQR w3 with late gathers)
-//        dotnet SpQR.GpuBench.dll bulk [rounds]   (the w3 matvec bulk-copied into shared memory against the register kernel; 7B decode both ways)
 //        dotnet SpQR.GpuBench.dll fold [rounds]   (the w3 matvec building its own x̃, no prepare launch, against prepare + kernel; 7B decode both ways)
 //        dotnet SpQR.GpuBench.dll mvsteps   (the w3 matvec's fixed cost against its cost per super-step: 4096-row layers of 1,536-16,384 columns)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
@@ -36,10 +35,7 @@ if (args.Length > 1 && args[0] == "ptx")
     {
         var compiled = (ILGPU.Backends.PTX.PTXCompiledKernel)ptx.Compile(ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(k), KernelSpecialization.Empty);
         // as the device loads it with programmatic launch (GpuKernels.Pdl.cs: the wait placed, .target sm_90)
-        string text = GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: true);
-        // the bulk kernels as Load binds their stage buffer and rewrites their depots
-        if (text.Contains(GpuKernels.BulkPlaceholder, StringComparison.Ordinal)) text = PtxDepots.Promote(BulkPtx.Bind(text, k.Name), k.Name);
-        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), text);
+        File.WriteAllText(Path.Combine(args[1], k.Name + ".ptx"), GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: true));
     }
     return;
 }
@@ -63,10 +59,8 @@ if (args.Length > 0 && args[0] == "mvprofile")
 {
     // for a profiler (ncu): the library's SpQR w3 matvec (prepare launch + main kernel) 30 times per LLaMA shape, weights
     // rotated over ≥ 256 MB as in the timings below, launched one by one (no graph)
-    // ("mvprofile bulk": the bulk-staged kernel, SpqrTcBulk)
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
-    gpu.Kernels.SpqrTcBulk = args.Contains("bulk");
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
@@ -349,8 +343,7 @@ if (args.Length > 0 && args[0] == "fold")
 if (args.Length > 0 && args[0] == "mvsteps")
 {
     // the w3 matvec's fixed cost per warp against its cost per super-step: 4096-row layers of 1,536-16,384 columns at 12
-    // column splits (one wave of 12-warp blocks: 1-11 super-steps a warp), main kernel and whole call graph-timed as mvcost;
-    // register kernel, then bulk-staged
+    // column splits (one wave of 12-warp blocks: 1-11 super-steps a warp), main kernel and whole call graph-timed as mvcost
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     var k = gpu.Kernels;
@@ -366,83 +359,11 @@ if (args.Length > 0 && args[0] == "mvsteps")
         using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(4096);
         var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
         using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
-        foreach (bool bulk in new[] { false, true })
-        {
-            k.SpqrTcBulk = bulk;
-            var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
-            Console.WriteLine($"mvsteps,4096x{cols},{(bulk ? "bulk" : "register kernel")},K 12,steps a warp {(cols / 128 + 11) / 12},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
-        }
-        k.SpqrTcBulk = false;
+        var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
+        Console.WriteLine($"mvsteps,4096x{cols},K 12,steps a warp {(cols / 128 + 11) / 12},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
         foreach (var g in set) g.Dispose();
     }
     k.SpqrTcSplits = 0;
-    return;
-}
-if (args.Length > 0 && args[0] == "bulk")
-{
-    // the w3 matvec with its super-steps bulk-copied into shared memory (SpqrTcBulk, GpuKernels.SpqrTcBulk.cs) against the
-    // register kernel, one process: per LLaMA shape whole call and main kernel (graph-timed as mvcost), both ways twice in
-    // turn, rows differing from the register kernel's, then the bulk kernel's splits x stages; then `rounds` rounds
-    // (default 2) of 7B-shaped decode: our F16, SpQR w3 register kernel, SpQR w3 bulk
-    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
-    var a = gpu.Accelerator;
-    var k = gpu.Kernels;
-    Console.WriteLine($"device: {gpu.Description}");
-    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
-    {
-        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
-        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
-        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
-        var e = new float[rows];
-        SpqrMatVec.MatVec(l, x, e);
-        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
-        var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
-        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
-        float[] Once(bool bulk) { k.SpqrTcBulk = bulk; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); return dy.GetAsArray1D(); }
-        try
-        {
-            var reg = Once(false); var blk = Once(true);
-            Console.WriteLine($"bulk,{rows}x{cols},w3,rows differing from the register kernel {Enumerable.Range(0, rows).Count(i => reg[i] != blk[i])} of {rows},bulk launches {k.SpqrBulkLaunches}");
-            for (int rep = 0; rep < 2; rep++)
-                foreach (bool bulk in new[] { false, true })
-                {
-                    k.SpqrTcBulk = bulk;
-                    var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
-                    Console.WriteLine($"bulk,{rows}x{cols},w3,{(bulk ? $"bulk {k.SpqrBulkStagesFor(set[0])} stages" : "register kernel")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
-                }
-            k.SpqrTcBulk = true;
-            foreach (int K in new[] { 4, 8, 12 })
-                foreach (int st in new[] { 2, 3, 4, 6 })
-                {
-                    k.SpqrTcSplits = K; k.SpqrTcBulkStages = st;
-                    if (k.SpqrBulkStagesFor(set[0]) != st) continue;
-                    var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
-                    Console.WriteLine($"bulk,{rows}x{cols},w3,bulk K {K} stages {st},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
-                }
-        }
-        catch (Exception ex) { Console.WriteLine($"bulk,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
-        finally { k.SpqrTcSplits = 0; k.SpqrTcBulkStages = 0; k.SpqrTcBulk = false; }
-        foreach (var g in set) g.Dispose();
-    }
-    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
-    if (rounds > 0)
-    {
-        var cfg = Llama7B(32);
-        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-        using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
-        using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-        double Sq(bool bulk) { k.SpqrTcBulk = bulk; sq.UseGraph = true; long b0 = k.SpqrBulkLaunches; double v = DecodeTokensPerSecond(sq, cfg.VocabSize); Console.WriteLine($"decode,bulk {bulk},bulk launches {k.SpqrBulkLaunches - b0}"); return v; }
-        for (int r = 0; r < rounds; r++)
-        {
-            try
-            {
-                double fd = DecodeTokensPerSecond(f16, cfg.VocabSize), sd = Sq(false), sb = Sq(true);
-                Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} tokens/s ({sd / fd:F2}x),spqr_w3 bulk {sb:F1} tokens/s ({sb / fd:F2}x our F16),graph, 48 tokens after 4");
-            }
-            catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
-        }
-        k.SpqrTcBulk = false;
-    }
     return;
 }
 if (args.Length > 0 && args[0] == "decode")

@@ -48,7 +48,6 @@ public sealed partial class GpuKernels
     {
         var compiled = (PTXCompiledKernel)_acc.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(method));
         string ptx = GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: _programmatic);
-        if (ptx.Contains(BulkPlaceholder, StringComparison.Ordinal)) ptx = PtxDepots.Promote(BulkPtx.Bind(ptx, method.Name), method.Name);
         // ILGPU 1.5.3 has no public way to build a compiled kernel from PTX text: its PTXAssembly is set in place
         var field = typeof(PTXCompiledKernel).GetField("<PTXAssembly>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)
             ?? throw new InvalidOperationException($"kernel {method.Name}: this ILGPU version ({typeof(Accelerator).Assembly.GetName().Version}) keeps its PTX elsewhere; GpuKernels.Load was written against 1.5.3");

@@ -40,11 +40,6 @@ public struct SpqrDims
     /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcStepOrderReversed): 1 gives the tensor-core kernel's split j the
     /// super-steps K − 1 − j, 2K − 1 − j, ...; 0 the super-steps j, j + K, ....</summary>
     public int StepOrder;
-    /// <summary>Per call, the bulk-staged tensor-core kernel only (GpuKernels.SpqrTcBulk.cs): the stages a warp keeps, and
-    /// the device byte addresses of the layer's record bytes, planes and scratch (a kernel has no address of a view). A
-    /// layer's own Dims keep 0.</summary>
-    public int Stages;
-    public long CodesAddr, PlanesAddr, ScratchAddr;
 }
 
 /// <summary>An RMSNorm of a matvec's input folded into its prepare launch (the tensor-core kernels): x̂ = w·x/√(mean(x²)

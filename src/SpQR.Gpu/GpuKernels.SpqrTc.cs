@@ -220,7 +220,6 @@ public sealed partial class GpuKernels
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        if (lanes && BulkStagesFor(d, wpb) is int stages and > 0 && LaunchBulk(w, codes, d, K, wpb, blocks, stages, scratch, y)) return;
         var k = lanes && LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcLanes3Late ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LateKernel)
             : lanes

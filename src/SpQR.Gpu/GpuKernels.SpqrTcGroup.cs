@@ -18,8 +18,6 @@ public struct TcLayerViews
     public ArrayView<int> Offsets;
     public ArrayView<ushort> OCols;
     public ArrayView<float> Deltas, Scratch, Y;
-    /// <summary>Device byte addresses of Codes, Planes and Scratch for the bulk-staged kernel (set per launch).</summary>
-    public long CodesAddr, PlanesAddr, ScratchAddr;
 }
 
 public sealed partial class GpuKernels
@@ -72,8 +70,6 @@ public sealed partial class GpuKernels
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
-        int stages = BulkStagesFor(d, wpb);
-        if (stages > 0 && LaunchBulkGroup(ref va, ref vb, ref vc, d, K, wpb, blocks, L, stages)) { SpqrGroupLaunches++; return; }
         var k = LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcGroup3Late ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3LateKernel)
             : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
