@@ -239,14 +239,9 @@ if (args.Length > 0 && args[0] == "mvcost")
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
         foreach (double share in new[] { 0.01, 0.0 })
         {
-            var l = SpqrLayer.Random(rows, cols, 3, share, 1);
-            int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
-            var gl = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
-            var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
+            var (l, gl, x, e) = W3Layers(a, rows, cols, share);
             using var dx = a.Allocate1D(x);
             using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(gl[0])); using var dy = a.Allocate1D<float>(rows);
-            var e = new float[rows];
-            SpqrMatVec.MatVec(l, x, e);
             var (nmse, whole, main) = MatVecTimes(gpu, gl, dx.View, ds.View, dy, e);
             Console.WriteLine($"mvcost,{rows}x{cols},w3,outliers {share:P0},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes * 8.0 / ((long)rows * cols):F2} bits,nmse {nmse:E2}");
             foreach (var g in gl) g.Dispose();
@@ -263,13 +258,8 @@ if (args.Length > 0 && args[0] == "gather")
     Console.WriteLine($"device: {gpu.Description}");
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
-        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
-        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
-        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
-        var e = new float[rows];
-        SpqrMatVec.MatVec(l, x, e);
+        var (l, set, x, e) = W3Layers(a, rows, cols);
         using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
-        var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
         using var ds = a.Allocate1D<float>(gpu.Kernels.SpqrScratch(set[0]));
         for (int rep = 0; rep < 2; rep++)
             foreach (bool late in new[] { false, true })
@@ -294,13 +284,8 @@ if (args.Length > 0 && args[0] == "fold")
     Console.WriteLine($"device: {gpu.Description}");
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
-        var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
-        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
-        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
-        var e = new float[rows];
-        SpqrMatVec.MatVec(l, x, e);
+        var (l, set, x, e) = W3Layers(a, rows, cols);
         using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
-        var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
         using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
         try
         {
@@ -351,13 +336,8 @@ if (args.Length > 0 && args[0] == "mvsteps")
     k.SpqrTcSplits = 12;
     foreach (int cols in new[] { 1536, 3072, 4608, 6144, 9216, 12288, 16384 })
     {
-        var l = SpqrLayer.Random(4096, cols, 3, 0.01, 1);
-        int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
-        var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
-        var e = new float[4096];
-        SpqrMatVec.MatVec(l, x, e);
+        var (_, set, x, e) = W3Layers(a, 4096, cols);
         using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(4096);
-        var set = Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray();
         using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
         var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
         Console.WriteLine($"mvsteps,4096x{cols},K 12,steps a warp {(cols / 128 + 11) / 12},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,nmse {nmse:E2}");
@@ -427,6 +407,17 @@ static double GraphSeconds(GpuBackend b, Action<int> call, int n)
     }
     ts.Sort();
     return ts[2];
+}
+// one w3 layer shape for the matvec timings: a random layer (share outliers), lane-major copies of it on the device over
+// ≥ 256 MB (so the L2 cannot hold them), x = cos(i) and the CPU's Ŵ·x
+static (SpqrLayer Layer, GpuSpqrLayer[] Set, float[] X, float[] Expected) W3Layers(Accelerator a, int rows, int cols, double share = 0.01)
+{
+    var l = SpqrLayer.Random(rows, cols, 3, share, 1);
+    int copies = (int)Math.Max(2, (256L << 20) / l.StoredBytes + 1);
+    var x = Enumerable.Range(0, cols).Select(i => (float)Math.Cos(i)).ToArray();
+    var e = new float[rows];
+    SpqrMatVec.MatVec(l, x, e);
+    return (l, Enumerable.Range(0, copies).Select(_ => new GpuSpqrLayer(a, l, laneMajor: true)).ToArray(), x, e);
 }
 // the SpQR matvec over weight copies (call i uses set[i % copies]): NMSE of the first call against the CPU's e, then the
 // whole call (prepare + main kernel) and the main kernel alone, graph-timed (200 calls, median of 5; mvcost, gather)

@@ -45,6 +45,8 @@
 //
 // Scratch (floats): x' [16·G] (outliers), then (xsum, 2^−E) [G], then x̃ [16·G as fp16 pairs]: per super-step S,
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
+// Opt-in (SpqrTcFold, w3 subnormal records, plain inputs): SpqrMatVecTcLanes3FoldKernel builds those same words and
+// (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same bits on the CPU accelerator.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -864,32 +866,25 @@ public sealed partial class GpuKernels
         float x0 = v0 * s0, x1 = v1 * s0, x2 = v2 * s1, x3 = v3 * s1;
         uint h01 = PackHalf2(x0, x1), h23 = PackHalf2(x2, x3);
         if (!lo) { w01 = h01; w23 = h23; return; }
-        w01 = PackHalf2(x0 - HalfLo(h01), x1 - HalfHi(h01));
-        w23 = PackHalf2(x2 - HalfLo(h23), x3 - HalfHi(h23));
+        HalfPair(h01, out float f0, out float f1);
+        HalfPair(h23, out float f2, out float f3);
+        w01 = PackHalf2(x0 - f0, x1 - f1);
+        w23 = PackHalf2(x2 - f2, x3 - f3);
     }
 
-    // the float value of the low / high fp16 half of a word
+    // the float values of a word's low and high fp16 halves
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float HalfLo(uint w)
+    private static void HalfPair(uint w, out float lo, out float hi)
     {
         if (CudaAsm.IsSupported)
         {
-            float r;
-            CudaAsm.Emit("{ .reg .b16 l, h; mov.b32 {l, h}, %1; cvt.f32.f16 %0, l; }", out r, w);
-            return r;
+            Ref<float> a = 0f, b = 0f;
+            Input<uint> i = w;
+            CudaAsm.EmitRef("{ .reg .b16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }", ref a, ref b, ref i);
+            lo = a.Value; hi = b.Value;
+            return;
         }
-        return F16BitsToF32(w & 0xFFFFu);
-    }
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float HalfHi(uint w)
-    {
-        if (CudaAsm.IsSupported)
-        {
-            float r;
-            CudaAsm.Emit("{ .reg .b16 l, h; mov.b32 {l, h}, %1; cvt.f32.f16 %0, h; }", out r, w);
-            return r;
-        }
-        return F16BitsToF32(w >> 16);
+        lo = F16BitsToF32(w & 0xFFFFu); hi = F16BitsToF32(w >> 16);
     }
 
     // the row's code words shifted down by sh = b·t bits (the stream continues with zeros past the chunk)
