@@ -168,11 +168,11 @@ public sealed class GpuSpqrLayer : IDisposable
     /// <summary>All device bytes of the layer: <see cref="Bytes"/> and the lane-major copy.</summary>
     public long DeviceBytes => Bytes + (LaneCodes?.LengthInBytes ?? 0) + (FoldIndex?.LengthInBytes ?? 0);
     /// <summary>For the w3 matvec that builds its own x̃ (GpuKernels.SpqrTcFold; subnormal lane-major records, cols ≤ 65,536):
-    /// the permutation again (cols ints), then each super-step's 128 permuted column indices as 16-bit values in the order
-    /// its lanes read them — lane (u, t) of step S its 8 at [S·128 + (u·4 + t)·8 + i·4 + q] = perm[16(8S + u + 4i) + t + 4q]
-    /// (<see cref="FoldLanes"/>); 6 bytes a column. Null where not built.</summary>
-    public MemoryBuffer1D<int, Stride1D.Dense>? FoldIndex { get; }
-    internal ArrayView<byte> FoldIndexBytes => ((ArrayView<int>)FoldIndex!.View).Cast<byte>();
+    /// the permutation as 16-bit values in the order the lanes read them — lane (u, t) of super-step S its 8 at
+    /// FoldSlot(c) = S·128 + (u·4 + t)·8 + i·4 + q for c = 16(8S + u + 4i) + t + 4q (<see cref="FoldLanes"/>), so perm[c] is
+    /// also FoldIndex[FoldSlot(c)] (the outliers' lookups); 2 bytes a column. Null where not built.</summary>
+    public MemoryBuffer1D<ushort, Stride1D.Dense>? FoldIndex { get; }
+    internal ArrayView<byte> FoldIndexBytes => ((ArrayView<ushort>)FoldIndex!.View).Cast<byte>();
     /// <summary>False when the layer was uploaded with its lane-major copy only (<c>formatCodes: false</c>): Codes and
     /// StatCodes are then 4-byte placeholders, and only the lane-major tensor-core kernels (matvec, batched product)
     /// can run it.</summary>
@@ -233,20 +233,21 @@ public sealed class GpuSpqrLayer : IDisposable
     }
 
     /// <summary><see cref="FoldIndex"/>'s contents for a permutation of cols (a multiple of 128, ≤ 65,536) columns.</summary>
-    public static int[] FoldLanes(ReadOnlySpan<int> perm)
+    public static ushort[] FoldLanes(ReadOnlySpan<int> perm)
     {
         int cols = perm.Length;
         if (cols % 128 != 0 || cols > 65536) throw new ArgumentException($"FoldLanes: {cols} columns, need a multiple of 128 up to 65,536");
-        var r = new int[cols + cols / 2];
-        perm.CopyTo(r);
-        var lanes = System.Runtime.InteropServices.MemoryMarshal.Cast<int, ushort>(r.AsSpan(cols));
-        for (int S = 0; S < cols / 128; S++)
-            for (int u = 0; u < 4; u++)
-                for (int t = 0; t < 4; t++)
-                    for (int i = 0; i < 2; i++)
-                        for (int q = 0; q < 4; q++)
-                            lanes[S * 128 + (u * 4 + t) * 8 + i * 4 + q] = (ushort)perm[16 * (8 * S + u + 4 * i) + t + 4 * q];
+        var r = new ushort[cols];
+        for (int c = 0; c < cols; c++) r[FoldSlot(c)] = (ushort)perm[c];
         return r;
+    }
+
+    /// <summary>Where column c's permutation entry sits in <see cref="FoldIndex"/>: c = 128S + 16(u + 4i) + t + 4q →
+    /// S·128 + (u·4 + t)·8 + i·4 + q.</summary>
+    internal static int FoldSlot(int c)
+    {
+        int j = (c >> 4) & 7, k = c & 15;
+        return (c & ~127) + ((j & 3) * 4 + (k & 3)) * 8 + (j >> 2) * 4 + (k >> 2);
     }
 
     /// <summary>Whether a layer's w3 records can be subnormal (<see cref="LaneMajor"/>): w3, scale and zero codes of ≤ 4 bits

@@ -192,18 +192,10 @@ public sealed partial class GpuKernels
         // the lane-major kernels read LaneCodes where the format's codes go (the diagnostics read the format's codes)
         bool lanes = UsesLaneCodes(w) && SpqrTcLoadsOnly == 0;
         CheckFormatCodes(w, lanes, "tensor-core matvec");
-        if (lanes && FoldApplies(w, up, norm))
-        {
-            // the kernel builds its own x̃ from x: no prepare launch, no scratch
-            var (fK, fwpb, fblocks) = TcGrid(d, lanes);
-            d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-            _spqrTcFold ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3FoldKernel);
-            _spqrTcFold(new KernelConfig(fblocks, fwpb * 32), w.LaneCodeBytes, w.FoldIndexBytes, w.Planes.View,
-                        w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, x, y, d, fK);
-            SpqrFoldLaunches++;
-            return;
-        }
-        if (prepare)
+        // the fold kernel builds its own x̃ from x: no prepare launch, no scratch (it takes x there, its FoldIndex for the
+        // statistics codes the lane-major kernels do not read)
+        bool fold = lanes && FoldApplies(w, up, norm);
+        if (prepare && !fold)
         {
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
             var cfg = new KernelConfig((n + blk - 1) / blk, blk);
@@ -222,7 +214,9 @@ public sealed partial class GpuKernels
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        var k = lanes && LaneSlot(d) == 3 && SpqrTcLateGather
+        var k = fold
+            ? _spqrTcFold ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3FoldKernel)
+            : lanes && LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcLanes3Late ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LateKernel)
             : lanes
             ? _spqrTcLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
@@ -239,8 +233,9 @@ public sealed partial class GpuKernels
             ? _spqrTcLoadsBare ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLoadsBare3Kernel)
             : _spqrTc[d.WBits] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
-        k(new KernelConfig(blocks, wpb * 32), codes, w.StatCodes.View, w.Planes.View,
-          w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, scratch, y, d, K);
+        k(new KernelConfig(blocks, wpb * 32), codes, fold ? w.FoldIndexBytes : w.StatCodes.View, w.Planes.View,
+          w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, fold ? x : scratch, y, d, K);
+        if (fold) SpqrFoldLaunches++;
     }
 
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
@@ -371,7 +366,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void TcSplit(float v, float m, int b, int k, int j, int layout, out ushort hi, out ushort lo, out float inv, out int half4)
     {
-        int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
+        int e = TcExponent(m);
         bool sub = layout != 0 && b == 3;
         inv = Interop.IntAsFloat((uint)(127 - e + (sub ? 24 : 0)) << 23);
         int q = k >> 2, reg = b == 2 ? q & 1 : q >> 1, half = b == 2 ? q >> 1 : q & 1;
@@ -382,6 +377,10 @@ public sealed partial class GpuKernels
         lo = F16Bits(H(xs - h));
         half4 = reg * 2 + half;
     }
+
+    // E = 14 − ⌊log2 m⌋ for a group whose max |x'| is m (0 for m = 0), clamped so that 2^±E stay normal floats
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int TcExponent(float m) => m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
 
     // the fp16 bits of a float that is an fp16 value (H's output): normal, subnormal or zero
     private static ushort F16Bits(float h)
@@ -729,10 +728,10 @@ public sealed partial class GpuKernels
         float acc0 = 0, acc1 = 0, oSum = 0, pSum = 0;
         bool oFirst = live && outliers && split < 16, pSecond = live && outliers && split + K < 16;
         int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
-        // fold: statCodes holds the permutation and the lanes' permuted column indices (GpuSpqrLayer.FoldIndex), scratch is
-        // x; lane (u, t) of step S reads its 8 indices as one 16-byte word
-        var fperm = fold ? statCodes.Cast<int>() : default;
-        var flanes = fold ? statCodes.Cast<int>().SubView(d.Cols).Cast<U4>() : default;
+        // fold: statCodes holds the permutation in lane order (GpuSpqrLayer.FoldIndex), scratch is x; lane (u, t) of step S
+        // reads its 8 indices as one 16-byte word, an outlier's column c its entry at FoldSlot(c)
+        var fperm = fold ? statCodes.Cast<ushort>() : default;
+        var flanes = fold ? statCodes.Cast<U4>() : default;
         int fl = (gid >> 1) * 4 + t;
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
         // codes are in flight), its compute, then the x' gathers of the outliers
@@ -814,17 +813,18 @@ public sealed partial class GpuKernels
 
     // the prefetched entries' columns as input columns (perm[c]: x' = x[perm[c]]), for the kernel that reads x itself
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void OutlierInputColumns(ref OutlierEntries e, ArrayView<int> perm)
+    private static void OutlierInputColumns(ref OutlierEntries e, ArrayView<ushort> lanePerm)
     {
-        int a = e.C0 >= 0 ? perm[e.C0] : -1, b = e.C1 >= 0 ? perm[e.C1] : -1, c = e.C2 >= 0 ? perm[e.C2] : -1, f = e.C3 >= 0 ? perm[e.C3] : -1;
+        int a = e.C0 >= 0 ? (int)lanePerm[GpuSpqrLayer.FoldSlot(e.C0)] : -1, b = e.C1 >= 0 ? (int)lanePerm[GpuSpqrLayer.FoldSlot(e.C1)] : -1;
+        int c = e.C2 >= 0 ? (int)lanePerm[GpuSpqrLayer.FoldSlot(e.C2)] : -1, f = e.C3 >= 0 ? (int)lanePerm[GpuSpqrLayer.FoldSlot(e.C3)] : -1;
         e.C0 = a; e.C1 = b; e.C2 = c; e.C3 = f;
     }
 
-    // OutlierPart over x itself: Σ delta·x[perm[col]] over the row's entries past skip
-    private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<int> perm, ArrayView<float> x, int r, int skip)
+    // OutlierPart over x itself: Σ delta·x[perm[col]] over the row's entries past skip (perm in lane order: FoldIndex)
+    private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<ushort> lanePerm, ArrayView<float> x, int r, int skip)
     {
         float acc = 0;
-        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * x[perm[(int)ocols[i]]];
+        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * x[(int)lanePerm[GpuSpqrLayer.FoldSlot(ocols[i])]];
         return acc;
     }
 
@@ -859,7 +859,7 @@ public sealed partial class GpuKernels
         sum = (v0 + v2) + (v1 + v3);
         sum += Warp.ShuffleXor(sum, 2);
         sum += Warp.ShuffleXor(sum, 1);
-        int e = m > 0 ? Math.Min(100, Math.Max(-100, 141 - (int)((Interop.FloatAsInt(m) >> 23) & 0xFF))) : 0;
+        int e = TcExponent(m);
         inv = Interop.IntAsFloat((uint)(127 - e + 24) << 23);
         // p (TcSplit, layout 1): register 0 (q = 0, 1) 0 for an even group, 6 for an odd; register 1 (q = 2, 3) 3 / 0
         float s0 = Interop.IntAsFloat((uint)(127 + e - (odd != 0 ? 6 : 0)) << 23), s1 = Interop.IntAsFloat((uint)(127 + e - (odd != 0 ? 0 : 3)) << 23);
