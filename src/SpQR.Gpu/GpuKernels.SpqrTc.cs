@@ -47,6 +47,8 @@
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
 // Opt-in (SpqrTcFold, w3 subnormal records, plain inputs): SpqrMatVecTcLanes3FoldKernel builds those same words and
 // (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same bits on the CPU accelerator.
+// SpqrTcFoldNorm: the same under an input RMSNorm, single or grouped (SpqrMatVecTcLanesGroup3FoldNormKernel): x' = g·x,
+// each warp's share of Σ x² from the gathered x, r = 1/√(mean(x²) + eps) applied to the tile's row sums in the epilogue.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
