@@ -40,9 +40,6 @@ public struct SpqrDims
     /// <summary>Measurement knob, set per call (GpuKernels.SpqrTcStepOrderReversed): 1 gives the tensor-core kernel's split j the
     /// super-steps K − 1 − j, 2K − 1 − j, ...; 0 the super-steps j, j + K, ....</summary>
     public int StepOrder;
-    /// <summary>The input norm's eps for the w3 matvec that builds its own x̃ from a normed input (SpqrTcFoldNorm; set per
-    /// call, a layer's own Dims keep 0).</summary>
-    public float NormEps;
 }
 
 /// <summary>An RMSNorm of a matvec's input folded into its prepare launch (the tensor-core kernels): x̂ = w·x/√(mean(x²)

@@ -47,8 +47,6 @@
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
 // Opt-in (SpqrTcFold, w3 subnormal records, plain inputs): SpqrMatVecTcLanes3FoldKernel builds those same words and
 // (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same bits on the CPU accelerator.
-// SpqrTcFoldNorm: the same under an input RMSNorm, single or grouped (SpqrMatVecTcLanesGroup3FoldNormKernel): x' = g·x,
-// each warp's share of Σ x² from the gathered x, r = 1/√(mean(x²) + eps) applied to the tile's row sums in the epilogue.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -106,20 +104,15 @@ public sealed partial class GpuKernels
     public bool SpqrTcLateGather { get; set; }
     private SpqrLaunchTc? _spqrTcLanes3Late;
     /// <summary>The w3 lane-major matvec (subnormal records) builds its x̃ from x itself where the input is plain (no SwiGLU,
-    /// no input norm): no prepare launch (SpqrMatVecTcLanes3FoldKernel, GpuSpqrLayer.FoldIndex; grouped launches
-    /// SpqrMatVecTcLanesGroup3FoldKernel); false (default until measured on a card): the prepare launch, then the kernel.</summary>
+    /// no input norm): no prepare launch (SpqrMatVecTcLanes3FoldKernel, GpuSpqrLayer.FoldIndex); false (default until
+    /// measured on a card): the prepare launch, then the kernel.</summary>
     public bool SpqrTcFold { get; set; }
-    /// <summary>The same for inputs under an RMSNorm (q/k/v, gate/up; single and grouped launches): x' = g·x gathered in
-    /// the lanes, each warp's share of Σ x² from the same loads, summed over the tile's warps in the epilogue, and
-    /// r = 1/√(mean(x²) + eps) multiplied into the rows' sums (SpqrMatVecTcLanesGroup3FoldNormKernel); rounding differs from
-    /// the prepare launch's x' = g·(x·r) by ~1 ulp. False (default until measured on a card): the prepare launch.</summary>
-    public bool SpqrTcFoldNorm { get; set; }
     /// <summary>Fold launches queued so far (a diagnostic for tests).</summary>
     public long SpqrFoldLaunches { get; private set; }
     private SpqrLaunchTc? _spqrTcFold;
     private bool FoldApplies(GpuSpqrLayer w, ArrayView<float> up, InputRmsNorm norm)
-        => (norm.IsSet ? SpqrTcFoldNorm : SpqrTcFold) && w.FoldIndex is not null && LaneSlot(w.Dims) == 3 && w.Dims.LaneLayout == 1 && up.Length == 0
-           && UsesLaneCodes(w) && !SpqrTcLateGather && SpqrTcLoadsOnly == 0;
+        => SpqrTcFold && w.FoldIndex is not null && LaneSlot(w.Dims) == 3 && w.Dims.LaneLayout == 1 && up.Length == 0 && !norm.IsSet
+           && !SpqrTcLateGather && SpqrTcLoadsOnly == 0;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;
@@ -202,11 +195,6 @@ public sealed partial class GpuKernels
         // the fold kernel builds its own x̃ from x: no prepare launch, no scratch (it takes x there, its FoldIndex for the
         // statistics codes the lane-major kernels do not read)
         bool fold = lanes && FoldApplies(w, up, norm);
-        if (fold && norm.IsSet)
-        {
-            FoldLaunch([w], x, [y], norm, d);
-            return;
-        }
         if (prepare && !fold)
         {
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
@@ -523,15 +511,9 @@ public sealed partial class GpuKernels
 
     // this lane's share of Σ delta·x' over its prefetched entries (all four gathers issued before any is used)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float OutlierGather(in OutlierEntries e, ArrayView<float> xp, ArrayView<float> normW = default, bool normed = false)
+    private static float OutlierGather(in OutlierEntries e, ArrayView<float> xp)
     {
         float x0 = e.C0 >= 0 ? xp[e.C0] : 0f, x1 = e.C1 >= 0 ? xp[e.C1] : 0f, x2 = e.C2 >= 0 ? xp[e.C2] : 0f, x3 = e.C3 >= 0 ? xp[e.C3] : 0f;
-        if (normed)
-        {
-            // the fold's normed input: x' = g·x at the entry's input column (r comes at the end)
-            x0 *= e.C0 >= 0 ? normW[e.C0] : 0f; x1 *= e.C1 >= 0 ? normW[e.C1] : 0f;
-            x2 *= e.C2 >= 0 ? normW[e.C2] : 0f; x3 *= e.C3 >= 0 ? normW[e.C3] : 0f;
-        }
         return e.D0 * x0 + (e.D1 * x1 + e.D2 * x2 + e.D3 * x3);
     }
 
@@ -708,10 +690,9 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false, ArrayView<float> normW = default, bool normed = false)
+                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
-        var rss = SharedMemory.Allocate<float>(16); // normed: [warp of the block] its share of Σ x²
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
         // the split's super-steps: first, first + K, ... with first = K − 1 − split, so that where steps % K ≠ 0 the extra
         // steps fall on the last splits, while the first splits take a second outlier row (16 % K of them) and split 0
@@ -744,7 +725,7 @@ public sealed partial class GpuKernels
         // once it has computed; the walk after the loop (three dependent round trips: offsets, columns, x') is left for
         // rows past that and further rows
         int orow = Math.Min(r0 + split, last), prow = Math.Min(r0 + split + K, last);
-        float acc0 = 0, acc1 = 0, oSum = 0, pSum = 0, ssq = 0;
+        float acc0 = 0, acc1 = 0, oSum = 0, pSum = 0;
         bool oFirst = live && outliers && split < 16, pSecond = live && outliers && split + K < 16;
         int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
         // fold: statCodes holds the permutation in lane order (GpuSpqrLayer.FoldIndex), scratch is x; lane (u, t) of step S
@@ -777,7 +758,7 @@ public sealed partial class GpuKernels
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && first < steps)
         {
-            if (fold) FoldX(ref l0, scratch, pl0, gid, t, normW, normed, ref ssq);
+            if (fold) FoldX(ref l0, scratch, pl0, gid, t);
             else TcLoadX(ref l0, x4, g2, q, first, stats);
             TcStep(l0, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
@@ -788,20 +769,20 @@ public sealed partial class GpuKernels
         if (late && live && next < steps)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, next, b, F, stats, c8, packed);
-            if (oFirst) oSum = OutlierGather(oPre, scratch, normW, normed);
-            if (pSecond) pSum = OutlierGather(pPre, scratch, normW, normed);
+            if (oFirst) oSum = OutlierGather(oPre, scratch);
+            if (pSecond) pSum = OutlierGather(pPre, scratch);
             TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
             next += K;
         }
         else
         {
-            if (oFirst) oSum = OutlierGather(oPre, scratch, normW, normed);
-            if (pSecond) pSum = OutlierGather(pPre, scratch, normW, normed);
+            if (oFirst) oSum = OutlierGather(oPre, scratch);
+            if (pSecond) pSum = OutlierGather(pPre, scratch);
         }
         for (int s = next; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed, activations: !fold);
-            if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t, normW, normed, ref ssq);
+            if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t);
             TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
@@ -815,30 +796,17 @@ public sealed partial class GpuKernels
             bool pre = i == split || i == split + K;
             int skip = pre ? OutlierLanes * Warp.WarpSize : 0;
             float o = (i == split ? oSum : i == split + K ? pSum : 0f)
-                    + (fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip, normW, normed) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
+                    + (fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
             o = WarpSum(o);
             o = Warp.Shuffle(o, 0);
             if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }
         }
         if (t == 0) { red[16 * wi + gid] = acc0; red[16 * wi + gid + 8] = acc1; }
-        if (normed)
-        {
-            // the hi lanes (even gid) hold each column of the warp's super-steps once; the tile's K warps, every column
-            float h = WarpSum((gid & 1) == 0 ? ssq : 0f);
-            if (lane == 0) rss[wi] = h;
-        }
         Group.Barrier();
         if (writer)
         {
             float sum = red[16 * wi + lane];
             for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + lane];
-            if (normed)
-            {
-                // RMSNorm's r = 1/√(mean(x²) + eps) over the input, in the tile's fixed order (every tile gets the same bits)
-                float ss = rss[wi];
-                for (int j = 1; j < K; j++) ss += rss[wi + j];
-                sum *= 1f / MathF.Sqrt(ss / d.Cols + d.NormEps);
-            }
             y[r0 + lane] = d.Accumulate != 0 ? y0 + sum : sum;
         }
     }
@@ -853,15 +821,10 @@ public sealed partial class GpuKernels
     }
 
     // OutlierPart over x itself: Σ delta·x[perm[col]] over the row's entries past skip (perm in lane order: FoldIndex)
-    private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<ushort> lanePerm, ArrayView<float> x, int r, int skip,
-                                          ArrayView<float> normW, bool normed)
+    private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<ushort> lanePerm, ArrayView<float> x, int r, int skip)
     {
         float acc = 0;
-        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize)
-        {
-            int p = lanePerm[GpuSpqrLayer.FoldSlot(ocols[i])];
-            acc += deltas[i] * (normed ? normW[p] * x[p] : x[p]);
-        }
+        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * x[(int)lanePerm[GpuSpqrLayer.FoldSlot(ocols[i])]];
         return acc;
     }
 
@@ -873,28 +836,17 @@ public sealed partial class GpuKernels
     // of its x̃ word is column t + 4q (TcSplit's half4 = q for w3), hi for even gid, lo for odd; (xsum, 2^−E) of groups
     // 8S + t and 8S + t + 4, which lane t's statistics need, come from lane 8t (u = t).
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void FoldX(ref TcLoads l, ArrayView<float> x, U4 pl, int gid, int t, ArrayView<float> normW, bool normed, ref float ssq)
+    private static void FoldX(ref TcLoads l, ArrayView<float> x, U4 pl, int gid, int t)
     {
-        int i0 = (int)(pl.X & 0xFFFFu), i1 = (int)(pl.X >> 16), i2 = (int)(pl.Y & 0xFFFFu), i3 = (int)(pl.Y >> 16);
-        int j0 = (int)(pl.Z & 0xFFFFu), j1 = (int)(pl.Z >> 16), j2 = (int)(pl.W & 0xFFFFu), j3 = (int)(pl.W >> 16);
-        float a0 = x[i0], a1 = x[i1], a2 = x[i2], a3 = x[i3];
-        float b0 = x[j0], b1 = x[j1], b2 = x[j2], b3 = x[j3];
-        if (normed)
-        {
-            // the input norm (FoldNorm): this lane's share of Σ x² (its 8 columns; the hi lanes' shares cover each column
-            // once), and x' = g·x — the row's scale r is applied to y at the end (every term of Ŵ·x' is linear in x')
-            ssq += (a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3) + (b0 * b0 + b1 * b1 + b2 * b2 + b3 * b3);
-            float ga0 = normW[i0], ga1 = normW[i1], ga2 = normW[i2], ga3 = normW[i3];
-            float gb0 = normW[j0], gb1 = normW[j1], gb2 = normW[j2], gb3 = normW[j3];
-            a0 *= ga0; a1 *= ga1; a2 *= ga2; a3 *= ga3; b0 *= gb0; b1 *= gb1; b2 *= gb2; b3 *= gb3;
-        }
+        float a0 = x[(int)(pl.X & 0xFFFFu)], a1 = x[(int)(pl.X >> 16)], a2 = x[(int)(pl.Y & 0xFFFFu)], a3 = x[(int)(pl.Y >> 16)];
+        float b0 = x[(int)(pl.Z & 0xFFFFu)], b1 = x[(int)(pl.Z >> 16)], b2 = x[(int)(pl.W & 0xFFFFu)], b3 = x[(int)(pl.W >> 16)];
         int odd = (gid >> 1) & 1; // group j = u + 4i: its parity is u's
         bool lo = (gid & 1) != 0;
-        FoldGroup(a0, a1, a2, a3, odd, lo, out l.X.X, out l.X.Y, out float s0, out float inv0);
-        FoldGroup(b0, b1, b2, b3, odd, lo, out l.X.Z, out l.X.W, out float s1, out float inv1);
+        FoldGroup(a0, a1, a2, a3, odd, lo, out l.X.X, out l.X.Y, out float s0, out float i0);
+        FoldGroup(b0, b1, b2, b3, odd, lo, out l.X.Z, out l.X.W, out float s1, out float i1);
         int src = 8 * t;
-        l.G0.X = Warp.Shuffle(s0, src); l.G0.Y = Warp.Shuffle(inv0, src);
-        l.G1.X = Warp.Shuffle(s1, src); l.G1.Y = Warp.Shuffle(inv1, src);
+        l.G0.X = Warp.Shuffle(s0, src); l.G0.Y = Warp.Shuffle(i0, src);
+        l.G1.X = Warp.Shuffle(s1, src); l.G1.Y = Warp.Shuffle(i1, src);
     }
 
     // one group's four x' of this lane (q = 0..3) → its two x̃ registers (hi or lo halves) and the group's Σ x' and 2^−E·2^24

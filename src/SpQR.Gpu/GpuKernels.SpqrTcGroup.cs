@@ -18,9 +18,6 @@ public struct TcLayerViews
     public ArrayView<int> Offsets;
     public ArrayView<ushort> OCols;
     public ArrayView<float> Deltas, Scratch, Y;
-    /// <summary>The fold kernels (SpqrTcFold, SpqrTcFoldNorm): StatCodes is the layer's FoldIndex, Scratch the input x, and
-    /// NormW the input norm's weight (normed launches).</summary>
-    public ArrayView<float> NormW;
 }
 
 public sealed partial class GpuKernels
@@ -64,14 +61,6 @@ public sealed partial class GpuKernels
             CheckSpqrScratch(ws[i], scratches[i]);
             if (ys[i].Length < d.Rows) throw new ArgumentException($"y {i} holds {ys[i].Length} floats, need {d.Rows}");
         }
-        bool fold = true;
-        foreach (var w in ws) fold &= FoldApplies(w, default, norm);
-        if (fold)
-        {
-            FoldLaunch(ws, x, ys, norm, d);
-            SpqrGroupLaunches++;
-            return;
-        }
         int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _prepareTcGroup ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>(SpqrPrepareTcGroupKernel);
         var p2 = L > 2 ? ws[2].Perm.View : ws[1].Perm.View;
@@ -88,29 +77,6 @@ public sealed partial class GpuKernels
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
     }
-
-    // the kernels that build each layer's x̃ from x itself (FoldApplies), for 1-3 layers of dims d (d's per-call fields set,
-    // d.Accumulate included): one launch, no prepare launch, no scratch; with an input norm, r applied to y at the end
-    private void FoldLaunch(ReadOnlySpan<GpuSpqrLayer> ws, ArrayView<float> x, ReadOnlySpan<ArrayView<float>> ys, InputRmsNorm norm, SpqrDims d)
-    {
-        int L = ws.Length;
-        var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
-        d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-        d.NormEps = norm.IsSet ? norm.Eps : 0f;
-        var va = FoldViews(ws[0], x, ys[0], norm); var vb = L > 1 ? FoldViews(ws[1], x, ys[1], norm) : va; var vc = L > 2 ? FoldViews(ws[2], x, ys[2], norm) : vb;
-        var k = norm.IsSet
-            ? _spqrTcFoldNorm ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3FoldNormKernel)
-            : _spqrTcFoldGroup ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3FoldKernel);
-        k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
-        SpqrFoldLaunches++;
-    }
-    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>? _spqrTcFoldNorm, _spqrTcFoldGroup;
-
-    private static TcLayerViews FoldViews(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> y, InputRmsNorm norm) => new()
-    {
-        Codes = w.LaneCodeBytes, StatCodes = w.FoldIndexBytes, Planes = w.Planes.View,
-        Offsets = w.OutlierRowOffsets.View, OCols = w.OutlierCols.View, Deltas = w.OutlierDeltas.View, Scratch = x, Y = y, NormW = norm.Weight,
-    };
 
     private static TcLayerViews Views(GpuSpqrLayer w, ArrayView<float> scratch, ArrayView<float> y) => new()
     {
@@ -142,20 +108,14 @@ public sealed partial class GpuKernels
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3);
     private static void SpqrMatVecTcLanesGroup4Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 4);
-    // building each layer's x̃ from x itself (no prepare launch): plain input, or RMSNorm(x) with r applied at the end
-    private static void SpqrMatVecTcLanesGroup3FoldKernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
-        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1, fold: true);
-    private static void SpqrMatVecTcLanesGroup3FoldNormKernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
-        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1, fold: true, normed: true);
 
     // block i·B + j runs block j of layer i's own launch
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0, bool late = false,
-                                              bool fold = false, bool normed = false)
+    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0, bool late = false)
     {
         int li = Grid.IdxX / blocksPerLayer;
         var v = li == 0 ? a : li == 1 ? b : c;
         SpqrMatVecTcBody(v.Codes, v.StatCodes, v.Planes, v.Offsets, v.OCols, v.Deltas, v.Scratch, v.Y, d, K, bits, false, true, true,
-                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout, late, fold, v.NormW, normed);
+                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout, late);
     }
 }
