@@ -282,6 +282,7 @@ if (args.Length > 0 && args[0] == "fold")
     var a = gpu.Accelerator;
     var k = gpu.Kernels;
     Console.WriteLine($"device: {gpu.Description}");
+    k.SpqrTcFoldAllShapes = true; // every shape both ways (by default the fold takes only short one-wave launches)
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var (l, set, x, e) = W3Layers(a, rows, cols);
@@ -301,9 +302,10 @@ if (args.Length > 0 && args[0] == "fold")
                 }
         }
         catch (Exception ex) { Console.WriteLine($"fold,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
-        finally { k.SpqrTcFold = false; }
+        finally { k.SpqrTcFold = true; }
         foreach (var g in set) g.Dispose();
     }
+    k.SpqrTcFoldAllShapes = false;
     int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
     if (rounds > 0)
     {
@@ -321,7 +323,7 @@ if (args.Length > 0 && args[0] == "fold")
             }
             catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
         }
-        k.SpqrTcFold = false;
+        k.SpqrTcFold = true;
     }
     return;
 }

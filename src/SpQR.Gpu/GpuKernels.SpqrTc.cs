@@ -45,8 +45,9 @@
 //
 // Scratch (floats): x' [16·G] (outliers), then (xsum, 2^−E) [G], then x̃ [16·G as fp16 pairs]: per super-step S,
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
-// Opt-in (SpqrTcFold, w3 subnormal records, plain inputs): SpqrMatVecTcLanes3FoldKernel builds those same words and
-// (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same bits on the CPU accelerator.
+// Where it pays (SpqrTcFold, w3 subnormal records, plain inputs, short one-wave launches: o_proj): SpqrMatVecTcLanes3FoldKernel
+// builds those same words and (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same
+// bits on the CPU accelerator.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -104,15 +105,25 @@ public sealed partial class GpuKernels
     public bool SpqrTcLateGather { get; set; }
     private SpqrLaunchTc? _spqrTcLanes3Late;
     /// <summary>The w3 lane-major matvec (subnormal records) builds its x̃ from x itself where the input is plain (no SwiGLU,
-    /// no input norm): no prepare launch (SpqrMatVecTcLanes3FoldKernel, GpuSpqrLayer.FoldIndex); false (default until
-    /// measured on a card): the prepare launch, then the kernel.</summary>
-    public bool SpqrTcFold { get; set; }
+    /// no input norm) and it pays (<see cref="SpqrTcFoldAllShapes"/>): no prepare launch (SpqrMatVecTcLanes3FoldKernel,
+    /// GpuSpqrLayer.FoldIndex). Default on; false: the prepare launch, then the kernel, everywhere.</summary>
+    public bool SpqrTcFold { get; set; } = true;
+    /// <summary>The fold on every layer it can take (tests, benchmarks) instead of only where it was measured to pay: a launch
+    /// of one wave at 12 splits with at most 3 super-steps a warp (LLaMA's o_proj, 4096x4096). Its x gathers through the
+    /// permutation cost an L1 sector each, more per super-step than the coalesced x̃ loads they replace, so it only pays
+    /// where the prepare launch it saves outweighs them. Measured on the H100 (bench/README.md, GPU sixteenth session):
+    /// 4096x4096 whole call 8.31-8.47 µs against 8.42-8.55 (main kernel 6.47-6.57 after the prepare), 7B-shaped decode
+    /// +0.7-1.8% in six interleaved rounds; 11008x4096 19.98-20.47 against 18.47-18.75 and 4096x11008 16.05-16.38 against
+    /// 15.06-15.32: slower.</summary>
+    public bool SpqrTcFoldAllShapes { get; set; }
     /// <summary>Fold launches queued so far (a diagnostic for tests).</summary>
     public long SpqrFoldLaunches { get; private set; }
     private SpqrLaunchTc? _spqrTcFold;
     private bool FoldApplies(GpuSpqrLayer w, ArrayView<float> up, InputRmsNorm norm)
         => SpqrTcFold && w.FoldIndex is not null && LaneSlot(w.Dims) == 3 && w.Dims.LaneLayout == 1 && up.Length == 0 && !norm.IsSet
-           && !SpqrTcLateGather && SpqrTcLoadsOnly == 0;
+           && !SpqrTcLateGather && SpqrTcLoadsOnly == 0 && (SpqrTcFoldAllShapes || FoldPays(w.Dims));
+    // one wave of 12-split blocks, ≤ 3 super-steps a warp (SpqrTcFoldAllShapes says why)
+    private bool FoldPays(SpqrDims d) => TcGrid(d, lanes: true).K == 12 && d.Groups / 8 <= 36;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;

@@ -134,6 +134,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         using var dx = acc.Allocate1D(x); using var ds = acc.Allocate1D<float>(k.SpqrScratch(g)); using var dy = acc.Allocate1D<float>(rows);
         var y0 = TestData.Uniform(rows, 5, -1, 1);
         bool was = k.SpqrTcFold;
+        k.SpqrTcFoldAllShapes = true;
         float[] Run(bool fold, bool accumulate)
         {
             k.SpqrTcFold = fold;
@@ -162,15 +163,20 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
                 else NumericAssert.Nmse(want, got, 1e-12, $"fold K {K}");
                 if (!accumulate) NumericAssert.Nmse(e, got, Tolerances.GpuNmse, $"fold {rows}x{cols}, K {K}");
             }
+            // by default only short one-wave launches at 12 splits fold (these shapes have < 12 super-steps: K ≤ 8)
+            k.SpqrTcSplits = 0; k.SpqrTcFold = true; k.SpqrTcFoldAllShapes = false;
+            long folds = k.SpqrFoldLaunches;
+            Assert.Equal(Run(false, false), Run(true, false));
+            Assert.Equal(folds, k.SpqrFoldLaunches);
+            k.SpqrTcFoldAllShapes = true;
             // a SwiGLU input keeps the prepare launch
-            k.SpqrTcSplits = 0; k.SpqrTcFold = true;
             using var up = acc.Allocate1D(Input(cols, 7));
             long launches = k.SpqrFoldLaunches;
             k.SpqrMatVecSwiGlu(g, dx.View, up.View, ds.View, dy.View);
             acc.Synchronize();
             Assert.Equal(launches, k.SpqrFoldLaunches);
         }
-        finally { k.SpqrTcSplits = 0; k.SpqrTcFold = was; }
+        finally { k.SpqrTcSplits = 0; k.SpqrTcFold = was; k.SpqrTcFoldAllShapes = false; }
     }
 
     // w3's lane-major records as the eighth session laid them out (codes OR'd onto 1024's fp16 bits, 1024 subtracted in
