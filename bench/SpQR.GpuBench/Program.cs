@@ -327,6 +327,44 @@ if (args.Length > 0 && args[0] == "fold")
     }
     return;
 }
+if (args.Length > 0 && args[0] == "lanex")
+{
+    // the route past the fold's gathers (bench/README.md, sixteenth session): the w3 matvec from x' already in the layer's
+    // lane order (SpqrMatVecLaneInput, as a producer would write it) against prepare + register kernel and the fold, per
+    // LLaMA shape three times in turn, graph-timed and rotated over ≥ 256 MB as mvcost; "+ its gather launch" adds
+    // SpqrLaneInput (the stand-in for the producer's writes)
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    var k = gpu.Kernels;
+    Console.WriteLine($"device: {gpu.Description}");
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var (l, set, x, e) = W3Layers(a, rows, cols);
+        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows); using var dxl = a.Allocate1D<float>(cols);
+        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
+        try
+        {
+            k.SpqrLaneInput(set[0], dx.View, dxl.View); k.SpqrMatVecLaneInput(set[0], dxl.View, dy.View); a.Synchronize();
+            Console.WriteLine($"lanex,{rows}x{cols},w3,nmse of the lane-ordered input path against the CPU {Nmse(e, dy.GetAsArray1D()):E2}");
+            for (int rep = 0; rep < 3; rep++)
+            {
+                k.SpqrTcFold = false;
+                double prep = GraphSeconds(gpu, i => k.SpqrMatVec(set[i % set.Length], dx.View, ds.View, dy.View), 200);
+                k.SpqrTcFold = true; k.SpqrTcFoldAllShapes = true;
+                double fold = GraphSeconds(gpu, i => k.SpqrMatVec(set[i % set.Length], dx.View, ds.View, dy.View), 200);
+                k.SpqrTcFoldAllShapes = false;
+                double lx = GraphSeconds(gpu, i => k.SpqrMatVecLaneInput(set[i % set.Length], dxl.View, dy.View), 200);
+                double lxg = GraphSeconds(gpu, i => { k.SpqrLaneInput(set[i % set.Length], dx.View, dxl.View); k.SpqrMatVecLaneInput(set[i % set.Length], dxl.View, dy.View); }, 200);
+                Console.WriteLine($"lanex,{rows}x{cols},w3,prepare + kernel {prep * 1e6:F2} us,fold {fold * 1e6:F2} us,lane-ordered input {lx * 1e6:F2} us " +
+                                  $"({l.StoredBytes / lx / 1e9:F0} GB/s of the format),+ its gather launch {lxg * 1e6:F2} us");
+            }
+        }
+        catch (Exception ex) { Console.WriteLine($"lanex,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
+        finally { k.SpqrTcFold = true; k.SpqrTcFoldAllShapes = false; }
+        foreach (var g in set) g.Dispose();
+    }
+    return;
+}
 if (args.Length > 0 && args[0] == "mvsteps")
 {
     // the w3 matvec's fixed cost per warp against its cost per super-step: 4096-row layers of 1,536-16,384 columns at 12

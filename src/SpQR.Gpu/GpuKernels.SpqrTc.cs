@@ -249,6 +249,49 @@ public sealed partial class GpuKernels
         if (fold) SpqrFoldLaunches++;
     }
 
+    /// <summary>x' in the lane order of w's fold (xl[FoldSlot(c)] = x[perm[c]], Cols floats): the input
+    /// <see cref="SpqrMatVecLaneInput"/> takes. One gather launch — a stand-in, for measurements, for a producer writing its
+    /// output rows straight into the next layer's lane order (not wired into the decoder).</summary>
+    public void SpqrLaneInput(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> xl)
+    {
+        if (w.FoldIndex is null) throw new ArgumentException($"SpqrLaneInput: the {w.Dims.Rows}x{w.Dims.Cols} w{w.Dims.WBits} layer has no FoldIndex (w3 subnormal lane-major records only)");
+        int n = w.Dims.Cols;
+        if (x.Length < n || xl.Length < n) throw new ArgumentException($"SpqrLaneInput: x holds {x.Length} and xl {xl.Length} floats, need {n}");
+        _laneInput ??= Load<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int>(SpqrLaneInputKernel);
+        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
+        _laneInput(new KernelConfig((n + blk - 1) / blk, blk), w.FoldIndex.View, x, xl, n);
+    }
+    private Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int>? _laneInput;
+
+    // slot s of x' in the lane order: x[FoldIndex[s]] (the index, a layer constant, before the wait)
+    private static void SpqrLaneInputKernel(ArrayView<ushort> foldIndex, ArrayView<float> x, ArrayView<float> xl, int n)
+    {
+        int s = Grid.GlobalIndex.X;
+        int p = s < n ? foldIndex[s] : 0;
+        GridWait();
+        if (s < n) xl[s] = x[p];
+    }
+
+    /// <summary>y = Ŵ·x (y += with accumulate) from x' already in the layer's lane order (<see cref="SpqrLaneInput"/>): the fold
+    /// kernel's in-lane arithmetic with two coalesced 16-byte loads a lane a super-step instead of its index word and 8
+    /// gathers, and no lookups for the outliers (SpqrMatVecTcLanes3LaneXKernel). The experiment behind the route of
+    /// bench/README.md's sixteenth session (producers writing the next layer's input in its lane order); w3 subnormal
+    /// lane-major layers the tensor-core kernel takes.</summary>
+    public void SpqrMatVecLaneInput(GpuSpqrLayer w, ArrayView<float> xl, ArrayView<float> y, bool accumulate = false)
+    {
+        var d = w.Dims;
+        if (w.FoldIndex is null || !TcApplies(w) || !UsesLaneCodes(w) || LaneSlot(d) != 3 || d.LaneLayout != 1)
+            throw new ArgumentException($"SpqrMatVecLaneInput: the {d.Rows}x{d.Cols} w{d.WBits} layer is not a w3 subnormal lane-major layer on the tensor-core kernel");
+        if (xl.Length < d.Cols || y.Length < d.Rows) throw new ArgumentException($"SpqrMatVecLaneInput: xl holds {xl.Length} floats (need {d.Cols}), y {y.Length} (need {d.Rows})");
+        if (accumulate) d.Accumulate = 1;
+        var (K, wpb, blocks) = TcGrid(d, lanes: true);
+        d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
+        _spqrTcLaneX ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LaneXKernel);
+        _spqrTcLaneX(new KernelConfig(blocks, wpb * 32), w.LaneCodeBytes, w.FoldIndexBytes, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
+                     w.OutlierDeltas.View, xl, y, d, K);
+    }
+    private SpqrLaunchTc? _spqrTcLaneX;
+
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
     // blocks per layer
     private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1)
@@ -431,6 +474,10 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanes3FoldKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> x, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, x, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true);
+    // the same from x' already in the lane order (SpqrMatVecLaneInput: xl[FoldSlot(c)] = x[perm[c]], laid out by the producer)
+    private static void SpqrMatVecTcLanes3LaneXKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
+                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> xl, ArrayView<float> y, SpqrDims d, int K)
+        => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, xl, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true, laneX: true);
     // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
     private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -701,7 +748,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false)
+                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false, bool laneX = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -741,8 +788,11 @@ public sealed partial class GpuKernels
         int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
         // fold: statCodes holds the permutation in lane order (GpuSpqrLayer.FoldIndex), scratch is x; lane (u, t) of step S
         // reads its 8 indices as one 16-byte word, an outlier's column c its entry at FoldSlot(c)
-        var fperm = fold ? statCodes.Cast<ushort>() : default;
-        var flanes = fold ? statCodes.Cast<U4>() : default;
+        var fperm = fold && !laneX ? statCodes.Cast<ushort>() : default;
+        var flanes = fold && !laneX ? statCodes.Cast<U4>() : default;
+        // laneX (with fold): scratch is x' already in the lane order (x'[FoldSlot(c)] = x[perm[c]]): two 16-byte loads a lane a
+        // super-step instead of the index word and 8 gathers, and an outlier's x' at FoldSlot(col) with no lookup
+        var xl4 = laneX ? scratch.Cast<F4>().AsAligned(16) : default;
         int fl = (gid >> 1) * 4 + t;
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
         // codes are in flight), its compute, then the x' gathers of the outliers
@@ -759,9 +809,17 @@ public sealed partial class GpuKernels
         if (fold)
         {
             // the input columns of the prefetched outliers and the first step's x indices: layer constants, before the wait
-            if (oFirst) OutlierInputColumns(ref oPre, fperm);
-            if (pSecond) OutlierInputColumns(ref pPre, fperm);
-            if (live && first < steps) pl0 = flanes[first * 16 + fl];
+            if (laneX)
+            {
+                if (oFirst) OutlierLaneColumns(ref oPre);
+                if (pSecond) OutlierLaneColumns(ref pPre);
+            }
+            else
+            {
+                if (oFirst) OutlierInputColumns(ref oPre, fperm);
+                if (pSecond) OutlierInputColumns(ref pPre, fperm);
+                if (live && first < steps) pl0 = flanes[first * 16 + fl];
+            }
         }
         GridWait();
         // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
@@ -769,7 +827,8 @@ public sealed partial class GpuKernels
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && first < steps)
         {
-            if (fold) FoldX(ref l0, scratch, pl0, gid, t);
+            if (laneX) FoldLaneX(ref l0, xl4, first, fl, gid, t);
+            else if (fold) FoldX(ref l0, scratch, pl0, gid, t);
             else TcLoadX(ref l0, x4, g2, q, first, stats);
             TcStep(l0, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
@@ -793,7 +852,8 @@ public sealed partial class GpuKernels
         for (int s = next; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed, activations: !fold);
-            if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t);
+            if (laneX) FoldLaneX(ref l, xl4, s, fl, gid, t);
+            else if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t);
             TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
@@ -807,7 +867,7 @@ public sealed partial class GpuKernels
             bool pre = i == split || i == split + K;
             int skip = pre ? OutlierLanes * Warp.WarpSize : 0;
             float o = (i == split ? oSum : i == split + K ? pSum : 0f)
-                    + (fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
+                    + (laneX ? OutlierPartLane(offsets, ocols, deltas, scratch, r, skip) : fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
             o = WarpSum(o);
             o = Warp.Shuffle(o, 0);
             if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }
@@ -831,6 +891,22 @@ public sealed partial class GpuKernels
         e.C0 = a; e.C1 = b; e.C2 = c; e.C3 = f;
     }
 
+    // the prefetched entries' columns as slots of x' in the lane order (laneX): arithmetic, no load
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void OutlierLaneColumns(ref OutlierEntries e)
+    {
+        e.C0 = e.C0 >= 0 ? GpuSpqrLayer.FoldSlot(e.C0) : -1; e.C1 = e.C1 >= 0 ? GpuSpqrLayer.FoldSlot(e.C1) : -1;
+        e.C2 = e.C2 >= 0 ? GpuSpqrLayer.FoldSlot(e.C2) : -1; e.C3 = e.C3 >= 0 ? GpuSpqrLayer.FoldSlot(e.C3) : -1;
+    }
+
+    // OutlierPart over x' in the lane order: Σ delta·x'[FoldSlot(col)] over the row's entries past skip
+    private static float OutlierPartLane(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> xl, int r, int skip)
+    {
+        float acc = 0;
+        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * xl[GpuSpqrLayer.FoldSlot(ocols[i])];
+        return acc;
+    }
+
     // OutlierPart over x itself: Σ delta·x[perm[col]] over the row's entries past skip (perm in lane order: FoldIndex)
     private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<ushort> lanePerm, ArrayView<float> x, int r, int skip)
     {
@@ -851,6 +927,21 @@ public sealed partial class GpuKernels
     {
         float a0 = x[(int)(pl.X & 0xFFFFu)], a1 = x[(int)(pl.X >> 16)], a2 = x[(int)(pl.Y & 0xFFFFu)], a3 = x[(int)(pl.Y >> 16)];
         float b0 = x[(int)(pl.Z & 0xFFFFu)], b1 = x[(int)(pl.Z >> 16)], b2 = x[(int)(pl.W & 0xFFFFu)], b3 = x[(int)(pl.W >> 16)];
+        FoldValues(ref l, a0, a1, a2, a3, b0, b1, b2, b3, gid, t);
+    }
+
+    // the same from x' in the lane order (laneX): the lane's 8 values of super-step s are slots s·128 + fl·8 .. + 7
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void FoldLaneX(ref TcLoads l, ArrayView<F4> xl4, int s, int fl, int gid, int t)
+    {
+        F4 a = xl4[s * 32 + fl * 2], b = xl4[s * 32 + fl * 2 + 1];
+        FoldValues(ref l, a.X, a.Y, a.Z, a.W, b.X, b.Y, b.Z, b.W, gid, t);
+    }
+
+    // a lane's 8 x' (columns t + 4q of its groups 8S + u and 8S + u + 4) → its x̃ word and (xsum, 2^−E) of lane t's groups
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void FoldValues(ref TcLoads l, float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3, int gid, int t)
+    {
         int odd = (gid >> 1) & 1; // group j = u + 4i: its parity is u's
         bool lo = (gid & 1) != 0;
         FoldGroup(a0, a1, a2, a3, odd, lo, out l.X.X, out l.X.Y, out float s0, out float i0);
