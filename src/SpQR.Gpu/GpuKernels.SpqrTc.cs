@@ -47,7 +47,8 @@
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
 // Where it pays (SpqrTcFold, w3 subnormal records, plain inputs, short one-wave launches: o_proj): SpqrMatVecTcLanes3FoldKernel
 // builds those same words and (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same
-// bits on the CPU accelerator.
+// bits on the CPU accelerator. SpqrMatVecLaneInput (SpqrMatVecTcLanes3LaneXKernel; an experiment, not in the decoder) runs
+// the same arithmetic on x' already laid out in that lane order: coalesced loads instead of the fold's gathers.
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
