@@ -277,7 +277,8 @@ public sealed partial class GpuKernels
     /// kernel's in-lane arithmetic with two coalesced 16-byte loads a lane a super-step instead of its index word and 8
     /// gathers, and no lookups for the outliers (SpqrMatVecTcLanes3LaneXKernel). The experiment behind the route of
     /// bench/README.md's sixteenth session (producers writing the next layer's input in its lane order); w3 subnormal
-    /// lane-major layers the tensor-core kernel takes.</summary>
+    /// lane-major layers the tensor-core kernel takes. xl is read in 16-byte words: a view starting 16-byte aligned (a whole
+    /// buffer, or a sub-view at a multiple of 4 floats), as the scratch of SpqrMatVec.</summary>
     public void SpqrMatVecLaneInput(GpuSpqrLayer w, ArrayView<float> xl, ArrayView<float> y, bool accumulate = false)
     {
         var d = w.Dims;
