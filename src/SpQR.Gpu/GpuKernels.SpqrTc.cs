@@ -193,9 +193,10 @@ public sealed partial class GpuKernels
     public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w);
 
     // the tensor-core matvec (TcApplies checked by the caller); a non-empty up: x is the gate, the input silu(x) ⊙ up;
-    // accumulate: y += Ŵ·x; norm: the input is RMSNorm(x) (not with up)
+    // accumulate: y += Ŵ·x; norm: the input is RMSNorm(x) (not with up); laneInput: x is x' in the fold's lane order
+    // (SpqrMatVecLaneInput checked the layer: the lane-ordered kernel, no prepare)
     private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default,
-                              bool accumulate = false, InputRmsNorm norm = default)
+                              bool accumulate = false, InputRmsNorm norm = default, bool laneInput = false)
     {
         var d = w.Dims;
         if (accumulate) d.Accumulate = 1;
@@ -206,7 +207,7 @@ public sealed partial class GpuKernels
         CheckFormatCodes(w, lanes, "tensor-core matvec");
         // the fold kernel builds its own x̃ from x: no prepare launch, no scratch (it takes x there, its FoldIndex for the
         // statistics codes the lane-major kernels do not read)
-        bool fold = lanes && FoldApplies(w, up, norm);
+        bool fold = lanes && (laneInput || FoldApplies(w, up, norm));
         if (prepare && !fold)
         {
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
@@ -226,7 +227,9 @@ public sealed partial class GpuKernels
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        var k = fold
+        var k = laneInput
+            ? _spqrTcLaneX ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LaneXKernel)
+            : fold
             ? _spqrTcFold ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3FoldKernel)
             : lanes && LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcLanes3Late ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LateKernel)
@@ -247,7 +250,7 @@ public sealed partial class GpuKernels
                 d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
         k(new KernelConfig(blocks, wpb * 32), codes, fold ? w.FoldIndexBytes : w.StatCodes.View, w.Planes.View,
           w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, fold ? x : scratch, y, d, K);
-        if (fold) SpqrFoldLaunches++;
+        if (fold && !laneInput) SpqrFoldLaunches++;
     }
 
     /// <summary>x' in the lane order of w's fold (xl[FoldSlot(c)] = x[perm[c]], Cols floats): the input
@@ -282,15 +285,10 @@ public sealed partial class GpuKernels
     public void SpqrMatVecLaneInput(GpuSpqrLayer w, ArrayView<float> xl, ArrayView<float> y, bool accumulate = false)
     {
         var d = w.Dims;
-        if (w.FoldIndex is null || !TcApplies(w) || !UsesLaneCodes(w) || LaneSlot(d) != 3 || d.LaneLayout != 1)
+        if (w.FoldIndex is null || !TcApplies(w) || !UsesLaneCodes(w) || LaneSlot(d) != 3 || d.LaneLayout != 1 || SpqrTcLoadsOnly != 0)
             throw new ArgumentException($"SpqrMatVecLaneInput: the {d.Rows}x{d.Cols} w{d.WBits} layer is not a w3 subnormal lane-major layer on the tensor-core kernel");
         if (xl.Length < d.Cols || y.Length < d.Rows) throw new ArgumentException($"SpqrMatVecLaneInput: xl holds {xl.Length} floats (need {d.Cols}), y {y.Length} (need {d.Rows})");
-        if (accumulate) d.Accumulate = 1;
-        var (K, wpb, blocks) = TcGrid(d, lanes: true);
-        d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-        _spqrTcLaneX ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LaneXKernel);
-        _spqrTcLaneX(new KernelConfig(blocks, wpb * 32), w.LaneCodeBytes, w.FoldIndexBytes, w.Planes.View, w.OutlierRowOffsets.View, w.OutlierCols.View,
-                     w.OutlierDeltas.View, xl, y, d, K);
+        SpqrMatVecTc(w, xl, default, y, prepare: false, accumulate: accumulate, laneInput: true);
     }
     private SpqrLaunchTc? _spqrTcLaneX;
 
