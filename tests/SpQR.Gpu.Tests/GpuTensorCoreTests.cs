@@ -118,6 +118,109 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcStepOrderReversed = true; }
     }
 
+    // the w3 matvec staging its input in each block's shared memory (SpqrTcStaged: no prepare launch for x, SwiGLU or an
+    // input norm) gathers x' through the permutation from there and runs the prepare's arithmetic in its lanes: the bits
+    // of the prepared kernel for x and silu(gate) ⊙ up (the same float operations); under a norm r is summed in the block's
+    // own order (RmsScale over its thread count), so the bits may differ by r's rounding: NMSE. Single layers at 5-12
+    // splits (ragged, with y += Ŵ·x at 5), and grouped launches (q/k/v-like, 3 layers) at blocks of 4, 8 and 16 warps.
+    [Theory]
+    [InlineData(16, 128)] [InlineData(40, 256)] [InlineData(33, 1024)] [InlineData(24, 1408, 0.1)]
+    public void The_w3_matvec_that_stages_its_input_in_shared_memory_gives_the_prepared_results(int rows, int cols, double outliers = 0.03)
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        var layers = Enumerable.Range(0, 3).Select(i => Layer(rows, cols, 3, rows * 5 + cols + 11 * i, outliers)).ToArray();
+        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
+        var x = Input(cols, rows + 2 * cols); var up = Input(cols, 7 + cols); var w = TestData.Uniform(cols, cols + 4, 0.5f, 1.5f);
+        var y0 = TestData.Uniform(rows, 5, -1, 1);
+        using var dx = acc.Allocate1D(x); using var dup = acc.Allocate1D(up); using var dw = acc.Allocate1D(w);
+        var scratch = gs.Select(g => acc.Allocate1D<float>(k.SpqrScratch(g))).ToArray();
+        var ys = gs.Select(_ => acc.Allocate1D<float>(rows)).ToArray();
+        var norm = new InputRmsNorm { Weight = dw.View, Eps = 1e-5f };
+        bool cuda = acc.AcceleratorType == AcceleratorType.Cuda;
+        // mode 0: x, 1: silu(x) ⊙ up, 2: RMSNorm(x)·w
+        float[] Run(bool staged, int mode, bool accumulate, int layer = 0)
+        {
+            k.SpqrTcStaged = staged;
+            ys[layer].CopyFromCPU(y0);
+            if (mode == 1) k.SpqrMatVecSwiGlu(gs[layer], dx.View, dup.View, scratch[layer].View, ys[layer].View, accumulate);
+            else k.SpqrMatVec(gs[layer], dx.View, scratch[layer].View, ys[layer].View, accumulate: accumulate, norm: mode == 2 ? norm : default);
+            acc.Synchronize();
+            return ys[layer].GetAsArray1D();
+        }
+        float[][] Group(bool staged, bool normed)
+        {
+            k.SpqrTcStaged = staged;
+            foreach (var b in ys) b.MemSetToZero();
+            k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray(), normed ? norm : default);
+            acc.Synchronize();
+            return ys.Select(b => b.GetAsArray1D()).ToArray();
+        }
+        void Same(float[] want, float[] got, bool exact, string what)
+        {
+            if (exact && !cuda)
+            {
+                int bad = Enumerable.Range(0, rows).Count(i => want[i] != got[i]);
+                Assert.True(bad == 0, $"{what}: {bad} of {rows} rows differ");
+            }
+            else NumericAssert.Nmse(want, got, 1e-12, what);
+        }
+        try
+        {
+            // against the CPU: x, silu(x) ⊙ up and RMSNorm(x)·w through the CPU format's matvec
+            var xs = new float[][] { x, x.Select((v, i) => v / (1f + MathF.Exp(-v)) * up[i]).ToArray(), new float[cols] };
+            SpQR.Tensors.Cpu.CpuKernels.RmsNorm(x, w, 1e-5f, xs[2]);
+            foreach (int K in new[] { 0, 5, 12 })
+            {
+                k.SpqrTcSplits = K;
+                bool accumulate = K % 2 == 1;
+                for (int mode = 0; mode < 3; mode++)
+                {
+                    var want = Run(false, mode, accumulate);
+                    long before = k.SpqrStagedLaunches;
+                    var got = Run(true, mode, accumulate);
+                    Assert.Equal(before + 1, k.SpqrStagedLaunches);
+                    Same(want, got, mode != 2, $"staged mode {mode}, K {K}, accumulate {accumulate}");
+                    if (!accumulate)
+                    {
+                        var e = new float[rows];
+                        SpQR.Quant.Decode.SpqrMatVec.MatVec(layers[0], xs[mode], e);
+                        NumericAssert.Nmse(e, got, Tolerances.GpuNmse, $"staged mode {mode} {rows}x{cols}, K {K} against the CPU");
+                    }
+                }
+            }
+            k.SpqrTcSplits = 0;
+            foreach (bool normed in new[] { false, true })
+            {
+                var want = Group(false, normed);
+                foreach (int warps in new[] { 4, 8, 16 })
+                {
+                    k.SpqrTcStagedGroupWarps = warps;
+                    long before = k.SpqrStagedLaunches;
+                    var got = Group(true, normed);
+                    Assert.Equal(before + 1, k.SpqrStagedLaunches);
+                    for (int i = 0; i < 3; i++) Same(want[i], got[i], !normed, $"staged group, layer {i}, norm {normed}, {warps} warps a block");
+                }
+            }
+            k.SpqrTcStagedGroupWarps = 4;
+            // a layer without the fold's permutation table (w4) keeps the prepare launch
+            using var w4 = new GpuSpqrLayer(acc, Layer(rows, cols, 4, rows + 3 * cols, outliers), laneMajor: true);
+            using var s4 = acc.Allocate1D<float>(k.SpqrScratch(w4));
+            k.SpqrTcStaged = true;
+            long launches = k.SpqrStagedLaunches;
+            k.SpqrMatVec(w4, dx.View, s4.View, ys[0].View);
+            acc.Synchronize();
+            Assert.Equal(launches, k.SpqrStagedLaunches);
+        }
+        finally
+        {
+            k.SpqrTcSplits = 0; k.SpqrTcStaged = false; k.SpqrTcStagedGroupWarps = 4;
+            foreach (var b in scratch) b.Dispose();
+            foreach (var b in ys) b.Dispose();
+            foreach (var g in gs) g.Dispose();
+        }
+    }
+
     // the w3 matvec building its own x̃ from x (SpqrTcFold: no prepare launch) runs the prepare's arithmetic and the
     // register kernel's: the same bits, for ragged splits, y += Ŵ·x, outlier rows past the prefetched entries (0.1), and
     // 1-12 splits; inputs it does not take (SwiGLU, an input norm) keep the prepare launch
