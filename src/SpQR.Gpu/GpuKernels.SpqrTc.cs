@@ -294,15 +294,14 @@ public sealed partial class GpuKernels
         Mode = up.Length > 0 ? 1 : norm.IsSet ? 2 : 0,
     };
 
-    // The block's input in its shared memory xs[0..cols) (natural order): x, silu(x) ⊙ up, or w·(x·r) with r = 1/√(mean(x²)
-    // + eps) — x read once, coalesced, four loads a thread in flight, its squares summed on the way (BlockSum: the bits of
-    // r depend on the block's size, so they may differ from the prepare launch's by its rounding), then each thread scales
-    // the entries it wrote; a barrier after. Block-collective: every thread calls it.
+    // The block's input in its shared memory xs[0..cols) (natural order): x, silu(x) ⊙ up or w·(x·r) with r = 1/√(mean(x²)
+    // + eps) (RmsScale: the prepare launch's arithmetic, its sum in this block's order), read coalesced, four loads a thread
+    // in flight; a barrier after. Block-collective: every thread calls it.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void StageBlockInput(ArrayView<float> xs, TcStageInput si, int cols)
     {
         int T = Group.DimX, i = Group.IdxX;
-        float ss = 0f;
+        float r = si.Mode == 2 ? RmsScale(si.X, cols, si.Eps) : 1f;
         for (; i + 3 * T < cols; i += 4 * T)
         {
             float v0 = si.X[i], v1 = si.X[i + T], v2 = si.X[i + 2 * T], v3 = si.X[i + 3 * T];
@@ -311,20 +310,17 @@ public sealed partial class GpuKernels
                 float u0 = si.Up[i], u1 = si.Up[i + T], u2 = si.Up[i + 2 * T], u3 = si.Up[i + 3 * T];
                 v0 = SiluTimes(v0, u0); v1 = SiluTimes(v1, u1); v2 = SiluTimes(v2, u2); v3 = SiluTimes(v3, u3);
             }
-            ss += v0 * v0 + v1 * v1 + (v2 * v2 + v3 * v3);
+            else if (si.Mode == 2)
+            {
+                float g0 = si.NormW[i], g1 = si.NormW[i + T], g2 = si.NormW[i + 2 * T], g3 = si.NormW[i + 3 * T];
+                v0 = g0 * (v0 * r); v1 = g1 * (v1 * r); v2 = g2 * (v2 * r); v3 = g3 * (v3 * r);
+            }
             xs[i] = v0; xs[i + T] = v1; xs[i + 2 * T] = v2; xs[i + 3 * T] = v3;
         }
         for (; i < cols; i += T)
         {
             float v = si.X[i];
-            if (si.Mode == 1) v = SiluTimes(v, si.Up[i]);
-            ss += v * v;
-            xs[i] = v;
-        }
-        if (si.Mode == 2)
-        {
-            float r = 1f / MathF.Sqrt(BlockSum(ss) / cols + si.Eps);
-            for (i = Group.IdxX; i < cols; i += T) xs[i] = si.NormW[i] * (xs[i] * r);
+            xs[i] = si.Mode == 1 ? SiluTimes(v, si.Up[i]) : si.Mode == 2 ? si.NormW[i] * (v * r) : v;
         }
         Group.Barrier();
     }
