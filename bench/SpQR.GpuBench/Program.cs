@@ -4,7 +4,6 @@
 // (NMSE), plus a correctness sweep of the SpQR kernel over ragged shapes, wbits 2..8 and fp16-step layers.
 // Usage: dotnet SpQR.GpuBench.dll [cpu|gpu|auto] [nodecode] [noencode] [onlydecode] [nomatvec] [nomatmul]
 //        dotnet SpQR.GpuBench.dll ptx OUTDIR   (every kernel's PTX, for ptxas -v)
-//        dotnet SpQR.GpuBench.dll staged [rounds]   (the staged-input w3 matvec against prepare + kernel and the fold; decode)
 //        dotnet SpQR.GpuBench.dll tests DIR/SpQR.Gpu.Tests.dll [filter]   (the GPU test suite on the device: DeviceTests.cs)
 //        dotnet SpQR.GpuBench.dll profile [layers]   (3 eager decode steps, F16 then SpQR w3, for a kernel profiler)
 //        dotnet SpQR.GpuBench.dll gemm   (the F16 batched product on the tensor cores against the float32 GEMM; torch_mm.py is its baseline)
@@ -334,67 +333,6 @@ if (args.Length > 0 && args[0] == "fold")
             catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
         }
         k.SpqrTcFold = true;
-    }
-    return;
-}
-if (args.Length > 0 && args[0] == "staged")
-{
-    // the w3 matvec staging its input in each block's shared memory (SpqrTcStaged: no prepare launch) against the prepare
-    // launch + register kernel and the fold (x gathered from global memory), one process: per LLaMA shape the whole call
-    // graph-timed as mvcost, the three in turn three times, and the lane-ordered-input kernel alone (the floor of the
-    // fold's arithmetic with coalesced loads); then `rounds` rounds (default 2) of 7B-shaped decode: our F16, SpQR w3 as
-    // by default, staged (grouped blocks of 4 warps) and staged with grouped blocks of 16 warps
-    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
-    var a = gpu.Accelerator;
-    var k = gpu.Kernels;
-    Console.WriteLine($"device: {gpu.Description}");
-    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
-    {
-        var (l, set, x, e) = W3Layers(a, rows, cols);
-        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows); using var dxl = a.Allocate1D<float>(cols);
-        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
-        try
-        {
-            k.SpqrTcFold = false; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var reg = dy.GetAsArray1D();
-            k.SpqrTcStaged = true; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var stg = dy.GetAsArray1D();
-            k.SpqrTcStaged = false;
-            Console.WriteLine($"staged,{rows}x{cols},w3,rows differing from the prepared kernel {Enumerable.Range(0, rows).Count(i => reg[i] != stg[i])} of {rows},nmse between {Nmse(reg, stg):E2},nmse against the CPU {Nmse(e, stg):E2}");
-            k.SpqrLaneInput(set[0], dx.View, dxl.View);
-            for (int rep = 0; rep < 3; rep++)
-            {
-                foreach (var (name, fold, staged) in new[] { ("prepare + kernel", false, false), ("fold (x from global)", true, false), ("staged (x in shared)", false, true) })
-                {
-                    k.SpqrTcFold = fold; k.SpqrTcFoldAllShapes = fold; k.SpqrTcStaged = staged;
-                    var (nmse, whole, _) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
-                    Console.WriteLine($"staged,{rows}x{cols},w3,{name},whole call {whole * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
-                }
-                k.SpqrTcStaged = false; k.SpqrTcFoldAllShapes = false;
-                double lx = GraphSeconds(gpu, i => k.SpqrMatVecLaneInput(set[i % set.Length], dxl.View, dy.View), 200);
-                Console.WriteLine($"staged,{rows}x{cols},w3,lane-ordered input kernel alone {lx * 1e6:F2} us");
-            }
-        }
-        catch (Exception ex) { Console.WriteLine($"staged,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
-        finally { k.SpqrTcFold = true; k.SpqrTcFoldAllShapes = false; k.SpqrTcStaged = false; }
-        foreach (var g in set) g.Dispose();
-    }
-    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
-    if (rounds > 0)
-    {
-        var cfg = Llama7B(32);
-        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-        using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
-        using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-        double Sq(bool staged, int warps) { k.SpqrTcStaged = staged; k.SpqrTcStagedGroupWarps = warps; sq.UseGraph = true; return DecodeTokensPerSecond(sq, cfg.VocabSize); }
-        for (int r = 0; r < rounds; r++)
-        {
-            try
-            {
-                double fd = DecodeTokensPerSecond(f16, cfg.VocabSize), sd = Sq(false, 4), s4 = Sq(true, 4), s16 = Sq(true, 16);
-                Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} ({sd / fd:F2}x),staged {s4:F1} ({s4 / fd:F2}x),staged 16-warp groups {s16:F1} ({s16 / fd:F2}x),graph, 48 tokens after 4");
-            }
-            catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
-        }
-        k.SpqrTcStaged = false; k.SpqrTcStagedGroupWarps = 4;
     }
     return;
 }

@@ -53,18 +53,8 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SpqrLaunchTc = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<byte>, ILGPU.ArrayView<byte>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<ushort>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SpQR.Gpu.SpqrDims, int>;
-using SpqrLaunchTcStaged = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<byte>, ILGPU.ArrayView<byte>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<ushort>, ILGPU.ArrayView<float>, SpQR.Gpu.TcStageInput, ILGPU.ArrayView<float>, SpQR.Gpu.SpqrDims, int>;
 
 namespace SpQR.Gpu;
-
-/// <summary>The input a staged w3 matvec builds in each block's shared memory (<see cref="GpuKernels.SpqrTcStaged"/>):
-/// Mode 0 x itself, 1 silu(x) ⊙ Up (SwiGLU; x is the gate), 2 RMSNorm(x)·NormW with Eps — what the prepare launch reads.</summary>
-public struct TcStageInput
-{
-    public ArrayView<float> X, Up, NormW;
-    public float Eps;
-    public int Mode;
-}
 
 public sealed partial class GpuKernels
 {
@@ -135,20 +125,6 @@ public sealed partial class GpuKernels
            && !SpqrTcLateGather && SpqrTcLoadsOnly == 0 && (SpqrTcFoldAllShapes || FoldPays(w.Dims));
     // one wave of 12-split blocks, ≤ 3 super-steps a warp (SpqrTcFoldAllShapes says why)
     private bool FoldPays(SpqrDims d) => TcGrid(d, lanes: true).K == 12 && d.Groups / 8 <= 36;
-    /// <summary>The w3 lane-major matvec (subnormal records) stages its input in each block's shared memory — x read
-    /// coalesced in natural order, as x, silu(gate) ⊙ up or RMSNorm(x)·w — and its lanes gather x' = xs[perm[c]] from there
-    /// (SpqrMatVecTcLanes3StagedKernel, grouped: SpqrMatVecTcLanesGroup3StagedKernel): no prepare launch for any input, and
-    /// the fold's arithmetic without its scattered global gathers. An experiment (bench/README.md, seventeenth session):
-    /// off by default until measured.</summary>
-    public bool SpqrTcStaged { get; set; }
-    /// <summary>Warps a block of a staged grouped launch holds (4, 8 or 16: one, two or four tiles at 4 splits): every block
-    /// reads the whole input into shared memory, so fewer, larger blocks read less of it from L2.</summary>
-    public int SpqrTcStagedGroupWarps { get; set; } = 4;
-    /// <summary>Staged launches queued so far (a diagnostic for tests).</summary>
-    public long SpqrStagedLaunches { get; private set; }
-    private SpqrLaunchTcStaged? _spqrTcStaged;
-    private bool StagedApplies(GpuSpqrLayer w)
-        => SpqrTcStaged && w.FoldIndex is not null && UsesLaneCodes(w) && LaneSlot(w.Dims) == 3 && w.Dims.LaneLayout == 1 && !SpqrTcLateGather && SpqrTcLoadsOnly == 0;
     /// <summary>Split j of the tensor-core kernel takes super-steps K − 1 − j, 2K − 1 − j, ... (true) or j, j + K, ... (false):
     /// measured variant (SpqrDims.StepOrder).</summary>
     public bool SpqrTcStepOrderReversed { get; set; } = true;
@@ -231,17 +207,6 @@ public sealed partial class GpuKernels
         CheckFormatCodes(w, lanes, "tensor-core matvec");
         // the fold kernel builds its own x̃ from x: no prepare launch, no scratch (it takes x there, its FoldIndex for the
         // statistics codes the lane-major kernels do not read)
-        if (lanes && prepare && !laneInput && StagedApplies(w))
-        {
-            // the staged kernel builds x', its x̃ and statistics inputs in each block: no prepare launch, no scratch
-            var (sK, swpb, sblocks) = TcGrid(d, lanes);
-            d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-            _spqrTcStaged ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, TcStageInput, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3StagedKernel);
-            _spqrTcStaged(new KernelConfig(sblocks, swpb * 32, SharedMemoryConfig.RequestDynamic<float>(d.Cols)), w.LaneCodeBytes, w.FoldIndexBytes, w.Planes.View,
-                          w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, StageInput(x, up, norm), y, d, sK);
-            SpqrStagedLaunches++;
-            return;
-        }
         bool fold = lanes && (laneInput || FoldApplies(w, up, norm));
         if (prepare && !fold)
         {
@@ -288,43 +253,6 @@ public sealed partial class GpuKernels
         if (fold && !laneInput) SpqrFoldLaunches++;
     }
 
-    private static TcStageInput StageInput(ArrayView<float> x, ArrayView<float> up, InputRmsNorm norm) => new()
-    {
-        X = x, Up = up.Length > 0 ? up : x, NormW = norm.IsSet ? norm.Weight : x, Eps = norm.Eps,
-        Mode = up.Length > 0 ? 1 : norm.IsSet ? 2 : 0,
-    };
-
-    // The block's input in its shared memory xs[0..cols) (natural order): x, silu(x) ⊙ up or w·(x·r) with r = 1/√(mean(x²)
-    // + eps) (RmsScale: the prepare launch's arithmetic, its sum in this block's order), read coalesced, four loads a thread
-    // in flight; a barrier after. Block-collective: every thread calls it.
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void StageBlockInput(ArrayView<float> xs, TcStageInput si, int cols)
-    {
-        int T = Group.DimX, i = Group.IdxX;
-        float r = si.Mode == 2 ? RmsScale(si.X, cols, si.Eps) : 1f;
-        for (; i + 3 * T < cols; i += 4 * T)
-        {
-            float v0 = si.X[i], v1 = si.X[i + T], v2 = si.X[i + 2 * T], v3 = si.X[i + 3 * T];
-            if (si.Mode == 1)
-            {
-                float u0 = si.Up[i], u1 = si.Up[i + T], u2 = si.Up[i + 2 * T], u3 = si.Up[i + 3 * T];
-                v0 = SiluTimes(v0, u0); v1 = SiluTimes(v1, u1); v2 = SiluTimes(v2, u2); v3 = SiluTimes(v3, u3);
-            }
-            else if (si.Mode == 2)
-            {
-                float g0 = si.NormW[i], g1 = si.NormW[i + T], g2 = si.NormW[i + 2 * T], g3 = si.NormW[i + 3 * T];
-                v0 = g0 * (v0 * r); v1 = g1 * (v1 * r); v2 = g2 * (v2 * r); v3 = g3 * (v3 * r);
-            }
-            xs[i] = v0; xs[i + T] = v1; xs[i + 2 * T] = v2; xs[i + 3 * T] = v3;
-        }
-        for (; i < cols; i += T)
-        {
-            float v = si.X[i];
-            xs[i] = si.Mode == 1 ? SiluTimes(v, si.Up[i]) : si.Mode == 2 ? si.NormW[i] * (v * r) : v;
-        }
-        Group.Barrier();
-    }
-
     /// <summary>x' in the lane order of w's fold (xl[FoldSlot(c)] = x[perm[c]], Cols floats): the input
     /// <see cref="SpqrMatVecLaneInput"/> takes. One gather launch — a stand-in, for measurements, for a producer writing its
     /// output rows straight into the next layer's lane order (not wired into the decoder).</summary>
@@ -366,7 +294,7 @@ public sealed partial class GpuKernels
 
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
     // blocks per layer
-    private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1, int minWarps = 4)
+    private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1)
     {
         int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
         int K = layers > 1 && SpqrTcGroupSplits != 0 ? SpqrTcGroupSplits : SpqrTcSplits;
@@ -387,10 +315,7 @@ public sealed partial class GpuKernels
             else if (lanes && layers > 1 && steps >= 4) K = 4;
         }
         if (K is < 1 or > 16 or 3) throw new ArgumentException($"SpqrTcSplits must be 0 (by shape), 1, 2 or 4-16 (a block holds max(K, 4) warps), not {K}");
-        if (minWarps is not (4 or 8 or 16)) throw new ArgumentException($"a block of the tensor-core kernel holds 4, 8 or 16 warps, not {minWarps}");
-        int wpb = Math.Max(K, minWarps);
-        wpb -= wpb % K;
-        int tilesPerBlock = wpb / K;
+        int wpb = Math.Max(K, 4), tilesPerBlock = wpb / K;
         return (K, wpb, (tiles + tilesPerBlock - 1) / tilesPerBlock);
     }
 
@@ -553,10 +478,6 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanes3LaneXKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> xl, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, xl, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true, laneX: true);
-    // the same gathering x' from the block's staged input in shared memory (SpqrTcStaged: foldIndex as in the fold)
-    private static void SpqrMatVecTcLanes3StagedKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
-                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, TcStageInput si, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, si.X, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true, staged: true, si: si);
     // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
     private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -827,7 +748,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false, bool laneX = false, bool staged = false, TcStageInput si = default)
+                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false, bool laneX = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -901,13 +822,6 @@ public sealed partial class GpuKernels
             }
         }
         GridWait();
-        // staged: x' from here on is the block's input in shared memory (scratch held x for the code above: unused there)
-        if (staged)
-        {
-            var xs = SharedMemory.GetDynamic<float>();
-            StageBlockInput(xs, si, d.Cols);
-            scratch = xs;
-        }
         // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
         bool writer = live && split == 0 && lane < 16 && r0 + lane <= last;
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;

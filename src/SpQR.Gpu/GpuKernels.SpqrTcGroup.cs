@@ -61,20 +61,6 @@ public sealed partial class GpuKernels
             CheckSpqrScratch(ws[i], scratches[i]);
             if (ys[i].Length < d.Rows) throw new ArgumentException($"y {i} holds {ys[i].Length} floats, need {d.Rows}");
         }
-        bool staged = true;
-        foreach (var w in ws) staged &= StagedApplies(w);
-        if (staged)
-        {
-            // each block stages the input itself (GpuKernels.SpqrTcStaged): no prepare launch; the layers' FoldIndex for
-            // their statistics codes, x for their scratch (read by no code before the staging)
-            var (sK, swpb, sblocks) = TcGrid(d, lanes: true, L, SpqrTcStagedGroupWarps);
-            d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-            var sa = StagedViews(ws[0], x, ys[0]); var sb = StagedViews(ws[1], x, ys[1]); var sc = L > 2 ? StagedViews(ws[2], x, ys[2]) : sb;
-            _spqrTcGroup3Staged ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int, TcStageInput>(SpqrMatVecTcLanesGroup3StagedKernel);
-            _spqrTcGroup3Staged(new KernelConfig(L * sblocks, swpb * 32, SharedMemoryConfig.RequestDynamic<float>(d.Cols)), sa, sb, sc, d, sK, sblocks, StageInput(x, default, norm));
-            SpqrGroupLaunches++; SpqrStagedLaunches++;
-            return;
-        }
         int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _prepareTcGroup ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>(SpqrPrepareTcGroupKernel);
         var p2 = L > 2 ? ws[2].Perm.View : ws[1].Perm.View;
@@ -91,14 +77,6 @@ public sealed partial class GpuKernels
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
     }
-
-    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int, TcStageInput>? _spqrTcGroup3Staged;
-
-    private static TcLayerViews StagedViews(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> y) => new()
-    {
-        Codes = w.LaneCodeBytes, StatCodes = w.FoldIndexBytes, Planes = w.Planes.View,
-        Offsets = w.OutlierRowOffsets.View, OCols = w.OutlierCols.View, Deltas = w.OutlierDeltas.View, Scratch = x, Y = y,
-    };
 
     private static TcLayerViews Views(GpuSpqrLayer w, ArrayView<float> scratch, ArrayView<float> y) => new()
     {
@@ -131,17 +109,13 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanesGroup4Kernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer)
         => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 4);
 
-    private static void SpqrMatVecTcLanesGroup3StagedKernel(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, TcStageInput si)
-        => SpqrMatVecTcGroupBody(a, b, c, d, K, blocksPerLayer, 3, 1, staged: true, si: si);
-
     // block i·B + j runs block j of layer i's own launch
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0, bool late = false,
-                                              bool staged = false, TcStageInput si = default)
+    private static void SpqrMatVecTcGroupBody(TcLayerViews a, TcLayerViews b, TcLayerViews c, SpqrDims d, int K, int blocksPerLayer, int bits, int layout = 0, bool late = false)
     {
         int li = Grid.IdxX / blocksPerLayer;
         var v = li == 0 ? a : li == 1 ? b : c;
         SpqrMatVecTcBody(v.Codes, v.StatCodes, v.Planes, v.Offsets, v.OCols, v.Deltas, v.Scratch, v.Y, d, K, bits, false, true, true,
-                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout, late, fold: staged, staged: staged, si: si);
+                         GpuSpqrLayer.LaneWords(bits), true, li * blocksPerLayer, layout, late);
     }
 }
