@@ -276,10 +276,8 @@ if (args.Length > 0 && args[0] == "gather")
 if (args.Length > 0 && args[0] == "fold")
 {
     // the w3 matvec building its own x̃ from x (SpqrTcFold: no prepare launch) against the prepare launch + register kernel,
-    // one process: per LLaMA shape the whole call graph-timed as mvcost, both ways three times in turn, each time with the
-    // matvec from x' already in the lane order (SpqrMatVecLaneInput, as a producer would write it: bench/README.md, sixteenth
-    // session) alone and after SpqrLaneInput's gather launch; then `rounds` rounds (default 2) of 7B-shaped decode: our F16,
-    // SpQR w3 without and with the fold (o_proj: the one plain-input projection)
+    // one process: per LLaMA shape the whole call graph-timed as mvcost, both ways three times in turn; then `rounds` rounds
+    // (default 2) of 7B-shaped decode: our F16, SpQR w3 without and with the fold (o_proj: the one plain-input projection)
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     var k = gpu.Kernels;
@@ -288,15 +286,13 @@ if (args.Length > 0 && args[0] == "fold")
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var (l, set, x, e) = W3Layers(a, rows, cols);
-        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows); using var dxl = a.Allocate1D<float>(cols);
+        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
         using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
         try
         {
             k.SpqrTcFold = false; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var reg = dy.GetAsArray1D();
             k.SpqrTcFold = true; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var fol = dy.GetAsArray1D();
             Console.WriteLine($"fold,{rows}x{cols},w3,rows differing from the prepared kernel {Enumerable.Range(0, rows).Count(i => reg[i] != fol[i])} of {rows},nmse between {Nmse(reg, fol):E2}");
-            k.SpqrLaneInput(set[0], dx.View, dxl.View); k.SpqrMatVecLaneInput(set[0], dxl.View, dy.View); a.Synchronize();
-            Console.WriteLine($"fold,{rows}x{cols},w3,lane-ordered input,nmse against the CPU {Nmse(e, dy.GetAsArray1D()):E2}");
             for (int rep = 0; rep < 3; rep++)
             {
                 foreach (bool fold in new[] { false, true })
@@ -305,9 +301,6 @@ if (args.Length > 0 && args[0] == "fold")
                     var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
                     Console.WriteLine($"fold,{rows}x{cols},w3,{(fold ? "fold (no prepare)" : "prepare + kernel")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
                 }
-                double lx = GraphSeconds(gpu, i => k.SpqrMatVecLaneInput(set[i % set.Length], dxl.View, dy.View), 200);
-                double lxg = GraphSeconds(gpu, i => { k.SpqrLaneInput(set[i % set.Length], dx.View, dxl.View); k.SpqrMatVecLaneInput(set[i % set.Length], dxl.View, dy.View); }, 200);
-                Console.WriteLine($"fold,{rows}x{cols},w3,lane-ordered input,kernel {lx * 1e6:F2} us ({l.StoredBytes / lx / 1e9:F0} GB/s of the format),after its gather launch {lxg * 1e6:F2} us");
             }
         }
         catch (Exception ex) { Console.WriteLine($"fold,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }

@@ -47,8 +47,9 @@
 // uint4 ((S·2 + hl)·4 + t)·4 + u holds (b0, b1) of group 8S + u and of group 8S + u + 4, hl = 0 for hi, 1 for lo.
 // Where it pays (SpqrTcFold, w3 subnormal records, plain inputs, short one-wave launches: o_proj): SpqrMatVecTcLanes3FoldKernel
 // builds those same words and (xsum, 2^−E) in its lanes from x itself (FoldX) — no prepare launch, no scratch; the same
-// bits on the CPU accelerator. SpqrMatVecLaneInput (SpqrMatVecTcLanes3LaneXKernel; an experiment, not in the decoder) runs
-// the same arithmetic on x' already laid out in that lane order: coalesced loads instead of the fold's gathers.
+// bits on the CPU accelerator. Measured and removed (bench/README.md, seventeenth session): the same arithmetic on x' laid
+// out in the lane order beforehand (the producer route: 7.1 / 18.0 / 14.4 µs, little below prepare + kernel) and on x staged
+// in each block's shared memory (slower than prepare + kernel; decode −34%).
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -193,10 +194,9 @@ public sealed partial class GpuKernels
     public bool SpqrUsesTensorCores(GpuSpqrLayer w) => TcApplies(w);
 
     // the tensor-core matvec (TcApplies checked by the caller); a non-empty up: x is the gate, the input silu(x) ⊙ up;
-    // accumulate: y += Ŵ·x; norm: the input is RMSNorm(x) (not with up); laneInput: x is x' in the fold's lane order
-    // (SpqrMatVecLaneInput checked the layer: the lane-ordered kernel, no prepare)
+    // accumulate: y += Ŵ·x; norm: the input is RMSNorm(x) (not with up)
     private void SpqrMatVecTc(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> scratch, ArrayView<float> y, bool prepare, ArrayView<float> up = default,
-                              bool accumulate = false, InputRmsNorm norm = default, bool laneInput = false)
+                              bool accumulate = false, InputRmsNorm norm = default)
     {
         var d = w.Dims;
         if (accumulate) d.Accumulate = 1;
@@ -207,7 +207,7 @@ public sealed partial class GpuKernels
         CheckFormatCodes(w, lanes, "tensor-core matvec");
         // the fold kernel builds its own x̃ from x: no prepare launch, no scratch (it takes x there, its FoldIndex for the
         // statistics codes the lane-major kernels do not read)
-        bool fold = lanes && (laneInput || FoldApplies(w, up, norm));
+        bool fold = lanes && FoldApplies(w, up, norm);
         if (prepare && !fold)
         {
             int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
@@ -227,9 +227,7 @@ public sealed partial class GpuKernels
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
         ArrayView<byte> codes = lanes ? w.LaneCodeBytes : w.Codes.View;
-        var k = laneInput
-            ? _spqrTcLaneX ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LaneXKernel)
-            : fold
+        var k = fold
             ? _spqrTcFold ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3FoldKernel)
             : lanes && LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcLanes3Late ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LateKernel)
@@ -250,47 +248,8 @@ public sealed partial class GpuKernels
                 d.WBits switch { 2 => SpqrMatVecTc2Kernel, 3 => SpqrMatVecTc3Kernel, _ => SpqrMatVecTc4Kernel });
         k(new KernelConfig(blocks, wpb * 32), codes, fold ? w.FoldIndexBytes : w.StatCodes.View, w.Planes.View,
           w.OutlierRowOffsets.View, w.OutlierCols.View, w.OutlierDeltas.View, fold ? x : scratch, y, d, K);
-        if (fold && !laneInput) SpqrFoldLaunches++;
+        if (fold) SpqrFoldLaunches++;
     }
-
-    /// <summary>x' in the lane order of w's fold (xl[FoldSlot(c)] = x[perm[c]], Cols floats): the input
-    /// <see cref="SpqrMatVecLaneInput"/> takes. One gather launch — a stand-in, for measurements, for a producer writing its
-    /// output rows straight into the next layer's lane order (not wired into the decoder).</summary>
-    public void SpqrLaneInput(GpuSpqrLayer w, ArrayView<float> x, ArrayView<float> xl)
-    {
-        if (w.FoldIndex is null) throw new ArgumentException($"SpqrLaneInput: the {w.Dims.Rows}x{w.Dims.Cols} w{w.Dims.WBits} layer has no FoldIndex (w3 subnormal lane-major records only)");
-        int n = w.Dims.Cols;
-        if (x.Length < n || xl.Length < n) throw new ArgumentException($"SpqrLaneInput: x holds {x.Length} and xl {xl.Length} floats, need {n}");
-        _laneInput ??= Load<ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int>(SpqrLaneInputKernel);
-        int blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
-        _laneInput(new KernelConfig((n + blk - 1) / blk, blk), w.FoldIndex.View, x, xl, n);
-    }
-    private Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, int>? _laneInput;
-
-    // slot s of x' in the lane order: x[FoldIndex[s]] (the index, a layer constant, before the wait)
-    private static void SpqrLaneInputKernel(ArrayView<ushort> foldIndex, ArrayView<float> x, ArrayView<float> xl, int n)
-    {
-        int s = Grid.GlobalIndex.X;
-        int p = s < n ? foldIndex[s] : 0;
-        GridWait();
-        if (s < n) xl[s] = x[p];
-    }
-
-    /// <summary>y = Ŵ·x (y += with accumulate) from x' already in the layer's lane order (<see cref="SpqrLaneInput"/>): the fold
-    /// kernel's in-lane arithmetic with two coalesced 16-byte loads a lane a super-step instead of its index word and 8
-    /// gathers, and no lookups for the outliers (SpqrMatVecTcLanes3LaneXKernel). The experiment behind the route of
-    /// bench/README.md's sixteenth session (producers writing the next layer's input in its lane order); w3 subnormal
-    /// lane-major layers the tensor-core kernel takes. xl is read in 16-byte words: a view starting 16-byte aligned (a whole
-    /// buffer, or a sub-view at a multiple of 4 floats), as the scratch of SpqrMatVec.</summary>
-    public void SpqrMatVecLaneInput(GpuSpqrLayer w, ArrayView<float> xl, ArrayView<float> y, bool accumulate = false)
-    {
-        var d = w.Dims;
-        if (w.FoldIndex is null || !TcApplies(w) || !UsesLaneCodes(w) || LaneSlot(d) != 3 || d.LaneLayout != 1 || SpqrTcLoadsOnly != 0)
-            throw new ArgumentException($"SpqrMatVecLaneInput: the {d.Rows}x{d.Cols} w{d.WBits} layer is not a w3 subnormal lane-major layer on the tensor-core kernel");
-        if (xl.Length < d.Cols || y.Length < d.Rows) throw new ArgumentException($"SpqrMatVecLaneInput: xl holds {xl.Length} floats (need {d.Cols}), y {y.Length} (need {d.Rows})");
-        SpqrMatVecTc(w, xl, default, y, prepare: false, accumulate: accumulate, laneInput: true);
-    }
-    private SpqrLaunchTc? _spqrTcLaneX;
 
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
     // blocks per layer
@@ -474,10 +433,6 @@ public sealed partial class GpuKernels
     private static void SpqrMatVecTcLanes3FoldKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> x, ArrayView<float> y, SpqrDims d, int K)
         => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, x, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true);
-    // the same from x' already in the lane order (SpqrMatVecLaneInput: xl[FoldSlot(c)] = x[perm[c]], laid out by the producer)
-    private static void SpqrMatVecTcLanes3LaneXKernel(ArrayView<byte> codes, ArrayView<byte> foldIndex, ArrayView<float> planes, ArrayView<int> offsets,
-                                                      ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> xl, ArrayView<float> y, SpqrDims d, int K)
-        => SpqrMatVecTcBody(codes, foldIndex, planes, offsets, ocols, deltas, xl, y, d, K, 3, false, true, true, GpuSpqrLayer.LaneWords(3), true, layout: 1, fold: true, laneX: true);
     // over the eighth session's w3 records (GpuSpqrLayer magicW3Records; benchmarks)
     private static void SpqrMatVecTcLanesMagic3Kernel(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                                       ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K)
@@ -748,7 +703,7 @@ public sealed partial class GpuKernels
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void SpqrMatVecTcBody(ArrayView<byte> codes, ArrayView<byte> statCodes, ArrayView<float> planes, ArrayView<int> offsets,
                                          ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> scratch, ArrayView<float> y, SpqrDims d, int K, int b, bool loadsOnly, bool stats = true, bool outliers = true, int packed = 0, bool lanes = false,
-                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false, bool laneX = false)
+                                         int blockBase = 0, int layout = 0, bool late = false, bool fold = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
         int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
@@ -788,11 +743,8 @@ public sealed partial class GpuKernels
         int o0 = 0, o1 = 0, p0 = 0, p1 = 0;
         // fold: statCodes holds the permutation in lane order (GpuSpqrLayer.FoldIndex), scratch is x; lane (u, t) of step S
         // reads its 8 indices as one 16-byte word, an outlier's column c its entry at FoldSlot(c)
-        var fperm = fold && !laneX ? statCodes.Cast<ushort>() : default;
-        var flanes = fold && !laneX ? statCodes.Cast<U4>() : default;
-        // laneX (with fold): scratch is x' already in the lane order (x'[FoldSlot(c)] = x[perm[c]]): two 16-byte loads a lane a
-        // super-step instead of the index word and 8 gathers, and an outlier's x' at FoldSlot(col) with no lookup
-        var xl4 = laneX ? scratch.Cast<F4>().AsAligned(16) : default;
+        var fperm = fold ? statCodes.Cast<ushort>() : default;
+        var flanes = fold ? statCodes.Cast<U4>() : default;
         int fl = (gid >> 1) * 4 + t;
         // the first super-step is peeled: its loads, then the outlier loads (which wait for the CSR offsets while the
         // codes are in flight), its compute, then the x' gathers of the outliers
@@ -809,17 +761,9 @@ public sealed partial class GpuKernels
         if (fold)
         {
             // the input columns of the prefetched outliers and the first step's x indices: layer constants, before the wait
-            if (laneX)
-            {
-                if (oFirst) OutlierLaneColumns(ref oPre);
-                if (pSecond) OutlierLaneColumns(ref pPre);
-            }
-            else
-            {
-                if (oFirst) OutlierInputColumns(ref oPre, fperm);
-                if (pSecond) OutlierInputColumns(ref pPre, fperm);
-                if (live && first < steps) pl0 = flanes[first * 16 + fl];
-            }
+            if (oFirst) OutlierInputColumns(ref oPre, fperm);
+            if (pSecond) OutlierInputColumns(ref pPre, fperm);
+            if (live && first < steps) pl0 = flanes[first * 16 + fl];
         }
         GridWait();
         // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
@@ -827,8 +771,7 @@ public sealed partial class GpuKernels
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && first < steps)
         {
-            if (laneX) FoldLaneX(ref l0, xl4, first, fl, gid, t);
-            else if (fold) FoldX(ref l0, scratch, pl0, gid, t);
+            if (fold) FoldX(ref l0, scratch, pl0, gid, t);
             else TcLoadX(ref l0, x4, g2, q, first, stats);
             TcStep(l0, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
@@ -852,8 +795,7 @@ public sealed partial class GpuKernels
         for (int s = next; live && s < steps; s += K)
         {
             var l = TcLoad(c4, x4, p4, g2, statCodes, q, s, b, F, stats, c8, packed, activations: !fold);
-            if (laneX) FoldLaneX(ref l, xl4, s, fl, gid, t);
-            else if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t);
+            if (fold) FoldX(ref l, scratch, flanes[s * 16 + fl], gid, t);
             TcStep(l, q, d, b, layout, gid, t, loadsOnly, lanes, ref acc0, ref acc1);
         }
         // the four lanes of a quad hold parts of the same two rows
@@ -867,7 +809,7 @@ public sealed partial class GpuKernels
             bool pre = i == split || i == split + K;
             int skip = pre ? OutlierLanes * Warp.WarpSize : 0;
             float o = (i == split ? oSum : i == split + K ? pSum : 0f)
-                    + (laneX ? OutlierPartLane(offsets, ocols, deltas, scratch, r, skip) : fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
+                    + (fold ? OutlierPartInput(offsets, ocols, deltas, fperm, scratch, r, skip) : OutlierPart(offsets, ocols, deltas, scratch, r, skip));
             o = WarpSum(o);
             o = Warp.Shuffle(o, 0);
             if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }
@@ -891,22 +833,6 @@ public sealed partial class GpuKernels
         e.C0 = a; e.C1 = b; e.C2 = c; e.C3 = f;
     }
 
-    // the prefetched entries' columns as slots of x' in the lane order (laneX): arithmetic, no load
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void OutlierLaneColumns(ref OutlierEntries e)
-    {
-        e.C0 = e.C0 >= 0 ? GpuSpqrLayer.FoldSlot(e.C0) : -1; e.C1 = e.C1 >= 0 ? GpuSpqrLayer.FoldSlot(e.C1) : -1;
-        e.C2 = e.C2 >= 0 ? GpuSpqrLayer.FoldSlot(e.C2) : -1; e.C3 = e.C3 >= 0 ? GpuSpqrLayer.FoldSlot(e.C3) : -1;
-    }
-
-    // OutlierPart over x' in the lane order: Σ delta·x'[FoldSlot(col)] over the row's entries past skip
-    private static float OutlierPartLane(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<float> xl, int r, int skip)
-    {
-        float acc = 0;
-        for (int i = offsets[r] + skip + Warp.LaneIdx; i < offsets[r + 1]; i += Warp.WarpSize) acc += deltas[i] * xl[GpuSpqrLayer.FoldSlot(ocols[i])];
-        return acc;
-    }
-
     // OutlierPart over x itself: Σ delta·x[perm[col]] over the row's entries past skip (perm in lane order: FoldIndex)
     private static float OutlierPartInput(ArrayView<int> offsets, ArrayView<ushort> ocols, ArrayView<float> deltas, ArrayView<ushort> lanePerm, ArrayView<float> x, int r, int skip)
     {
@@ -928,14 +854,6 @@ public sealed partial class GpuKernels
         float a0 = x[(int)(pl.X & 0xFFFFu)], a1 = x[(int)(pl.X >> 16)], a2 = x[(int)(pl.Y & 0xFFFFu)], a3 = x[(int)(pl.Y >> 16)];
         float b0 = x[(int)(pl.Z & 0xFFFFu)], b1 = x[(int)(pl.Z >> 16)], b2 = x[(int)(pl.W & 0xFFFFu)], b3 = x[(int)(pl.W >> 16)];
         FoldValues(ref l, a0, a1, a2, a3, b0, b1, b2, b3, gid, t);
-    }
-
-    // the same from x' in the lane order (laneX): the lane's 8 values of super-step s are slots s·128 + fl·8 .. + 7
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void FoldLaneX(ref TcLoads l, ArrayView<F4> xl4, int s, int fl, int gid, int t)
-    {
-        F4 a = xl4[s * 32 + fl * 2], b = xl4[s * 32 + fl * 2 + 1];
-        FoldValues(ref l, a.X, a.Y, a.Z, a.W, b.X, b.Y, b.Z, b.W, gid, t);
     }
 
     // a lane's 8 x' (columns t + 4q of its groups 8S + u and 8S + u + 4) → its x̃ word and (xsum, 2^−E) of lane t's groups
