@@ -13,6 +13,7 @@
 //        dotnet SpQR.GpuBench.dll decode [rounds]   (7B-shaped decode, our F16 and SpQR w3 alternating: the decode target's ratio; also SpQR w3 with late gathers)
 //        dotnet SpQR.GpuBench.dll fold [rounds]   (the w3 matvec building its own x̃, no prepare launch, against prepare + kernel; 7B decode both ways)
 //        dotnet SpQR.GpuBench.dll mvsteps   (the w3 matvec's fixed cost against its cost per super-step: 4096-row layers of 1,536-16,384 columns)
+//        dotnet SpQR.GpuBench.dll floor   (where that fixed cost goes: kernels with the matvec's grid doing none / part of its work)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
 //        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
@@ -348,6 +349,31 @@ if (args.Length > 0 && args[0] == "mvsteps")
         foreach (var g in set) g.Dispose();
     }
     k.SpqrTcSplits = 0;
+    return;
+}
+if (args.Length > 0 && args[0] == "floor")
+{
+    // where the w3 matvec's fixed cost goes: per LLaMA shape, graph-timed as mvcost (200 calls, weights rotated), kernels
+    // with the matvec's grid that do only part of its work (GpuKernels.SpqrLaunchFloor: nothing; the epilogue's stores
+    // after the wait; + the first super-step's record loads before it), then the main kernel and the whole call; three times
+    // in turn
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    var k = gpu.Kernels;
+    Console.WriteLine($"device: {gpu.Description}, programmatic launch {k.ProgrammaticLaunch}");
+    foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
+    {
+        var (_, set, x, e) = W3Layers(a, rows, cols);
+        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
+        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
+        for (int rep = 0; rep < 3; rep++)
+        {
+            var floors = new[] { 0, 1, 2 }.Select(m => GraphSeconds(gpu, i => k.SpqrLaunchFloor(set[i % set.Length], dy.View, m), 200)).ToArray();
+            var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
+            Console.WriteLine($"floor,{rows}x{cols},w3,empty {floors[0] * 1e6:F2} us,stores after the wait {floors[1] * 1e6:F2} us,+ first record loads {floors[2] * 1e6:F2} us,main kernel {main * 1e6:F2} us,whole call {whole * 1e6:F2} us,nmse {nmse:E2}");
+        }
+        foreach (var g in set) g.Dispose();
+    }
     return;
 }
 if (args.Length > 0 && args[0] == "decode")

@@ -251,6 +251,51 @@ public sealed partial class GpuKernels
         if (fold) SpqrFoldLaunches++;
     }
 
+    /// <summary>Benchmark diagnostic: what the lane-major w3 matvec's launch costs before any of its work — a kernel with its
+    /// grid (TcGrid) and block size that does only part of it: mode 0 nothing (not even the programmatic wait: launches
+    /// alone), 1 the epilogue's stores of y (zeros) after the wait, 2 each warp's first super-step record requested before the wait and
+    /// folded into the stored y (one dependent DRAM round trip). Against the matvec's main kernel (bench/README.md,
+    /// seventeenth session: where its ~3.7 µs fixed cost goes). y must hold Rows floats; its contents are meaningless after.</summary>
+    public void SpqrLaunchFloor(GpuSpqrLayer w, ArrayView<float> y, int mode)
+    {
+        var d = w.Dims;
+        if (mode is < 0 or > 2) throw new ArgumentException($"SpqrLaunchFloor: mode 0, 1 or 2, not {mode}");
+        if (!UsesLaneCodes(w) || LaneSlot(d) != 3) throw new ArgumentException($"SpqrLaunchFloor: the {d.Rows}x{d.Cols} w{d.WBits} layer has no w3 lane-major records");
+        if (y.Length < d.Rows) throw new ArgumentException($"SpqrLaunchFloor: y holds {y.Length} floats, need {d.Rows}");
+        var (K, wpb, blocks) = TcGrid(d, lanes: true);
+        _launchFloor ??= Load<ArrayView<ulong>, ArrayView<float>, SpqrDims, int, int>(SpqrLaunchFloorKernel);
+        _launchFloor(new KernelConfig(blocks, wpb * 32), w.LaneCodes!.View, y, d, K, mode);
+    }
+    private Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, SpqrDims, int, int>? _launchFloor;
+
+    // the matvec's tile and split of each warp (SpqrMatVecTcBody's), its first super-step's record words (mode 2), the
+    // wait where the matvec waits (modes 1-2), the writer lanes' stores
+    private static void SpqrLaunchFloorKernel(ArrayView<ulong> lanes, ArrayView<float> y, SpqrDims d, int K, int mode)
+    {
+        if (mode == 0) return;
+        var red = SharedMemory.Allocate<float>(16 * 16);
+        int lane = Warp.LaneIdx, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K, steps = d.Groups / 8, W = GpuSpqrLayer.LaneWords(3);
+        int r0 = 16 * (Grid.IdxX * (wpb / K) + wi / K), first = K - 1 - split;
+        bool live = r0 < d.Rows && first < steps;
+        ulong v = 0;
+        if (mode == 2 && live)
+        {
+            var rec = lanes.SubView((long)(r0 >> 4) * steps * 32 * W + lane + 32 * W * first);
+            v = rec[0] ^ rec[32] ^ rec[64] ^ rec[96];
+        }
+        GridWait();
+        float f = (uint)v * 1e-30f;
+        f += Warp.ShuffleXor(f, 1);
+        if ((lane & 3) == 0) red[16 * wi + (lane >> 2)] = f;
+        Group.Barrier();
+        if (split == 0 && lane < 16 && r0 + lane < d.Rows)
+        {
+            float sum = red[16 * wi + (lane & 7)];
+            for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + (lane & 7)];
+            y[r0 + lane] = sum;
+        }
+    }
+
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
     // blocks per layer
     private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1)

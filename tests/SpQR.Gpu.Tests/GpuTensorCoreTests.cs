@@ -118,6 +118,37 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcStepOrderReversed = true; }
     }
 
+    // the launch-cost diagnostic runs with the matvec's grid on any split count: modes 1-2 store every row (zeros, and
+    // record words scaled to nothing), mode 0 none; it takes only w3 lane-major layers and modes 0-2
+    [Fact]
+    public void The_launch_floor_diagnostic_stores_the_rows_the_matvec_would()
+    {
+        var acc = fx.Backend.Accelerator;
+        var k = fx.Backend.Kernels;
+        using var g = new GpuSpqrLayer(acc, Layer(40, 384, 3, 17, 0.03), laneMajor: true);
+        using var dy = acc.Allocate1D<float>(40);
+        try
+        {
+            foreach (int K in new[] { 0, 3, 1 })
+            {
+                k.SpqrTcSplits = K == 3 ? 2 : K;
+                foreach (int mode in new[] { 0, 1, 2 })
+                {
+                    dy.CopyFromCPU(Enumerable.Repeat(7f, 40).ToArray());
+                    k.SpqrLaunchFloor(g, dy.View, mode);
+                    acc.Synchronize();
+                    var y = dy.GetAsArray1D();
+                    if (mode == 0) Assert.All(y, v => Assert.Equal(7f, v));
+                    else Assert.All(y, v => Assert.True(v != 7f && Math.Abs(v) < 1e-18f, $"mode {mode}, K {K}: {v}"));
+                }
+            }
+            Assert.Throws<ArgumentException>(() => k.SpqrLaunchFloor(g, dy.View, 3));
+            using var w4 = new GpuSpqrLayer(acc, Layer(40, 384, 4, 18, 0.03), laneMajor: true);
+            Assert.Throws<ArgumentException>(() => k.SpqrLaunchFloor(w4, dy.View, 1));
+        }
+        finally { k.SpqrTcSplits = 0; }
+    }
+
     // the w3 matvec building its own x̃ from x (SpqrTcFold: no prepare launch) runs the prepare's arithmetic and the
     // register kernel's: the same bits, for ragged splits, y += Ŵ·x, outlier rows past the prefetched entries (0.1), and
     // 1-12 splits; inputs it does not take (SwiGLU, an input norm) keep the prepare launch
