@@ -295,14 +295,12 @@ if (args.Length > 0 && args[0] == "fold")
             k.SpqrTcFold = true; k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var fol = dy.GetAsArray1D();
             Console.WriteLine($"fold,{rows}x{cols},w3,rows differing from the prepared kernel {Enumerable.Range(0, rows).Count(i => reg[i] != fol[i])} of {rows},nmse between {Nmse(reg, fol):E2}");
             for (int rep = 0; rep < 3; rep++)
-            {
                 foreach (bool fold in new[] { false, true })
                 {
                     k.SpqrTcFold = fold;
                     var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
                     Console.WriteLine($"fold,{rows}x{cols},w3,{(fold ? "fold (no prepare)" : "prepare + kernel")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
                 }
-            }
         }
         catch (Exception ex) { Console.WriteLine($"fold,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
         finally { k.SpqrTcFold = true; }

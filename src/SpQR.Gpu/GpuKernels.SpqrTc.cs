@@ -263,37 +263,32 @@ public sealed partial class GpuKernels
         if (!UsesLaneCodes(w) || LaneSlot(d) != 3) throw new ArgumentException($"SpqrLaunchFloor: the {d.Rows}x{d.Cols} w{d.WBits} layer has no w3 lane-major records");
         if (y.Length < d.Rows) throw new ArgumentException($"SpqrLaunchFloor: y holds {y.Length} floats, need {d.Rows}");
         var (K, wpb, blocks) = TcGrid(d, lanes: true);
+        d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         _launchFloor ??= Load<ArrayView<ulong>, ArrayView<float>, SpqrDims, int, int>(SpqrLaunchFloorKernel);
         _launchFloor(new KernelConfig(blocks, wpb * 32), w.LaneCodes!.View, y, d, K, mode);
     }
     private Action<KernelConfig, ArrayView<ulong>, ArrayView<float>, SpqrDims, int, int>? _launchFloor;
 
-    // the matvec's tile and split of each warp (SpqrMatVecTcBody's), its first super-step's record words (mode 2), the
-    // wait where the matvec waits (modes 1-2), the writer lanes' stores
+    // the matvec's tile and split of each warp (TcWarpTile), its first super-step's record words (mode 2: LaneRecord, the
+    // four words of a w3 record), the wait where the matvec waits (modes 1-2), its tile's reduction and stores (TcTileStore)
     private static void SpqrLaunchFloorKernel(ArrayView<ulong> lanes, ArrayView<float> y, SpqrDims d, int K, int mode)
     {
         if (mode == 0) return;
         var red = SharedMemory.Allocate<float>(16 * 16);
-        int lane = Warp.LaneIdx, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K, steps = d.Groups / 8, W = GpuSpqrLayer.LaneWords(3);
-        int r0 = 16 * (Grid.IdxX * (wpb / K) + wi / K), first = K - 1 - split;
-        bool live = r0 < d.Rows && first < steps;
+        int lane = Warp.LaneIdx, wi = Warp.WarpIdx, steps = d.Groups / 8, W = GpuSpqrLayer.LaneWords(3);
+        int r0 = TcWarpTile(d, K, 0, Group.DimX / 32, wi, out int split, out int first);
         ulong v = 0;
-        if (mode == 2 && live)
+        if (mode == 2 && r0 < d.Rows && first < steps)
         {
-            var rec = lanes.SubView((long)(r0 >> 4) * steps * 32 * W + lane + 32 * W * first);
+            var rec = lanes.SubView(LaneRecord(r0, steps, W, lane) + 32 * W * first);
             v = rec[0] ^ rec[32] ^ rec[64] ^ rec[96];
         }
         GridWait();
+        // every lane's words consumed (the quad's sum), scaled to nothing
         float f = (uint)v * 1e-30f;
         f += Warp.ShuffleXor(f, 1);
-        if ((lane & 3) == 0) red[16 * wi + (lane >> 2)] = f;
-        Group.Barrier();
-        if (split == 0 && lane < 16 && r0 + lane < d.Rows)
-        {
-            float sum = red[16 * wi + (lane & 7)];
-            for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + (lane & 7)];
-            y[r0 + lane] = sum;
-        }
+        f += Warp.ShuffleXor(f, 2);
+        TcTileStore(red, y, f, f, r0, K, split == 0 && lane < 16 && r0 + lane < d.Rows, 0f, false, lane, lane >> 2, lane & 3, wi);
     }
 
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
@@ -751,12 +746,8 @@ public sealed partial class GpuKernels
                                          int blockBase = 0, int layout = 0, bool late = false, bool fold = false)
     {
         var red = SharedMemory.Allocate<float>(16 * 16); // [warp of the block][row of its tile]
-        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx, split = wi % K;
-        // the split's super-steps: first, first + K, ... with first = K − 1 − split, so that where steps % K ≠ 0 the extra
-        // steps fall on the last splits, while the first splits take a second outlier row (16 % K of them) and split 0
-        // the reduction (measured: bench/README.md, GPU eleventh session)
-        int first = d.StepOrder != 0 ? K - 1 - split : split;
-        int r0 = 16 * ((Grid.IdxX - blockBase) * (wpb / K) + wi / K), last = d.Rows - 1;
+        int lane = Warp.LaneIdx, gid = lane >> 2, t = lane & 3, wpb = Group.DimX / 32, wi = Warp.WarpIdx;
+        int r0 = TcWarpTile(d, K, blockBase, wpb, wi, out int split, out int first), last = d.Rows - 1;
         bool live = r0 < d.Rows;
         int ra = Math.Min(r0 + gid, last), rb = Math.Min(r0 + gid + 8, last);
         if (!live) { ra = 0; rb = 0; }
@@ -776,7 +767,7 @@ public sealed partial class GpuKernels
             StatA0 = ra * d.StatRowBytes + ((t * F) >> 3), StatC0 = rb * d.StatRowBytes + ((t * F) >> 3),
             StatA1 = ra * d.StatRowBytes + (((t + 4) * F) >> 3), StatC1 = rb * d.StatRowBytes + (((t + 4) * F) >> 3),
             Shift0 = (t * F) & 7, Shift1 = ((t + 4) * F) & 7,
-            Packed = (r0 >> 4) * steps * 32 * packed + lane,
+            Packed = LaneRecord(r0, steps, packed, lane),
         };
         // the split's first two outlier rows (r0 + split, r0 + split + K; all of them for K ≥ 8): their CSR ranges and first
         // 32·OutlierLanes (column, delta) pairs are requested while the first super-step's codes are in flight, their x'
@@ -859,13 +850,39 @@ public sealed partial class GpuKernels
             o = Warp.Shuffle(o, 0);
             if (t == 0 && gid == (i & 7)) { if (i < 8) acc0 += o; else acc1 += o; }
         }
+        TcTileStore(red, y, acc0, acc1, r0, K, writer, y0, d.Accumulate != 0, lane, gid, t, wi);
+    }
+
+    // warp wi's tile (its first row, returned: blocks from blockBase on hold wpb / K tiles each) and split; the
+    // split's super-steps are first, first + K, ... with (d.StepOrder) first = K − 1 − split, so that where steps % K ≠ 0
+    // the extra steps fall on the last splits, while the first splits take a second outlier row (16 % K of them) and
+    // split 0 the reduction (measured: bench/README.md, GPU eleventh session)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int TcWarpTile(SpqrDims d, int K, int blockBase, int wpb, int wi, out int split, out int first)
+    {
+        split = wi % K;
+        first = d.StepOrder != 0 ? K - 1 - split : split;
+        return 16 * ((Grid.IdxX - blockBase) * (wpb / K) + wi / K);
+    }
+
+    // a lane's record of super-step 0 in a layer's lane-major codes (8-byte words; super-step s adds 32·words·s): tiles
+    // of `steps` super-steps, each step `words` words word-major across the warp (GpuSpqrLayer.LaneMajor)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int LaneRecord(int r0, int steps, int words, int lane) => (r0 >> 4) * steps * 32 * words + lane;
+
+    // the tile's K warps meet in shared memory red [warp of the block][row of its tile]: lane t = 0 of each quad puts its
+    // two rows' sums, then the writer lanes (split 0, one a row) add the K partials in order (deterministic) and store y
+    // (y0 + sum with accumulate)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void TcTileStore(ArrayView<float> red, ArrayView<float> y, float acc0, float acc1, int r0, int K, bool writer, float y0, bool accumulate, int lane, int gid, int t, int wi)
+    {
         if (t == 0) { red[16 * wi + gid] = acc0; red[16 * wi + gid + 8] = acc1; }
         Group.Barrier();
         if (writer)
         {
             float sum = red[16 * wi + lane];
             for (int j = 1; j < K; j++) sum += red[16 * (wi + j) + lane];
-            y[r0 + lane] = d.Accumulate != 0 ? y0 + sum : sum;
+            y[r0 + lane] = accumulate ? y0 + sum : sum;
         }
     }
 
@@ -898,13 +915,6 @@ public sealed partial class GpuKernels
     {
         float a0 = x[(int)(pl.X & 0xFFFFu)], a1 = x[(int)(pl.X >> 16)], a2 = x[(int)(pl.Y & 0xFFFFu)], a3 = x[(int)(pl.Y >> 16)];
         float b0 = x[(int)(pl.Z & 0xFFFFu)], b1 = x[(int)(pl.Z >> 16)], b2 = x[(int)(pl.W & 0xFFFFu)], b3 = x[(int)(pl.W >> 16)];
-        FoldValues(ref l, a0, a1, a2, a3, b0, b1, b2, b3, gid, t);
-    }
-
-    // a lane's 8 x' (columns t + 4q of its groups 8S + u and 8S + u + 4) → its x̃ word and (xsum, 2^−E) of lane t's groups
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void FoldValues(ref TcLoads l, float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3, int gid, int t)
-    {
         int odd = (gid >> 1) & 1; // group j = u + 4i: its parity is u's
         bool lo = (gid & 1) != 0;
         FoldGroup(a0, a1, a2, a3, odd, lo, out l.X.X, out l.X.Y, out float s0, out float i0);
