@@ -16,7 +16,7 @@
 //        dotnet SpQR.GpuBench.dll floor   (where that fixed cost goes: kernels with the matvec's grid doing none / part of its work)
 //        dotnet SpQR.GpuBench.dll pair [rounds]   (the w3 matvec with two tiles a warp against one, per LLaMA shape; decode with grouped pair launches)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
-//        dotnet SpQR.GpuBench.dll mvprofile [K] [pair]   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler; K column splits (0: by shape), two tiles a warp)
+//        dotnet SpQR.GpuBench.dll mvprofile [K]   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler; K column splits)
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -64,7 +64,6 @@ if (args.Length > 0 && args[0] == "mvprofile")
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
     if (args.Length > 1) gpu.Kernels.SpqrTcSplits = int.Parse(args[1]);
-    if (args.Contains("pair")) gpu.Kernels.SpqrTcPair = true; // two tiles a warp where it applies (11008x4096)
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
