@@ -14,9 +14,8 @@
 //        dotnet SpQR.GpuBench.dll fold [rounds]   (the w3 matvec building its own x̃, no prepare launch, against prepare + kernel; 7B decode both ways)
 //        dotnet SpQR.GpuBench.dll mvsteps   (the w3 matvec's fixed cost against its cost per super-step: 4096-row layers of 1,536-16,384 columns)
 //        dotnet SpQR.GpuBench.dll floor   (where that fixed cost goes: kernels with the matvec's grid doing none / part of its work)
-//        dotnet SpQR.GpuBench.dll pair [rounds]   (the w3 matvec with two tiles a warp against one, per LLaMA shape; decode with grouped pair launches)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
-//        dotnet SpQR.GpuBench.dll mvprofile [K]   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler; K column splits)
+//        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -60,10 +59,9 @@ if (args.Length > 0 && args[0] == "profile")
 if (args.Length > 0 && args[0] == "mvprofile")
 {
     // for a profiler (ncu): the library's SpQR w3 matvec (prepare launch + main kernel) 30 times per LLaMA shape, weights
-    // rotated over ≥ 256 MB as in the timings below, launched one by one (no graph); `mvprofile K` at K column splits
+    // rotated over ≥ 256 MB as in the timings below, launched one by one (no graph)
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
-    if (args.Length > 1) gpu.Kernels.SpqrTcSplits = int.Parse(args[1]);
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
@@ -327,60 +325,6 @@ if (args.Length > 0 && args[0] == "fold")
             catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
         }
         k.SpqrTcFold = true;
-    }
-    return;
-}
-if (args.Length > 0 && args[0] == "pair")
-{
-    // two tiles a warp (GpuKernels.SpqrTcPair.cs) against one, one process: per LLaMA shape the whole call and main kernel
-    // graph-timed as mvcost — the one-tile kernel as by default, the pair kernel at the shape's splits, at 4 and at 8 —
-    // three times in turn; then `rounds` rounds (default 2) of 7B-shaped decode: our F16, SpQR w3 as by default, and with
-    // the grouped launches (q/k/v, gate/up) on the pair kernel at 4 and at 8 splits
-    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
-    var a = gpu.Accelerator;
-    var k = gpu.Kernels;
-    Console.WriteLine($"device: {gpu.Description}");
-    foreach (var (rows, cols) in new[] { (11008, 4096), (4096, 4096), (4096, 11008) })
-    {
-        var (l, set, x, e) = W3Layers(a, rows, cols);
-        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
-        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
-        try
-        {
-            k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var one = dy.GetAsArray1D();
-            k.SpqrTcPair = true; k.SpqrTcPairAllShapes = true; k.SpqrTcFold = false;
-            k.SpqrMatVec(set[0], dx.View, ds.View, dy.View); a.Synchronize(); var two = dy.GetAsArray1D();
-            Console.WriteLine($"pair,{rows}x{cols},w3,rows differing from the one-tile kernel {Enumerable.Range(0, rows).Count(i => one[i] != two[i])} of {rows},nmse between {Nmse(one, two):E2}");
-            for (int rep = 0; rep < 3; rep++)
-                foreach (var (name, pair, K) in new[] { ("one tile (default)", false, 0), ("pair", true, 0), ("pair K 4", true, 4), ("pair K 8", true, 8) })
-                {
-                    k.SpqrTcPair = pair; k.SpqrTcFold = !pair; k.SpqrTcSplits = K;
-                    var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
-                    Console.WriteLine($"pair,{rows}x{cols},w3,{name},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
-                }
-        }
-        catch (Exception ex) { Console.WriteLine($"pair,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
-        finally { k.SpqrTcPair = false; k.SpqrTcPairAllShapes = false; k.SpqrTcFold = true; k.SpqrTcSplits = 0; }
-        foreach (var g in set) g.Dispose();
-    }
-    int rounds = args.Length > 1 ? int.Parse(args[1]) : 2;
-    if (rounds > 0)
-    {
-        var cfg = Llama7B(32);
-        using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-        using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
-        using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-        double Sq(bool pair, int K) { k.SpqrTcPairGroup = pair; k.SpqrTcGroupSplits = K; sq.UseGraph = true; return DecodeTokensPerSecond(sq, cfg.VocabSize); }
-        for (int r = 0; r < rounds; r++)
-        {
-            try
-            {
-                double fd = DecodeTokensPerSecond(f16, cfg.VocabSize), sd = Sq(false, 0), p4 = Sq(true, 4), p8 = Sq(true, 8);
-                Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} tokens/s ({sd / fd:F2}x),grouped pair K 4 {p4:F1} ({p4 / fd:F2}x),grouped pair K 8 {p8:F1} ({p8 / fd:F2}x our F16),graph, 48 tokens after 4");
-            }
-            catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
-            finally { k.SpqrTcPairGroup = false; k.SpqrTcGroupSplits = 0; }
-        }
     }
     return;
 }

@@ -223,7 +223,6 @@ public sealed partial class GpuKernels
                 _prepareTc(cfg, x, w.Perm.View, scratch, norm.IsSet ? norm.Weight : x, PrepareArgs(d, 1, norm, lanes));
             }
         }
-        if (lanes && !fold && PairApplies(w)) { SpqrMatVecTcPairLaunch(w, scratch, y, d); return; }
         var (K, wpb, blocks) = TcGrid(d, lanes);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         if (SpqrTcLoadsOnly != 0 && d.WBits != 3) throw new NotSupportedException("SpqrTcLoadsOnly: w3 layers only");
@@ -294,11 +293,9 @@ public sealed partial class GpuKernels
 
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
     // blocks per layer
-    // (pair: the two-tile kernel, GpuKernels.SpqrTcPair.cs — its units are pairs of tiles)
-    private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1, bool pair = false)
+    private (int K, int WarpsPerBlock, int Blocks) TcGrid(SpqrDims d, bool lanes, int layers = 1)
     {
         int tiles = (d.Rows + 15) / 16, steps = d.Groups / 8;
-        if (pair) tiles = (tiles + 1) / 2;
         int K = layers > 1 && SpqrTcGroupSplits != 0 ? SpqrTcGroupSplits : SpqrTcSplits;
         if (K == 0)
         {

@@ -67,17 +67,9 @@ public sealed partial class GpuKernels
         var s2 = L > 2 ? scratches[2] : scratches[1];
         _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
                         scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
-        bool pair = PairGroupApplies(ws[0]);
-        var (K, wpb, blocks) = TcGrid(d, lanes: true, L, pair);
+        var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
-        if (pair)
-        {
-            _spqrTcPairGroup ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3PairKernel);
-            _spqrTcPairGroup(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
-            SpqrGroupLaunches++; SpqrPairLaunches++;
-            return;
-        }
         var k = LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcGroup3Late ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3LateKernel)
             : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(

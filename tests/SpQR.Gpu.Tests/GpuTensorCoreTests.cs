@@ -149,60 +149,6 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
         finally { k.SpqrTcSplits = 0; }
     }
 
-    // the two-tile w3 kernel (GpuKernels.SpqrTcPair.cs), lone and grouped, against the CPU kernel: odd tile counts (a pair's
-    // second tile missing), a ragged last tile, rows past the prefetched outliers (0.1), 4-12 splits, y += Ŵ·x (the product's
-    // bits plus y), and the grouped launch giving the lone launch's bits
-    [Theory]
-    [InlineData(40, 256)] [InlineData(33, 512)] [InlineData(160, 1024)] [InlineData(24, 2048, 0.1)]
-    public void The_two_tile_w3_matvec_matches_the_cpu_kernel_lone_and_grouped(int rows, int cols, double outliers = 0.03)
-    {
-        var acc = fx.Backend.Accelerator;
-        var k = fx.Backend.Kernels;
-        var layers = Enumerable.Range(0, 2).Select(i => Layer(rows, cols, 3, 3 * rows + cols + 11 * i, outliers)).ToArray();
-        var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
-        var x = Input(cols, rows + 3);
-        using var dx = acc.Allocate1D(x);
-        var scratch = gs.Select(g => acc.Allocate1D<float>(k.SpqrScratch(g))).ToArray();
-        var ys = gs.Select(_ => acc.Allocate1D<float>(rows)).ToArray();
-        var e = layers.Select(l => { var r = new float[rows]; SpQR.Quant.Decode.SpqrMatVec.MatVec(l, x, r); return r; }).ToArray();
-        try
-        {
-            k.SpqrTcPair = true; k.SpqrTcPairAllShapes = true;
-            k.SpqrTcFold = false; // it takes 4096-column one-wave launches at 12 splits, where the pair kernel does not apply outside tests
-            foreach (int K in new[] { 4, 8, 12 })
-            {
-                k.SpqrTcSplits = K; k.SpqrTcGroupSplits = K;
-                long before = k.SpqrPairLaunches;
-                k.SpqrMatVec(gs[0], dx.View, scratch[0].View, ys[0].View); acc.Synchronize();
-                var lone = ys[0].GetAsArray1D();
-                Assert.Equal(before + 1, k.SpqrPairLaunches);
-                NumericAssert.Nmse(e[0], lone, Tolerances.GpuNmse, $"two-tile w3 matvec, {rows}x{cols}, K {K}");
-                ys[0].CopyFromCPU(Enumerable.Range(0, rows).Select(i => 0.25f * i - 3).ToArray());
-                k.SpqrMatVec(gs[0], dx.View, scratch[0].View, ys[0].View, accumulate: true); acc.Synchronize();
-                Assert.Equal(Enumerable.Range(0, rows).Select(i => (0.25f * i - 3) + lone[i]).ToArray(), ys[0].GetAsArray1D());
-                k.SpqrTcPairGroup = true;
-                k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
-                acc.Synchronize();
-                k.SpqrTcPairGroup = false;
-                Assert.Equal(before + 3, k.SpqrPairLaunches);
-                Assert.Equal(lone, ys[0].GetAsArray1D());
-                NumericAssert.Nmse(e[1], ys[1].GetAsArray1D(), Tolerances.GpuNmse, $"two-tile grouped w3 matvec, layer 1, {rows}x{cols}, K {K}");
-            }
-            // off: the one-tile kernel
-            k.SpqrTcPair = false;
-            long n = k.SpqrPairLaunches;
-            k.SpqrMatVec(gs[0], dx.View, scratch[0].View, ys[0].View); acc.Synchronize();
-            Assert.Equal(n, k.SpqrPairLaunches);
-        }
-        finally
-        {
-            k.SpqrTcPair = false; k.SpqrTcPairAllShapes = false; k.SpqrTcPairGroup = false; k.SpqrTcSplits = 0; k.SpqrTcGroupSplits = 0; k.SpqrTcFold = true;
-            foreach (var g in gs) g.Dispose();
-            foreach (var b in scratch) b.Dispose();
-            foreach (var b in ys) b.Dispose();
-        }
-    }
-
     // the w3 matvec building its own x̃ from x (SpqrTcFold: no prepare launch) runs the prepare's arithmetic and the
     // register kernel's: the same bits, for ragged splits, y += Ŵ·x, outlier rows past the prefetched entries (0.1), and
     // 1-12 splits; inputs it does not take (SwiGLU, an input norm) keep the prepare launch
