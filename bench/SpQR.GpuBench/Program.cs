@@ -15,7 +15,7 @@
 //        dotnet SpQR.GpuBench.dll mvsteps   (the w3 matvec's fixed cost against its cost per super-step: 4096-row layers of 1,536-16,384 columns)
 //        dotnet SpQR.GpuBench.dll floor   (where that fixed cost goes: kernels with the matvec's grid doing none / part of its work)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
-//        dotnet SpQR.GpuBench.dll mvprofile   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler)
+//        dotnet SpQR.GpuBench.dll mvprofile [K]   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler; K column splits, 0 by shape)
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -59,9 +59,10 @@ if (args.Length > 0 && args[0] == "profile")
 if (args.Length > 0 && args[0] == "mvprofile")
 {
     // for a profiler (ncu): the library's SpQR w3 matvec (prepare launch + main kernel) 30 times per LLaMA shape, weights
-    // rotated over ≥ 256 MB as in the timings below, launched one by one (no graph)
+    // rotated over ≥ 256 MB as in the timings below, launched one by one (no graph); `mvprofile K` at K column splits
     using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
     var a = gpu.Accelerator;
+    if (args.Length > 1) gpu.Kernels.SpqrTcSplits = int.Parse(args[1]);
     foreach (var (rows, cols) in new[] { (4096, 4096), (11008, 4096), (4096, 11008) })
     {
         var l = SpqrLayer.Random(rows, cols, 3, 0.01, 1);
