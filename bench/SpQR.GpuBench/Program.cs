@@ -14,7 +14,6 @@
 //        dotnet SpQR.GpuBench.dll fold [rounds]   (the w3 matvec building its own x̃, no prepare launch, against prepare + kernel; 7B decode both ways)
 //        dotnet SpQR.GpuBench.dll mvsteps   (the w3 matvec's fixed cost against its cost per super-step: 4096-row layers of 1,536-16,384 columns)
 //        dotnet SpQR.GpuBench.dll floor   (where that fixed cost goes: kernels with the matvec's grid doing none / part of its work)
-//        dotnet SpQR.GpuBench.dll regcap [rounds]   (register caps on the w3 matvec kernels: lone 64, grouped 72; matvec and decode)
 //        dotnet SpQR.GpuBench.dll gather   (the w3 matvec's outlier gathers after the second step's loads against before, per LLaMA shape)
 //        dotnet SpQR.GpuBench.dll mvprofile [K]   (the SpQR w3 matvec 30 times per LLaMA shape, eager, for a kernel profiler; K column splits, 0 by shape)
 using System.Diagnostics;
@@ -327,53 +326,6 @@ if (args.Length > 0 && args[0] == "fold")
             catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
         }
         k.SpqrTcFold = true;
-    }
-    return;
-}
-if (args.Length > 0 && args[0] == "regcap")
-{
-    // register caps (PTX .maxnreg) on the w3 lane-major matvec kernels, one process: the lone kernel at 64 (65 uncapped: a
-    // fourth 8-warp block a multiprocessor) on 11008x4096 and 4096x11008, whole call and main kernel graph-timed as mvcost,
-    // three times in turn; then `rounds` rounds (default 3) of 7B-shaped decode: our F16, SpQR w3 as by default, with the
-    // grouped kernel capped at 72 (73 uncapped: a seventh 4-warp block), and with both caps
-    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
-    var a = gpu.Accelerator;
-    var k = gpu.Kernels;
-    Console.WriteLine($"device: {gpu.Description}");
-    foreach (var (rows, cols) in new[] { (11008, 4096), (4096, 11008) })
-    {
-        var (l, set, x, e) = W3Layers(a, rows, cols);
-        using var dx = a.Allocate1D(x); using var dy = a.Allocate1D<float>(rows);
-        using var ds = a.Allocate1D<float>(k.SpqrScratch(set[0]));
-        try
-        {
-            for (int rep = 0; rep < 3; rep++)
-                foreach (int cap in new[] { 0, 64 })
-                {
-                    k.SpqrTcRegisterCap = cap;
-                    var (nmse, whole, main) = MatVecTimes(gpu, set, dx.View, ds.View, dy, e);
-                    Console.WriteLine($"regcap,{rows}x{cols},w3,{(cap == 0 ? "uncapped" : $"cap {cap}")},whole call {whole * 1e6:F2} us,main kernel {main * 1e6:F2} us,{l.StoredBytes / whole / 1e9:F0} GB/s of the format,nmse {nmse:E2}");
-                }
-        }
-        catch (Exception ex) { Console.WriteLine($"regcap,{rows}x{cols},failed: {ex.GetType().Name}: {ex.Message}"); }
-        finally { k.SpqrTcRegisterCap = 0; }
-        foreach (var g in set) g.Dispose();
-    }
-    int rounds = args.Length > 1 ? int.Parse(args[1]) : 3;
-    var cfg = Llama7B(32);
-    using var src = new SpQR.Transformer.Loading.RandomWeightSource(cfg, SpQR.Tensors.DType.F16);
-    using var f16 = new GpuLlamaModel(gpu, cfg, src, null, maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    using var sq = new GpuLlamaModel(gpu, cfg, src, SpqrW3Projections(), maxContext: 1024, maxBatch: 16) { UseGraph = true };
-    double Sq(int lone, int grouped) { k.SpqrTcRegisterCap = lone; k.SpqrTcGroupRegisterCap = grouped; sq.UseGraph = true; return DecodeTokensPerSecond(sq, cfg.VocabSize); }
-    for (int r = 0; r < rounds; r++)
-    {
-        try
-        {
-            double fd = DecodeTokensPerSecond(f16, cfg.VocabSize), sd = Sq(0, 0), g72 = Sq(0, 72), both = Sq(64, 72);
-            Console.WriteLine($"decode,round {r + 1},f16 {fd:F1} tokens/s,spqr_w3 {sd:F1} ({sd / fd:F2}x),grouped cap 72 {g72:F1} ({g72 / fd:F2}x),both caps {both:F1} ({both / fd:F2}x our F16),graph, 48 tokens after 4");
-        }
-        catch (Exception ex) { Console.WriteLine($"decode,round {r + 1},failed: {ex.GetType().Name}: {ex.Message}"); }
-        finally { k.SpqrTcRegisterCap = 0; k.SpqrTcGroupRegisterCap = 0; }
     }
     return;
 }

@@ -48,7 +48,6 @@ public sealed partial class GpuKernels
     {
         var compiled = (PTXCompiledKernel)_acc.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(method));
         string ptx = GridDependencyPtx.Rewrite(compiled.PTXAssembly, enable: _programmatic);
-        if (_nextMaxRegisters > 0) ptx = GridDependencyPtx.MaxRegisters(ptx, _nextMaxRegisters);
         // ILGPU 1.5.3 has no public way to build a compiled kernel from PTX text: its PTXAssembly is set in place
         var field = typeof(PTXCompiledKernel).GetField("<PTXAssembly>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)
             ?? throw new InvalidOperationException($"kernel {method.Name}: this ILGPU version ({typeof(Accelerator).Assembly.GetName().Version}) keeps its PTX elsewhere; GpuKernels.Load was written against 1.5.3");
@@ -61,17 +60,6 @@ public sealed partial class GpuKernels
                 : gemv || method.Name.StartsWith("SpqrMatVec", StringComparison.Ordinal) ? KernelKind.Product : KernelKind.Small;
         }
         return k;
-    }
-
-    // a register cap for the next kernel LoadCuda loads (LoadCapped); 0: none
-    private int _nextMaxRegisters;
-
-    // load(), with the kernel it loads on CUDA capped at maxRegisters registers a thread (0: no cap)
-    private T LoadCapped<T>(int maxRegisters, Func<T> load)
-    {
-        _nextMaxRegisters = maxRegisters;
-        try { return load(); }
-        finally { _nextMaxRegisters = 0; }
     }
 
     /// <summary>Inside a kernel: wait here (not at the top) for the kernels this one depends on to complete. Only
@@ -207,23 +195,6 @@ public static class GridDependencyPtx
                 if (!ownWait) { output.Add("\t" + TopMarker); output.Add("\t" + Wait); }
                 state = 0;
             }
-            output.Add(line);
-        }
-        return string.Join('\n', output);
-    }
-
-    /// <summary>A register cap (PTX `.maxnreg n`) on every entry of the module, placed between its parameter list and its
-    /// body: ptxas then allocates at most n registers a thread (spilling to local memory past that).</summary>
-    public static string MaxRegisters(string ptx, int n)
-    {
-        if (n is < 16 or > 255) throw new ArgumentOutOfRangeException(nameof(n), n, "a register cap of 16-255");
-        var output = new List<string>();
-        bool header = false;
-        foreach (var line in ptx.Split('\n'))
-        {
-            string t = line.Trim();
-            if (t.Contains(".entry ", StringComparison.Ordinal)) header = true;
-            else if (header && t == "{") { output.Add($".maxnreg {n}"); header = false; }
             output.Add(line);
         }
         return string.Join('\n', output);

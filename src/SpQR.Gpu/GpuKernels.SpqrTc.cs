@@ -118,19 +118,6 @@ public sealed partial class GpuKernels
     /// +0.7-1.8% in six interleaved rounds; 11008x4096 19.98-20.47 against 18.47-18.75 and 4096x11008 16.05-16.38 against
     /// 15.06-15.32: slower.</summary>
     public bool SpqrTcFoldAllShapes { get; set; }
-    /// <summary>A register cap (PTX .maxnreg) on the lone w3 lane-major matvec kernel (SpqrMatVecTcLanes3Kernel); 0 (default):
-    /// none — ptxas gives it 65, three 8-warp blocks a multiprocessor; 64 lets four fit. An experiment (GpuBench regcap).</summary>
-    public int SpqrTcRegisterCap { get; set; }
-    /// <summary>The same for the grouped w3 kernel (SpqrMatVecTcLanesGroup3Kernel: 73 registers, six 4-warp blocks a
-    /// multiprocessor; 72 lets seven fit).</summary>
-    public int SpqrTcGroupRegisterCap { get; set; }
-    private (int Cap, SpqrLaunchTc Launch)? _spqrTcLanes3Capped;
-    private SpqrLaunchTc CappedLanes3()
-    {
-        if (_spqrTcLanes3Capped is not { } c || c.Cap != SpqrTcRegisterCap)
-            _spqrTcLanes3Capped = c = (SpqrTcRegisterCap, LoadCapped(SpqrTcRegisterCap, () => Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3Kernel)));
-        return c.Launch;
-    }
     /// <summary>Fold launches queued so far (a diagnostic for tests).</summary>
     public long SpqrFoldLaunches { get; private set; }
     private SpqrLaunchTc? _spqrTcFold;
@@ -244,8 +231,6 @@ public sealed partial class GpuKernels
             ? _spqrTcFold ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3FoldKernel)
             : lanes && LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcLanes3Late ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(SpqrMatVecTcLanes3LateKernel)
-            : lanes && LaneSlot(d) == 3 && SpqrTcRegisterCap > 0
-            ? CappedLanes3()
             : lanes
             ? _spqrTcLanes[LaneSlot(d)] ??= Load<ArrayView<byte>, ArrayView<byte>, ArrayView<float>, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, ArrayView<float>, SpqrDims, int>(
                 LaneSlot(d) switch { 0 => SpqrMatVecTcLanesMagic3Kernel, 2 => SpqrMatVecTcLanes2Kernel, 3 => SpqrMatVecTcLanes3Kernel, _ => SpqrMatVecTcLanes4Kernel })

@@ -72,20 +72,10 @@ public sealed partial class GpuKernels
         var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
         var k = LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcGroup3Late ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3LateKernel)
-            : LaneSlot(d) == 3 && SpqrTcGroupRegisterCap > 0
-            ? CappedGroup3()
             : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(
             LaneSlot(d) switch { 0 => SpqrMatVecTcLanesGroupMagic3Kernel, 2 => SpqrMatVecTcLanesGroup2Kernel, 3 => SpqrMatVecTcLanesGroup3Kernel, _ => SpqrMatVecTcLanesGroup4Kernel });
         k(new KernelConfig(L * blocks, wpb * 32), va, vb, vc, d, K, blocks);
         SpqrGroupLaunches++;
-    }
-
-    private (int Cap, Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int> Launch)? _spqrTcGroup3Capped;
-    private Action<KernelConfig, TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int> CappedGroup3()
-    {
-        if (_spqrTcGroup3Capped is not { } c || c.Cap != SpqrTcGroupRegisterCap)
-            _spqrTcGroup3Capped = c = (SpqrTcGroupRegisterCap, LoadCapped(SpqrTcGroupRegisterCap, () => Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3Kernel)));
-        return c.Launch;
     }
 
     private static TcLayerViews Views(GpuSpqrLayer w, ArrayView<float> scratch, ArrayView<float> y) => new()

@@ -464,24 +464,6 @@ public class GpuKernelTests(BackendFixture fx) : IClassFixture<BackendFixture>
         Assert.True(own >= 3, $"{own} kernels with their own wait");
     }
 
-    // the register cap (an experiment: GpuKernels.SpqrTcRegisterCap) sits between each entry's parameters and its body, once,
-    // and changes nothing else; caps outside 16-255 are refused
-    [Fact]
-    public void The_register_cap_rewrite_puts_one_maxnreg_between_each_entrys_parameters_and_body()
-    {
-        foreach (var (m, text) in EveryKernelsPtx().Where(k => k.Kernel.Name.StartsWith("SpqrMatVecTcLanes", StringComparison.Ordinal)))
-        {
-            string capped = GridDependencyPtx.MaxRegisters(text, 72);
-            Assert.Equal(1, Count(capped, ".maxnreg 72"));
-            var lines = capped.Split('\n').Select(l => l.Trim()).ToList();
-            int cap = lines.IndexOf(".maxnreg 72");
-            Assert.True(cap > lines.FindIndex(l => l.Contains(".entry ", StringComparison.Ordinal)) && lines[cap - 1].EndsWith(')') && lines[cap + 1] == "{", $"{m.Name}: the cap is not between the parameter list and the body");
-            lines.RemoveAt(cap);
-            Assert.Equal(text.Split('\n').Select(l => l.Trim()), lines);
-        }
-        Assert.Throws<ArgumentOutOfRangeException>(() => GridDependencyPtx.MaxRegisters(".entry k()\n{\n}", 8));
-    }
-
     private static int Count(string s, string what)
     {
         int n = 0;
