@@ -288,7 +288,7 @@ public sealed partial class GpuKernels
         float f = (uint)v * 1e-30f;
         f += Warp.ShuffleXor(f, 1);
         f += Warp.ShuffleXor(f, 2);
-        TcTileStore(red, y, f, f, r0, K, split == 0 && lane < 16 && r0 + lane < d.Rows, 0f, false, lane, lane >> 2, lane & 3, wi);
+        TcTileStore(red, y, f, f, r0, K, TcTileWriter(d, r0, split, lane), 0f, false, lane, lane >> 2, lane & 3, wi);
     }
 
     // the tensor-core kernel's launch shape for `layers` layers of d in one launch: K column splits, warps per block,
@@ -803,7 +803,7 @@ public sealed partial class GpuKernels
         }
         GridWait();
         // the row's y before this product, for y += Ŵ·x (d.Accumulate): its one writer requests it now, with x̃
-        bool writer = live && split == 0 && lane < 16 && r0 + lane <= last;
+        bool writer = TcTileWriter(d, r0, split, lane);
         float y0 = d.Accumulate != 0 && writer ? y[r0 + lane] : 0f;
         if (live && first < steps)
         {
@@ -869,6 +869,10 @@ public sealed partial class GpuKernels
     // of `steps` super-steps, each step `words` words word-major across the warp (GpuSpqrLayer.LaneMajor)
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static int LaneRecord(int r0, int steps, int words, int lane) => (r0 >> 4) * steps * 32 * words + lane;
+
+    // whether lane `lane` of a split's warp writes row r0 + lane of its tile: split 0's first 16 lanes, rows in the layer
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static bool TcTileWriter(SpqrDims d, int r0, int split, int lane) => split == 0 && lane < 16 && r0 + lane < d.Rows;
 
     // the tile's K warps meet in shared memory red [warp of the block][row of its tile]: lane t = 0 of each quad puts its
     // two rows' sums, then the writer lanes (split 0, one a row) add the K partials in order (deterministic) and store y
