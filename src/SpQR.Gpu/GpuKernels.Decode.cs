@@ -295,13 +295,20 @@ public sealed partial class GpuKernels
     // each active chunk writes (o, m, l) to part[(head·chunks + chunk)·(hd + 2)], and the head's last block to count itself
     // in done[head] (device fence, then an atomic) combines them in chunk order (deterministic) and resets the counter.
     // With r.Apply (RopeAttention): q is rotated at position p = pos[0] as it is loaded (as RopeStoreKernel rotates it),
-    // and the blocks of the chunk holding p first write this token's rotated k and its v into cache row p (the heads of
-    // one KV head write the same values), then a barrier makes them visible to the block's own scoring of row p.
+    // and the blocks of the chunk holding p write this token's rotated k and its v into cache row p (the heads of one KV
+    // head write the same values) and keep them in shared memory, where their own scoring and value sum read row p.
+    // The latency chain after the programmatic wait is what a decode step pays here (a few µs on ≤ 1.6 MB of cache):
+    // before the wait, every cache row older than this token's that the first round of scores and of Σ e·v reads (two
+    // rows a warp, two a thread) and the rotary's cos / sin; after it, one round trip (q, k, v) and four barriers — each
+    // warp takes the chunk's max and sum itself (no block reductions).
     private static void AttentionSplitKernel(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output,
                                              ArrayView<float> part, ArrayView<int> done, ArrayView<int> pos, AttentionDims d, int C, RopeViews r)
     {
         var sc = SharedMemory.Allocate<float>(256);
+        var es = SharedMemory.Allocate<float>(256); // e^(s − m)
         var qs = SharedMemory.Allocate<float>(256);
+        var ks = SharedMemory.Allocate<float>(256); // this token's rotated k and its v (r.Apply, the chunk holding it)
+        var vs = SharedMemory.Allocate<float>(256);
         var ov = SharedMemory.Allocate<float>(4096); // [part][dim]: n / (hd / 4) parts × hd ≤ 4·n floats
         var wk = SharedMemory.Allocate<float>(65);
         var last = SharedMemory.Allocate<int>(1);
@@ -312,27 +319,33 @@ public sealed partial class GpuKernels
         int hd = d.HeadDim, kvh = h / (d.Heads / d.KvHeads), stride = d.KvHeads * hd, qb = h * hd, kb = kvh * hd;
         int t0 = c * C, cnt = Math.Min(C, positions - t0);
         float scale = 1f / MathF.Sqrt(hd);
-        // Before the wait (programmatic launch: overlapping the kernel before) only cache rows older than this token's —
-        // earlier steps wrote them; this step's row is written by RopeStore or below — for the first round of scores (a
-        // float4 per lane of rows wi and wi + nw) and of Σ e·v (thread (p, dq)'s first row)
-        int older = Math.Min(cnt, positions - 1 - t0), hd4 = hd / 4;
+        // Before the wait (programmatic launch: overlapping the kernel before) only what earlier steps wrote: cache rows
+        // older than this token's — this step's row is written by RopeStore or below — for the first round of scores (a
+        // float4 per lane of rows wi and wi + nw) and of Σ e·v (thread (p, dq)'s rows p and p + parts), and the rotary's
+        // cos / sin at this position (thread tid's first pair)
+        int older = Math.Min(cnt, positions - 1 - t0), hd4 = hd / 4, half = hd / 2, tp = positions - 1;
         int quads = hd4, parts = n / quads, p = tid / quads, dq = tid % quads;
         var k4 = keys.Cast<F4>(); var v4 = values.Cast<F4>();
-        bool kPre1 = wi < older && lane < hd4, kPre2 = wi + nw < older && lane < hd4, vPre = p < parts && p < older;
+        bool kPre1 = wi < older && lane < hd4, kPre2 = wi + nw < older && lane < hd4;
+        bool vPre1 = p < parts && p < older, vPre2 = p < parts && p + parts < older;
         F4 kFirst1 = kPre1 ? k4[((long)(t0 + wi) * stride + kb) / 4 + lane] : default;
         F4 kFirst2 = kPre2 ? k4[((long)(t0 + wi + nw) * stride + kb) / 4 + lane] : default;
-        F4 vFirst = vPre ? v4[((long)(t0 + p) * stride + kb) / 4 + dq] : default;
+        F4 vFirst1 = vPre1 ? v4[((long)(t0 + p) * stride + kb) / 4 + dq] : default;
+        F4 vFirst2 = vPre2 ? v4[((long)(t0 + p + parts) * stride + kb) / 4 + dq] : default;
+        bool rot = r.Apply != 0 && tid < half;
+        float co0 = rot ? r.Cos[tp * half + tid] : 0f, si0 = rot ? r.Sin[tp * half + tid] : 0f;
         GridWait();
+        // the chunk holding this token's row (local index cnt − 1) reads it from ks / vs when it wrote it itself
+        bool writes = r.Apply != 0 && c == active - 1;
+        int own = writes ? cnt - 1 : -1;
         if (r.Apply == 0)
             for (int i = tid; i < hd; i += n) qs[i] = q[qb + i] * scale;
         else
         {
-            int half = hd / 2, tp = positions - 1;
-            bool writes = c == active - 1;
             for (int i = tid; i < half; i += n)
             {
                 int ia = r.Interleaved != 0 ? 2 * i : i, ib = r.Interleaved != 0 ? ia + 1 : i + half;
-                float co = r.Cos[tp * half + i], si = r.Sin[tp * half + i];
+                float co = i == tid ? co0 : r.Cos[tp * half + i], si = i == tid ? si0 : r.Sin[tp * half + i];
                 float a = q[qb + ia], b = q[qb + ib];
                 qs[ia] = (a * co - b * si) * scale;
                 qs[ib] = (b * co + a * si) * scale;
@@ -340,16 +353,22 @@ public sealed partial class GpuKernels
                 {
                     long row = (long)tp * stride + kb;
                     float ka = r.K[kb + ia], kc = r.K[kb + ib];
-                    keys[row + ia] = ka * co - kc * si;
-                    keys[row + ib] = kc * co + ka * si;
+                    float ra = ka * co - kc * si, rb = kc * co + ka * si;
+                    keys[row + ia] = ra; keys[row + ib] = rb;
+                    ks[ia] = ra; ks[ib] = rb;
                 }
             }
             if (writes)
-                for (int i = tid; i < hd; i += n) values[(long)tp * stride + kb + i] = r.V[kb + i];
+                for (int i = tid; i < hd; i += n)
+                {
+                    float vv = r.V[kb + i];
+                    values[(long)tp * stride + kb + i] = vv;
+                    vs[i] = vv;
+                }
         }
         Group.Barrier();
         // scores: warp per position, two positions per iteration (their key loads in flight together), a float4 of dims per
-        // lane (the first round's from before the wait where it read them)
+        // lane (the first round's from before the wait where it read them, this token's row from ks)
         for (int j = wi; j < cnt; j += 2 * nw)
         {
             int j2 = j + nw;
@@ -358,8 +377,8 @@ public sealed partial class GpuKernels
             float s1 = 0, s2 = 0;
             for (int i = lane; i < hd4; i += W)
             {
-                var a = first && i == lane && kPre1 ? kFirst1 : k4[r1 + i];
-                var b = first && i == lane && kPre2 ? kFirst2 : k4[r2 + i];
+                var a = j == own ? SharedF4(ks, i) : first && i == lane && kPre1 ? kFirst1 : k4[r1 + i];
+                var b = j2 == own ? SharedF4(ks, i) : first && i == lane && kPre2 ? kFirst2 : k4[r2 + i];
                 float q0 = qs[4 * i], q1 = qs[4 * i + 1], q2 = qs[4 * i + 2], q3 = qs[4 * i + 3];
                 s1 += q0 * a.X + q1 * a.Y + q2 * a.Z + q3 * a.W;
                 s2 += q0 * b.X + q1 * b.Y + q2 * b.Z + q3 * b.W;
@@ -368,21 +387,30 @@ public sealed partial class GpuKernels
             if (lane == 0) { sc[j] = s1; if (j2 < cnt) sc[j2] = s2; }
         }
         Group.Barrier();
-        float lm = float.NegativeInfinity;
-        for (int j = tid; j < cnt; j += n) lm = Math.Max(lm, sc[j]);
-        float m = BlockReduce(lm, true);
-        float ls = 0;
-        for (int j = tid; j < cnt; j += n) { float e = Exp(sc[j] - m); sc[j] = e; ls += e; }
-        float l = BlockSum(ls); // its barriers also publish the e values
-        // Σ e·v: thread (p, dq) takes dims 4dq..4dq+3 of positions p, p + parts, ...
+        // the chunk's max m by every warp from the scores (the same in each: no block reduction), e = e^(s−m) once a
+        // position into es, then l = Σ e by every warp (lanes in order, the same xor butterfly: the same bits in each)
+        float m = float.NegativeInfinity;
+        for (int j = lane; j < cnt; j += W) m = Math.Max(m, sc[j]);
+        for (int o = W / 2; o > 0; o /= 2) m = Math.Max(m, Warp.ShuffleXor(m, o));
+        for (int j = tid; j < cnt; j += n) es[j] = Exp(sc[j] - m);
+        Group.Barrier();
+        float l = 0;
+        for (int j = lane; j < cnt; j += W) l += es[j];
+        for (int o = W / 2; o > 0; o /= 2) l += Warp.ShuffleXor(l, o);
+        // Σ e·v: thread (p, dq) takes dims 4dq..4dq+3 of positions p, p + parts, ..., two an iteration (their value loads in
+        // flight together; the first two from before the wait where it read them, this token's row from vs)
         if (p < parts)
         {
             float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            for (int j = p; j < cnt; j += parts)
+            for (int j = p; j < cnt; j += 2 * parts)
             {
-                float e = sc[j];
-                var v = j == p && vPre ? vFirst : v4[((long)(t0 + j) * stride + kb) / 4 + dq];
+                int j2 = j + parts;
+                bool two = j2 < cnt, first = j == p;
+                var v = j == own ? SharedF4(vs, dq) : first && vPre1 ? vFirst1 : v4[((long)(t0 + j) * stride + kb) / 4 + dq];
+                var u = !two ? default : j2 == own ? SharedF4(vs, dq) : first && vPre2 ? vFirst2 : v4[((long)(t0 + j2) * stride + kb) / 4 + dq];
+                float e = es[j], f = two ? es[j2] : 0f;
                 a0 += e * v.X; a1 += e * v.Y; a2 += e * v.Z; a3 += e * v.W;
+                a0 += f * u.X; a1 += f * u.Y; a2 += f * u.Z; a3 += f * u.W;
             }
             int o = p * hd + 4 * dq;
             ov[o] = a0; ov[o + 1] = a1; ov[o + 2] = a2; ov[o + 3] = a3;
@@ -424,6 +452,10 @@ public sealed partial class GpuKernels
             output[qb + i] = o * wk[64];
         }
     }
+
+    // floats 4i..4i+3 of a shared array as a float4
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static F4 SharedF4(ArrayView<float> a, int i) => new() { X = a[4 * i], Y = a[4 * i + 1], Z = a[4 * i + 2], W = a[4 * i + 3] };
 
     private static void SwiGluKernel(ArrayView<float> gate, ArrayView<float> up, int n)
     {
