@@ -375,6 +375,86 @@ if (args.Length > 0 && args[0] == "floor")
     }
     return;
 }
+if (args.Length > 0 && args[0] == "layer")
+{
+    // the pieces of a 7B-shaped SpQR w3 decode layer, each graph-timed alone as mvcost (200 calls back to back, median of 5;
+    // weights rotated over ≥ 256 MB): q/k/v grouped with the input norm, the decode attention with its rotary and cache
+    // writes (32 heads of 128, at 50 and 200 cached positions), o_proj (y += Ŵ·x, the fold), gate/up grouped with the norm,
+    // down_proj (SwiGLU in its prepare, y += Ŵ·h); then the five in a layer's order, 32 layers a graph (per layer) —
+    // against decode's step time over 32 layers. `layer R` repeats it R times (default 2)
+    using var gpu = GpuBackend.Create(DeviceChoice.Gpu);
+    var a = gpu.Accelerator;
+    var k = gpu.Kernels;
+    Console.WriteLine($"device: {gpu.Description}");
+    int reps = args.Length > 1 ? int.Parse(args[1]) : 2;
+    const int d = 4096, ff = 11008, heads = 32, hd = 128, ctx = 1024;
+    var l4 = SpqrLayer.Random(d, d, 3, 0.01, 11); var lUp = SpqrLayer.Random(ff, d, 3, 0.01, 12); var lDown = SpqrLayer.Random(d, ff, 3, 0.01, 13);
+    long layerBytes = 4 * l4.StoredBytes + 3 * lUp.StoredBytes;
+    int L = (int)Math.Max(2, (256L << 20) / layerBytes + 1);
+    GpuSpqrLayer Up(SpqrLayer l) => new(a, l, laneMajor: true);
+    var qkvW = Enumerable.Range(0, L).Select(_ => new[] { Up(l4), Up(l4), Up(l4) }).ToArray();
+    var oW = Enumerable.Range(0, L).Select(_ => Up(l4)).ToArray();
+    var guW = Enumerable.Range(0, L).Select(_ => new[] { Up(lUp), Up(lUp) }).ToArray();
+    var dW = Enumerable.Range(0, L).Select(_ => Up(lDown)).ToArray();
+    float[] R(int n, int seed) { var r = new Random(seed); return Enumerable.Range(0, n).Select(_ => r.NextSingle() - 0.5f).ToArray(); }
+    using var x = a.Allocate1D(R(d, 1)); using var nw = a.Allocate1D(R(d, 2)); using var att = a.Allocate1D(R(d, 3));
+    using var q = a.Allocate1D<float>(d); using var kk = a.Allocate1D<float>(d); using var v = a.Allocate1D<float>(d);
+    using var gate = a.Allocate1D<float>(ff); using var up = a.Allocate1D<float>(ff);
+    long scr = Math.Max(k.SpqrScratch(qkvW[0][0]), k.SpqrScratch(guW[0][0])); scr = Math.Max(scr, k.SpqrScratch(dW[0]));
+    using var s1 = a.Allocate1D<float>(scr); using var s2 = a.Allocate1D<float>(scr); using var s3 = a.Allocate1D<float>(scr);
+    using var keys = a.Allocate1D(R(ctx * d, 4)); using var values = a.Allocate1D(R(ctx * d, 5));
+    var rope = new RopeFrequencies(hd, ctx, 10000);
+    var cos = new float[ctx * hd / 2]; var sin = new float[ctx * hd / 2];
+    for (int t = 0; t < ctx; t++) { rope.Cos(t).CopyTo(cos.AsSpan(t * hd / 2)); rope.Sin(t).CopyTo(sin.AsSpan(t * hd / 2)); }
+    using var dcos = a.Allocate1D(cos); using var dsin = a.Allocate1D(sin);
+    using var pos = a.Allocate1D(new[] { 50 });
+    using var scores = a.Allocate1D<float>((long)heads * ctx);
+    var dims = new AttentionDims { Heads = heads, KvHeads = heads, HeadDim = hd, MaxContext = ctx };
+    var norm = new InputRmsNorm { Weight = nw.View, Eps = 1e-5f };
+    ArrayView<float>[] s3v = [s1.View, s2.View, s3.View], s2v = [s1.View, s2.View], qkvY = [q.View, kk.View, v.View], guY = [gate.View, up.View];
+    void Qkv(int i) => k.SpqrMatVecGroup(qkvW[i % L], x.View, s3v, qkvY, norm);
+    void Attn(int i) => k.RopeAttention(q.View, kk.View, v.View, dcos.View, dsin.View, pos.View, keys.View, values.View, att.View, scores.View, dims, false);
+    void O(int i) => k.SpqrMatVec(oW[i % L], att.View, s1.View, x.View, accumulate: true);
+    void GateUp(int i) => k.SpqrMatVecGroup(guW[i % L], x.View, s2v, guY, norm);
+    void Down(int i) => k.SpqrMatVecSwiGlu(dW[i % L], gate.View, up.View, s1.View, x.View, accumulate: true);
+    void Layer(int i) { Qkv(i); Attn(i); O(i); GateUp(i); Down(i); }
+    double T(Action<int> f, int n = 200) => GraphSeconds(gpu, f, n) * 1e6;
+    for (int rep = 0; rep < reps; rep++)
+    {
+        pos.CopyFromCPU(new[] { 50 });
+        double qkv = T(Qkv), a50 = T(Attn), o = T(O), gu = T(GateUp), dn = T(Down), layer = T(Layer, 32);
+        pos.CopyFromCPU(new[] { 200 });
+        double a200 = T(Attn);
+        Console.WriteLine($"layer,round {rep + 1},qkv {qkv:F2} us,attention@50 {a50:F2} us,attention@200 {a200:F2} us,o_proj {o:F2} us,gate_up {gu:F2} us,down {dn:F2} us,sum {qkv + a50 + o + gu + dn:F2} us,the five in order {layer:F2} us a layer (32 layers a graph, attention at 50)");
+    }
+    // where the grouped launches' time goes: without the input norm, over layers with no outliers, q/k/v as three lone
+    // launches (each with the norm in its prepare), one x̃ prepared for all the group's layers (SpqrGroupSharedInput: the
+    // layers here share one permutation); then the grouped launches' column splits
+    var l40 = SpqrLayer.Random(d, d, 3, 0.0, 11); var lUp0 = SpqrLayer.Random(ff, d, 3, 0.0, 12);
+    var qkv0 = Enumerable.Range(0, L).Select(_ => new[] { Up(l40), Up(l40), Up(l40) }).ToArray();
+    var gu0 = Enumerable.Range(0, L).Select(_ => new[] { Up(lUp0), Up(lUp0) }).ToArray();
+    for (int rep = 0; rep < reps; rep++)
+    {
+        double qkv = T(Qkv), qkvPlain = T(i => k.SpqrMatVecGroup(qkvW[i % L], x.View, s3v, qkvY));
+        double qkvNoOut = T(i => k.SpqrMatVecGroup(qkv0[i % L], x.View, s3v, qkvY, norm));
+        double qkvLone = T(i => { for (int j = 0; j < 3; j++) k.SpqrMatVec(qkvW[i % L][j], x.View, s3v[j], qkvY[j], norm: norm); });
+        double gu = T(GateUp), guPlain = T(i => k.SpqrMatVecGroup(guW[i % L], x.View, s2v, guY));
+        double guNoOut = T(i => k.SpqrMatVecGroup(gu0[i % L], x.View, s2v, guY, norm));
+        bool sharedByDefault = k.SpqrGroupSharedInput;
+        k.SpqrGroupSharedInput = true;
+        double qkvShared = T(Qkv), guShared = T(GateUp);
+        k.SpqrGroupSharedInput = sharedByDefault;
+        Console.WriteLine($"layer,variants {rep + 1},qkv {qkv:F2} us,no norm {qkvPlain:F2},no outliers {qkvNoOut:F2},three lone launches {qkvLone:F2},one x̃ for the three {qkvShared:F2}" +
+                          $",gate_up {gu:F2} us,no norm {guPlain:F2},no outliers {guNoOut:F2},one x̃ for the two {guShared:F2}");
+        // the grouped launches' column splits (SpqrTcGroupSplits)
+        var sq = new[] { 4, 6, 8, 10, 12, 16 }.Select(K => { k.SpqrTcGroupSplits = K; return $"{K}: {T(Qkv):F2}"; }).ToArray();
+        var sg = new[] { 4, 6, 8, 12 }.Select(K => { k.SpqrTcGroupSplits = K; return $"{K}: {T(GateUp):F2}"; }).ToArray();
+        k.SpqrTcGroupSplits = 0;
+        Console.WriteLine($"layer,group splits {rep + 1},qkv us at K {string.Join(" / ", sq)},gate_up us at K {string.Join(" / ", sg)}");
+    }
+    foreach (var g in qkvW.SelectMany(z => z).Concat(oW).Concat(guW.SelectMany(z => z)).Concat(dW).Concat(qkv0.SelectMany(z => z)).Concat(gu0.SelectMany(z => z))) g.Dispose();
+    return;
+}
 if (args.Length > 0 && args[0] == "decode")
 {
     // the decode target's ratio in one process: 7B-shaped (32 layers, random weights) decode with our F16 and SpQR w3

@@ -189,6 +189,13 @@ public sealed class GpuSpqrLayer : IDisposable
     /// layer than both).</summary>
     /// <param name="magicW3Records">w3 lane-major records in the eighth session's layout (pairs OR'd onto 1024's fp16 bits,
     /// 1024 subtracted in the kernel) instead of the subnormal one: for benchmarks comparing the two.</param>
+    /// <summary>The permutation on the host (the SpqrLayer's own array): grouped launches compare the layers' (layers
+    /// quantized from one input's Hessian share it, GPTQ's act order being argsort of its diagonal).</summary>
+    internal int[] HostPerm { get; }
+
+    /// <summary>Whether two layers permute their input alike (then their x̃ for one x is the same).</summary>
+    public bool SamePermutation(GpuSpqrLayer other) => ReferenceEquals(HostPerm, other.HostPerm) || HostPerm.AsSpan().SequenceEqual(other.HostPerm);
+
     public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false)
     {
         if (!l.QuantizedStats) throw new NotSupportedException("the GPU SpQR kernel needs quantized (qq) statistics");
@@ -225,6 +232,7 @@ public sealed class GpuSpqrLayer : IDisposable
         GC.KeepAlive(l);
         Planes = acc.Allocate1D(planes);
         Perm = acc.Allocate1D(l.Perm);
+        HostPerm = l.Perm;
         OutlierRowOffsets = acc.Allocate1D(l.OutlierRowOffsets);
         OutlierCols = acc.Allocate1D(l.OutlierCols.Length == 0 ? new ushort[1] : l.OutlierCols);
         OutlierDeltas = acc.Allocate1D(l.OutlierDeltas.Length == 0 ? new float[1] : l.OutlierDeltas);

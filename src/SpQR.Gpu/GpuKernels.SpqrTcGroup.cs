@@ -1,5 +1,6 @@
 // Grouped SpQR matvecs: y_i = Ŵ_i·x for two or three layers of one shape that read the same x (LLaMA's q/k/v, gate/up)
-// in two launches instead of 2·L: one prepare launch writes each layer's x̃ (own permutation, own scratch), then one
+// in two launches instead of 2·L: one prepare launch writes each layer's x̃ (own permutation, own scratch; one x̃ for
+// all where they share the permutation, SpqrGroupSharedInput), then one
 // tensor-core launch over lane-major codes whose blocks [i·B, (i+1)·B) are layer i's (B = the single layer's grid) —
 // the same kernel body, so the same bits as L separate calls. Against the concurrent branches (GpuBackend.Fork) it
 // removes the fork/join edges and gives the card one grid of L·B blocks instead of L grids competing for it.
@@ -25,6 +26,13 @@ public sealed partial class GpuKernels
     /// <summary>Grouped launches for layers of one shape reading the same input (default on; false: the caller's separate
     /// calls, e.g. concurrent branches).</summary>
     public bool SpqrGroupLaunch { get; set; } = true;
+
+    /// <summary>Grouped launches whose layers permute their input alike (q/k/v and gate/up of a model quantized with act
+    /// order: one Hessian, one permutation — so in the authors' exports and ours) prepare one x̃ for all of them, in the
+    /// first layer's scratch: a prepare launch of one layer's columns instead of L, and one x̃ for the matvec's lanes to
+    /// read (the same values either way: the same bits, tested). Off by default: built in the nineteenth session and not
+    /// yet timed on a card (no machine started after it was written); `SpQR.GpuBench layer` times both ways.</summary>
+    public bool SpqrGroupSharedInput { get; set; }
 
     /// <summary>Grouped launches queued so far (SpqrMatVecGroup calls; a diagnostic for tests).</summary>
     public long SpqrGroupLaunches { get; private set; }
@@ -61,15 +69,20 @@ public sealed partial class GpuKernels
             CheckSpqrScratch(ws[i], scratches[i]);
             if (ys[i].Length < d.Rows) throw new ArgumentException($"y {i} holds {ys[i].Length} floats, need {d.Rows}");
         }
+        // layers with one permutation share one x̃ (the first layer's scratch): one prepare of one layer instead of L
+        bool shared = SpqrGroupSharedInput;
+        for (int i = 1; i < L && shared; i++) shared = ws[i].SamePermutation(ws[0]);
+        int P = shared ? 1 : L;
         int n = d.Groups * 16, blk = Math.Min(256, _acc.MaxNumThreadsPerGroup);
         _prepareTcGroup ??= Load<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TcPrepareArgs>(SpqrPrepareTcGroupKernel);
         var p2 = L > 2 ? ws[2].Perm.View : ws[1].Perm.View;
         var s2 = L > 2 ? scratches[2] : scratches[1];
-        _prepareTcGroup(new KernelConfig((L * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
-                        scratches[0], scratches[1], s2, PrepareArgs(d, L, norm, lanes: true));
+        _prepareTcGroup(new KernelConfig((P * n + blk - 1) / blk, blk), x, norm.IsSet ? norm.Weight : x, ws[0].Perm.View, ws[1].Perm.View, p2,
+                        scratches[0], scratches[1], s2, PrepareArgs(d, P, norm, lanes: true));
         var (K, wpb, blocks) = TcGrid(d, lanes: true, L);
         d.StepOrder = SpqrTcStepOrderReversed ? 1 : 0;
-        var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[1], ys[1]); var vc = L > 2 ? Views(ws[2], scratches[2], ys[2]) : vb;
+        var va = Views(ws[0], scratches[0], ys[0]); var vb = Views(ws[1], scratches[shared ? 0 : 1], ys[1]);
+        var vc = L > 2 ? Views(ws[2], scratches[shared ? 0 : 2], ys[2]) : vb;
         var k = LaneSlot(d) == 3 && SpqrTcLateGather
             ? _spqrTcGroup3Late ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(SpqrMatVecTcLanesGroup3LateKernel)
             : _spqrTcGroup[LaneSlot(d)] ??= Load<TcLayerViews, TcLayerViews, TcLayerViews, SpqrDims, int, int>(

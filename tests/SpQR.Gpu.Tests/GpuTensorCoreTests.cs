@@ -387,15 +387,20 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
     // two or three layers of one shape (own permutations, statistics and outliers) in one prepare and one matvec launch:
     // the bits of separate calls with the same column splits (by default a launch of few tiles takes 12, GpuKernels.TcGrid,
     // so a layer alone and its group may split differently: K is pinned here); layers of other dims, or without lane-major
-    // codes, are not taken
+    // codes, are not taken. samePerm: the layers share one permutation (as q/k/v and gate/up of a model quantized with act
+    // order do), so the launch prepares one x̃ for all (SpqrGroupSharedInput) — the same bits, and the same again with
+    // the sharing off
     [Theory]
     [InlineData(40, 256, 3, 3)] [InlineData(40, 256, 3, 2)] [InlineData(33, 1024, 4, 3)] [InlineData(160, 128, 2, 2)] [InlineData(24, 2048, 3, 3)]
-    public void Spqr_grouped_matvec_gives_the_bits_of_separate_calls(int rows, int cols, int wbits, int L)
+    [InlineData(40, 256, 3, 3, true)] [InlineData(33, 1024, 4, 2, true)] [InlineData(24, 2048, 3, 3, true)]
+    public void Spqr_grouped_matvec_gives_the_bits_of_separate_calls(int rows, int cols, int wbits, int L, bool samePerm = false)
     {
         var acc = fx.Backend.Accelerator;
         var k = fx.Backend.Kernels;
         var layers = Enumerable.Range(0, L).Select(i => Layer(rows, cols, wbits, 100 * i + rows + cols, i == 2 ? 0.1 : 0.03)).ToArray();
+        if (samePerm) foreach (var l in layers.Skip(1)) layers[0].Perm.CopyTo(l.Perm, 0); // codes of random layers fit any permutation
         var gs = layers.Select(l => new GpuSpqrLayer(acc, l, laneMajor: true)).ToArray();
+        Assert.Equal(samePerm, gs.Skip(1).All(g => g.SamePermutation(gs[0])));
         k.SpqrTcSplits = 8;
         try
         {
@@ -415,9 +420,16 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
                 ys[i].MemSetToZero();
             }
             Assert.True(k.SpqrGroupApplies(gs));
-            k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
-            acc.Synchronize();
-            for (int i = 0; i < L; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
+            foreach (bool share in new[] { true, false })
+            {
+                k.SpqrGroupSharedInput = share;
+                foreach (var y in ys) y.MemSetToZero();
+                foreach (var b in scratch) b.MemSetToZero(); // (the separate calls left each layer's x̃ there)
+                k.SpqrMatVecGroup(gs, dx.View, scratch.Select(b => (ArrayView<float>)b.View).ToArray(), ys.Select(b => (ArrayView<float>)b.View).ToArray());
+                acc.Synchronize();
+                for (int i = 0; i < L; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
+            }
+            k.SpqrGroupSharedInput = false;
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
             // not taken: another shape in the group, a layer without its lane-major copy, one layer, grouping switched off
@@ -430,7 +442,7 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
             try { Assert.False(k.SpqrGroupApplies(gs)); }
             finally { k.SpqrGroupLaunch = true; }
         }
-        finally { k.SpqrTcSplits = 0; foreach (var g in gs) g.Dispose(); }
+        finally { k.SpqrTcSplits = 0; k.SpqrGroupSharedInput = false; foreach (var g in gs) g.Dispose(); }
     }
 
     // the decode step's folds into the tensor-core matvec: the input's RMSNorm in the prepare launch (single and grouped:
