@@ -391,12 +391,12 @@ public sealed partial class GpuKernels
         // position into es, then l = Σ e by every warp (lanes in order, the same xor butterfly: the same bits in each)
         float m = float.NegativeInfinity;
         for (int j = lane; j < cnt; j += W) m = Math.Max(m, sc[j]);
-        for (int o = W / 2; o > 0; o /= 2) m = Math.Max(m, Warp.ShuffleXor(m, o));
+        m = WarpAllReduce(m, true);
         for (int j = tid; j < cnt; j += n) es[j] = Exp(sc[j] - m);
         Group.Barrier();
         float l = 0;
         for (int j = lane; j < cnt; j += W) l += es[j];
-        for (int o = W / 2; o > 0; o /= 2) l += Warp.ShuffleXor(l, o);
+        l = WarpAllReduce(l, false);
         // Σ e·v: thread (p, dq) takes dims 4dq..4dq+3 of positions p, p + parts, ..., two an iteration (their value loads in
         // flight together; the first two from before the wait where it read them, this token's row from vs)
         if (p < parts)

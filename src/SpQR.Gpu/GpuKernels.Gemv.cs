@@ -150,17 +150,25 @@ public sealed partial class GpuKernels
     {
         var sh = SharedMemory.Allocate<float>(32);
         int W = Warp.WarpSize, nw = Group.DimX / W, lane = Warp.LaneIdx;
-        for (int o = W / 2; o > 0; o /= 2) { float u = Warp.ShuffleXor(v, o); v = max ? Math.Max(v, u) : v + u; }
+        v = WarpAllReduce(v, max);
         if (lane == 0) sh[Warp.WarpIdx] = v;
         Group.Barrier();
         float t = max ? float.NegativeInfinity : 0f;
         for (int i = lane; i < nw; i += W) t = max ? Math.Max(t, sh[i]) : t + sh[i];
-        for (int o = W / 2; o > 0; o /= 2) { float u = Warp.ShuffleXor(t, o); t = max ? Math.Max(t, u) : t + u; }
+        t = WarpAllReduce(t, max);
         Group.Barrier(); // sh is free for the next reduction
         return t;
     }
 
     private static float BlockSum(float v) => BlockReduce(v, false);
+
+    // the max or sum of v over the warp, in every lane (xor butterfly: the same bits in each lane)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float WarpAllReduce(float v, bool max)
+    {
+        for (int o = Warp.WarpSize / 2; o > 0; o /= 2) { float u = Warp.ShuffleXor(v, o); v = max ? Math.Max(v, u) : v + u; }
+        return v;
+    }
 
     private static float WarpSum(float v)
     {

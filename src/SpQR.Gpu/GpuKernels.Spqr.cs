@@ -184,18 +184,26 @@ public sealed class GpuSpqrLayer : IDisposable
     /// <summary><see cref="LaneCodes"/> as the bytes the tensor-core kernels take in place of the format's codes.</summary>
     internal ArrayView<byte> LaneCodeBytes => ((ArrayView<ulong>)LaneCodes!.View).Cast<byte>();
 
+    // the permutation on the host (a copy of what Perm holds): grouped launches compare the layers' (layers quantized from
+    // one input's Hessian share it, GPTQ's act order being argsort of its diagonal)
+    private readonly int[] _hostPerm;
+
+    /// <summary>Whether two layers permute their input alike (then their x̃ for one x is the same). A grouped launch asks
+    /// this of the same layers at every call: the last layer found alike is remembered, so the arrays are compared once.</summary>
+    public bool SamePermutation(GpuSpqrLayer other)
+    {
+        if (ReferenceEquals(_samePermAs, other) || ReferenceEquals(this, other)) return true;
+        if (!_hostPerm.AsSpan().SequenceEqual(other._hostPerm)) return false;
+        _samePermAs = other;
+        return true;
+    }
+    private GpuSpqrLayer? _samePermAs;
+
     /// <summary>laneMajor: also the lane-major copy (where GpuKernels.TcShape holds); formatCodes: false keeps only that
     /// copy of the codes and statistics fields on the device (where it was built; about 45% less device memory for a w3
     /// layer than both).</summary>
     /// <param name="magicW3Records">w3 lane-major records in the eighth session's layout (pairs OR'd onto 1024's fp16 bits,
     /// 1024 subtracted in the kernel) instead of the subnormal one: for benchmarks comparing the two.</param>
-    /// <summary>The permutation on the host (the SpqrLayer's own array): grouped launches compare the layers' (layers
-    /// quantized from one input's Hessian share it, GPTQ's act order being argsort of its diagonal).</summary>
-    internal int[] HostPerm { get; }
-
-    /// <summary>Whether two layers permute their input alike (then their x̃ for one x is the same).</summary>
-    public bool SamePermutation(GpuSpqrLayer other) => ReferenceEquals(HostPerm, other.HostPerm) || HostPerm.AsSpan().SequenceEqual(other.HostPerm);
-
     public GpuSpqrLayer(Accelerator acc, SpqrLayer l, bool laneMajor = false, bool formatCodes = true, bool magicW3Records = false)
     {
         if (!l.QuantizedStats) throw new NotSupportedException("the GPU SpQR kernel needs quantized (qq) statistics");
@@ -232,7 +240,7 @@ public sealed class GpuSpqrLayer : IDisposable
         GC.KeepAlive(l);
         Planes = acc.Allocate1D(planes);
         Perm = acc.Allocate1D(l.Perm);
-        HostPerm = l.Perm;
+        _hostPerm = (int[])l.Perm.Clone(); // what Perm holds, whatever becomes of the caller's array
         OutlierRowOffsets = acc.Allocate1D(l.OutlierRowOffsets);
         OutlierCols = acc.Allocate1D(l.OutlierCols.Length == 0 ? new ushort[1] : l.OutlierCols);
         OutlierDeltas = acc.Allocate1D(l.OutlierDeltas.Length == 0 ? new float[1] : l.OutlierDeltas);

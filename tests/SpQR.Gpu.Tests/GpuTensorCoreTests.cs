@@ -429,7 +429,6 @@ public class GpuTensorCoreTests(WarpOf32Fixture fx) : IClassFixture<WarpOf32Fixt
                 acc.Synchronize();
                 for (int i = 0; i < L; i++) Assert.Equal(separate[i], ys[i].GetAsArray1D());
             }
-            k.SpqrGroupSharedInput = false;
             foreach (var b in scratch) b.Dispose();
             foreach (var b in ys) b.Dispose();
             // not taken: another shape in the group, a layer without its lane-major copy, one layer, grouping switched off
